@@ -1,0 +1,139 @@
+# heptapod - build, test, benchmark, run.
+#   make deps        install the Debian packages the build, tests and tools need
+#   make             build build/heptapod
+#   make run         build and serve the default model on 127.0.0.1:8080
+#   make test        unit tests (cmocka) and integration tests
+#   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
+#   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
+#   make loadtest    load test against a daemon it starts
+
+CC       ?= cc
+PY       ?= /usr/bin/python3
+STD      ?= -std=c11 -D_GNU_SOURCE
+WARN     ?= -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
+OPT      ?= -O2 -g
+SANITIZER ?=
+THREADS  ?= 2
+PORT     ?= 8080
+MODEL    ?= models/default.safetensors
+
+comma := ,
+ifeq ($(SANITIZER),)
+BUILD    ?= build
+SANFLAGS :=
+else
+BUILD    ?= build-$(subst $(comma),-,$(SANITIZER))
+SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recover=all
+endif
+
+PKGS     := openblas libmicrohttpd jansson libuv
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
+CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
+CMOCKA_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
+# engine/ sees OpenBLAS only: it must compile without HTTP or JSON headers.
+ENGINE_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+
+CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(SANFLAGS) -pthread -I. $(CFLAGS)
+LDLIBS_ALL = $(PKG_LIBS) -lm -pthread $(LDLIBS)
+
+ENGINE_SRC := $(wildcard engine/*.c)
+REST_SRC   := $(wildcard proto/*.c config/*.c server/*.c) $(filter-out cli/main.c,$(wildcard cli/*.c))
+ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
+REST_OBJ   := $(REST_SRC:%.c=$(BUILD)/%.o)
+LIB        := $(BUILD)/libheptapod.a
+BIN        := $(BUILD)/heptapod
+
+TEST_SRC   := $(wildcard tests/*/test_*.c)
+TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+BENCH_SRC  := $(wildcard bench/*.c)
+BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+.PHONY: all deps run test unit integration bench loadtest fixtures model evaluate \
+        clean format lint valgrind check-layering
+.DEFAULT_GOAL := all
+
+all: $(BIN)
+
+$(BUILD)/engine/%.o: engine/%.c $(wildcard engine/*.h)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(ENGINE_CFLAGS) -MMD -c $< -o $@
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -MMD -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ) $(REST_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(BUILD)/cli/main.o $(LIB)
+	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
+
+$(BUILD)/tests/%: tests/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $(CMOCKA_CFLAGS) -MMD -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
+
+$(BUILD)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
+
+# --- running -----------------------------------------------------------------
+
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
+            libuv1-dev libcmocka-dev curl python3-torch python3-numpy prometheus wrk npm
+
+deps:
+	$(SUDO) apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_PKGS)
+
+run: $(BIN)
+	$(BIN) serve --model $(MODEL) --host 127.0.0.1 --port $(PORT)
+
+# --- tests -------------------------------------------------------------------
+
+unit: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+
+integration: $(BIN)
+	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do \
+	    echo "== $$t"; HEPTAPOD_BIN=$(BIN) sh $$t; done
+
+test: check-layering unit integration
+
+check-layering:
+	@! grep -nE '#include *[<"](jansson|microhttpd|uv)\.h' engine/*.c engine/*.h || \
+	    { echo "engine/ must not use JSON or HTTP headers"; exit 1; }
+	@! grep -nE '#include *"(\.\./)?server/' proto/*.c proto/*.h engine/*.c engine/*.h 2>/dev/null || \
+	    { echo "dependencies point server -> proto -> engine only"; exit 1; }
+
+valgrind: $(TEST_BIN)
+	@set -e; for t in $(TEST_BIN); do valgrind -q --error-exitcode=1 --leak-check=full $$t; done
+
+# --- speed -------------------------------------------------------------------
+
+bench: $(BENCH_BIN)
+	$(BUILD)/bench/engine_bench --threads $(THREADS)
+
+loadtest: $(BIN)
+	sh tools/loadtest.sh $(BIN)
+
+# --- models ------------------------------------------------------------------
+
+fixtures:
+	$(PY) tools/make_fixtures.py tests/fixtures
+
+# --- hygiene -----------------------------------------------------------------
+
+format:
+	clang-format -i $(wildcard engine/*.[ch] proto/*.[ch] config/*.[ch] server/*.[ch] cli/*.[ch] tests/*/*.[ch] bench/*.c)
+
+lint:
+	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
+	    --suppress=missingIncludeSystem -I. engine proto config server cli
+
+clean:
+	rm -rf build build-*
