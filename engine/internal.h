@@ -42,6 +42,27 @@ struct eng_model {
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
 };
 
+/* --- thread pool (engine/pool.c) ---------------------------------------------
+ * A fixed set of threads owned by a workspace. eng__pool_run splits [0, n) into
+ * contiguous chunks, one per thread (the calling thread takes part), calls
+ * fn(arg, begin, end, thread) for each and returns when all are done. The
+ * split depends only on n and the thread count. */
+typedef struct eng_pool eng_pool;
+typedef void (*eng_task_fn)(void *arg, int begin, int end, int thread);
+eng_pool *eng__pool_create(int threads);
+void eng__pool_free(eng_pool *p);
+int eng__pool_threads(const eng_pool *p);
+void eng__pool_run(eng_pool *p, int n, eng_task_fn fn, void *arg);
+
+/* --- workspace internals used by generation (engine/workspace.c) -----------
+ * eng_step needs, without allocating: the pool, an eng_grid array of
+ * max_cells entries, and per-thread scratch of at least
+ * 4 * vocab_size * sizeof(float) bytes, 64-byte aligned. */
+eng_pool *eng__ws_pool(eng_workspace *ws);
+const eng_model *eng__ws_model(const eng_workspace *ws);
+eng_grid *eng__ws_grids(eng_workspace *ws);
+void *eng__ws_scratch(eng_workspace *ws, int thread);
+
 /* Writes "fmt..." into err (if non-NULL) and returns code. */
 int eng__fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
