@@ -84,7 +84,9 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
-            libuv1-dev libcmocka-dev curl python3-torch python3-numpy prometheus wrk npm
+            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk npm
+# tests/integration/test_deploy.sh checks the configs of deploy/ with these.
+DEB_PKGS += haproxy nginx python3-yaml systemd
 
 deps:
 	$(SUDO) apt-get update -qq

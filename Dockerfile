@@ -1,0 +1,60 @@
+# heptapod container image: `podman build -t heptapod .` (or `docker build`).
+# deploy/build-image.sh builds it without a Docker engine and smoke-tests it;
+# deploy/README.md explains the choices below.
+
+# ---- build stage: compiler and -dev packages, `make` only (tests run in CI) ----
+FROM debian:bookworm-slim AS build
+
+ARG DEBIAN_FRONTEND=noninteractive
+# libopenblas-pthread-dev, not libopenblas-dev: the engine sets BLAS threads
+# itself and must not get the OpenMP variant through the alternatives system.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        build-essential pkg-config \
+        libopenblas-pthread-dev libmicrohttpd-dev libjansson-dev libuv1-dev \
+ && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /src
+# .dockerignore admits only the Makefile, the sources it compiles and the
+# default model, so local build trees and data never reach the image.
+COPY . .
+RUN make -j"$(nproc)" \
+ && strip --strip-unneeded build/heptapod \
+ && test -s models/default.safetensors
+
+# ---- runtime stage: shared libraries, one binary, one model -----------------
+FROM debian:bookworm-slim
+
+ARG DEBIAN_FRONTEND=noninteractive
+# The sonames build/heptapod needs (tests/integration/test_deploy.sh checks
+# this list against the binary): libopenblas.so.0, libmicrohttpd.so.12,
+# libjansson.so.4, libuv.so.1. No TLS is done in-process, so no CA bundle.
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends \
+        libopenblas0-pthread libmicrohttpd12 libjansson4 libuv1 \
+ && rm -rf /var/lib/apt/lists/*
+
+# A fixed numeric uid so that Kubernetes' runAsNonRoot can verify it.
+RUN groupadd --system --gid 10001 heptapod \
+ && useradd --system --uid 10001 --gid heptapod --no-create-home \
+        --home-dir /nonexistent --shell /usr/sbin/nologin heptapod
+
+COPY --from=build /src/build/heptapod /usr/local/bin/heptapod
+# Owned by root and read-only for the daemon, which only mmaps it.
+COPY --from=build /src/models/default.safetensors /models/default.safetensors
+
+USER 10001:10001
+EXPOSE 8080
+# SIGTERM starts the drain: /readyz turns 503, in-flight requests finish (up to
+# HEPTAPOD_DRAIN_TIMEOUT_S, default 30), then exit 0. Give the runtime a
+# longer stop timeout than that (docker stop -t 40, Kubernetes
+# terminationGracePeriodSeconds), or it sends SIGKILL mid-drain.
+STOPSIGNAL SIGTERM
+# No HEALTHCHECK: the slim image has no HTTP client to run one with, the OCI
+# image format (podman's default) drops it, and Kubernetes ignores it in
+# favour of the liveness and readiness probes of deploy/k8s/deployment.yaml.
+# Flags beat HEPTAPOD_* variables, so host, port and model are fixed here;
+# every other setting comes from the environment (HEPTAPOD_THREADS,
+# HEPTAPOD_API_KEY, ...) or from flags appended with `docker run IMAGE --flag v`.
+ENTRYPOINT ["/usr/local/bin/heptapod", "serve", "--host", "0.0.0.0", "--port", "8080", \
+            "--model", "/models/default.safetensors"]

@@ -1,0 +1,162 @@
+/*
+ * config.h - every setting of `heptapod serve`, in one table.
+ *
+ * Each setting comes, in increasing precedence, from its default, the JSON
+ * config file (--config / HEPTAPOD_CONFIG), its HEPTAPOD_* environment
+ * variable, then its command-line flag. Flags take `--name value` or
+ * `--name=value`; a flag is spelt with '-' between words (--max-queue), and
+ * the '_' spelling (--max_queue) is accepted too. Booleans are true/false/1/0
+ * (also yes/no/on/off); durations are integers with the unit in the name
+ * (_ms, _s). `model` is a list: the flag repeats, the environment variable
+ * takes a comma-separated list, the file takes a string or an array of
+ * strings; the first model is the default one, and a higher-precedence
+ * source replaces the whole list.
+ *
+ * An invalid setting is refused with a message that names the source and the
+ * setting, e.g. "HEPTAPOD_PORT: 70000 is above the maximum 65535",
+ * "--threads: 'x' is not an integer", "heptapod.json: unknown setting 'prot'".
+ * Environment variables starting HEPTAPOD_ that are not settings are ignored
+ * (the test harness and deployments set others, e.g. HEPTAPOD_BIN); unknown
+ * keys in the file and unknown flags are refused.
+ */
+#ifndef HEPTAPOD_CONFIG_H
+#define HEPTAPOD_CONFIG_H
+
+#include <stdint.h>
+#include <stdio.h>
+
+typedef enum cfg_type {
+    CFG_STRING, /* char *, never NULL after cfg_load ("" when empty) */
+    CFG_INT,    /* int64_t within [min, max] */
+    CFG_BOOL,   /* int, 0 or 1 */
+    CFG_ENUM,   /* char *, one of the '|'-separated choices */
+    CFG_LIST    /* char ** with a count: the `model` paths */
+} cfg_type;
+
+/*
+ * The table: X(name, type, default, min, max, choices, help).
+ * Env name is "HEPTAPOD_" + upper-case name, flag "--" + name with '-' for '_'.
+ * Defaults are strings, parsed like any other source. min/max bound a
+ * CFG_INT's value and a CFG_STRING's length (max 0: no limit).
+ * threads = 0 means "automatic": cfg_load replaces it by
+ * max(1, online cores / number of models), so that workers x threads <= cores.
+ */
+#define CFG_SETTINGS(X)                                                                            \
+    X(config, CFG_STRING, "", 0, 0, NULL, "path of a JSON file of settings (empty: none)")         \
+    X(host, CFG_STRING, "127.0.0.1", 1, 0, NULL, "address to listen on")                           \
+    X(port, CFG_INT, "8080", 0, 65535, NULL, "TCP port to listen on (0: any free port)")           \
+    X(model, CFG_LIST, "models/default.safetensors", 0, 0, NULL,                                   \
+      "checkpoint to serve; repeat for more; the first is the default model")                     \
+    X(threads, CFG_INT, "0", 0, 1024, NULL,                                                        \
+      "engine threads per model worker (0: cores / models, at least 1)")                          \
+    X(max_queue, CFG_INT, "64", 1, 1000000, NULL,                                                  \
+      "requests waiting per model before new ones get 429 with Retry-After")                      \
+    X(max_batch_cells, CFG_INT, "4096", 1, 16777216, NULL,                                         \
+      "cells of all grids in one batched forward pass; bounds one request's cells too")           \
+    X(max_batch_wait_ms, CFG_INT, "2", 0, 10000, NULL,                                             \
+      "longest wait for more requests before an idle worker starts a batch")                      \
+    X(max_body_bytes, CFG_INT, "1048576", 64, 1073741824, NULL,                                    \
+      "largest request body accepted (413 above)")                                                \
+    X(max_iterations, CFG_INT, "64", 1, 100000, NULL, "most refinement iterations per request")    \
+    X(default_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                        \
+      "deadline of requests that name none (0: none); 504 when it passes")                        \
+    X(max_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                            \
+      "largest deadline_ms a request may ask for (0: no limit)")                                  \
+    X(drain_timeout_s, CFG_INT, "30", 0, 3600, NULL,                                               \
+      "on SIGTERM, how long in-flight requests may finish before exit")                           \
+    X(retry_after_s, CFG_INT, "1", 1, 3600, NULL, "Retry-After seconds sent with 429 and 503")     \
+    X(max_connections, CFG_INT, "1024", 1, 1000000, NULL, "concurrent HTTP connections")           \
+    X(api_key, CFG_STRING, "", 0, 0, NULL,                                                         \
+      "if set, requests need 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'")                    \
+    X(auth_health, CFG_BOOL, "false", 0, 0, NULL, "whether /healthz, /readyz, /metrics need the key") \
+    X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level written") \
+    X(access_log, CFG_STRING, "", 0, 0, NULL,                                                      \
+      "access log path, '-' for stderr (empty: no access log)")                                   \
+    X(sse_keepalive_ms, CFG_INT, "10000", 10, 600000, NULL,                                        \
+      "SSE comment interval on idle streams; also how soon a gone client is noticed")
+
+/** One row of the table, for tools that walk it (help, dumps, tests). */
+typedef struct cfg_setting {
+    const char *name;
+    cfg_type type;
+    const char *def;     /* default, as text */
+    int64_t min, max;    /* CFG_INT value bounds; CFG_STRING length bounds */
+    const char *choices; /* CFG_ENUM: "a|b|c"; otherwise NULL */
+    const char *help;
+    const char *env;     /* "HEPTAPOD_PORT" */
+    const char *flag;    /* "--port" */
+} cfg_setting;
+
+/** The table as an array of cfg_count() rows, in table order. Static storage. */
+const cfg_setting *cfg_table(void);
+/** Number of settings in the table. */
+int cfg_count(void);
+
+/** Where a setting's value came from. */
+typedef enum cfg_source { CFG_SRC_DEFAULT, CFG_SRC_FILE, CFG_SRC_ENV, CFG_SRC_FLAG } cfg_source;
+
+/**
+ * The loaded settings, one typed field per table row, plus each one's
+ * source. Owned by the caller: fill with cfg_load, release with cfg_free.
+ */
+typedef struct cfg_settings {
+    char *config;
+    char *host;
+    int64_t port;
+    char **model; /* [n_model], n_model >= 1 */
+    int n_model;
+    int64_t threads; /* resolved: >= 1 after cfg_load */
+    int64_t max_queue;
+    int64_t max_batch_cells;
+    int64_t max_batch_wait_ms;
+    int64_t max_body_bytes;
+    int64_t max_iterations;
+    int64_t default_deadline_ms;
+    int64_t max_deadline_ms;
+    int64_t drain_timeout_s;
+    int64_t retry_after_s;
+    int64_t max_connections;
+    char *api_key; /* "" when no key is required */
+    int auth_health;
+    char *log_level; /* "debug", "info", "warn" or "error" */
+    char *access_log;
+    int64_t sse_keepalive_ms;
+    cfg_source source[32]; /* [cfg_count()] in table order */
+} cfg_settings;
+
+/** cfg_load's results besides 0: help was asked for, or a setting was refused. */
+#define CFG_HELP 1
+#define CFG_ERROR (-1)
+
+/**
+ * Loads settings into *s (which it first zeroes): defaults, then the file
+ * named by --config or HEPTAPOD_CONFIG (flag first), then HEPTAPOD_*
+ * variables (via getenv), then the flags in argv[1..argc-1] (argv[0], the
+ * subcommand name, is skipped). Returns 0; CFG_HELP if --help or -h is among
+ * the flags (nothing else is checked then; print cfg_print_help); or
+ * CFG_ERROR with a one-line message naming the source and the setting in
+ * err (errlen bytes). On CFG_HELP and CFG_ERROR *s holds nothing to free,
+ * though cfg_free is harmless.
+ */
+int cfg_load(cfg_settings *s, int argc, char **argv, char *err, size_t errlen);
+
+/** Releases what s owns and zeroes it. Safe on a zeroed struct. */
+void cfg_free(cfg_settings *s);
+
+/**
+ * Writes the usage of `heptapod serve`: each setting with its flag, env
+ * name, type, default, bounds or choices, and help line.
+ */
+void cfg_print_help(FILE *f);
+
+/**
+ * Writes the effective settings, one "name = value (source)" per line, with
+ * api_key shown as "(set)" or "(empty)" and never in clear: for a startup
+ * log line or `--help`-adjacent debugging.
+ */
+void cfg_print(FILE *f, const cfg_settings *s);
+
+/** Name of a source: "default", "file", "env" or "flag". */
+const char *cfg_source_name(cfg_source src);
+
+#endif

@@ -1,0 +1,495 @@
+/*
+ * checkpoint.c - eng_model_load: maps a safetensors checkpoint (MODEL.md
+ * section 4) and binds its tensors to the model, refusing anything that is
+ * not exactly a heptapod-v1 checkpoint.
+ *
+ * The checks run from the outside in, each trusting only what the previous
+ * ones established: the file and its 8-byte header length; the header as
+ * JSON; each entry on its own (dtype, shape, data_offsets and their byte
+ * length); the entries together (inside the data, no overlap, no gap, so
+ * that every byte of the file belongs to exactly one tensor); the metadata
+ * (ckpt_meta.c); finally the names and shapes the metadata implies. Only
+ * then are bytes of the data region touched. Every failure goes through
+ * lfail, which writes "PATH: fault", and the single exit frees what exists.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/checkpoint.h"
+#include "engine/halfconv.h"
+
+#if !defined(__BYTE_ORDER__) || __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "F32 tensors are used in place: the engine needs a little-endian host"
+#endif
+
+enum dtype { DT_F32, DT_F16, DT_BF16 };
+static const struct {
+    const char *name;
+    unsigned size;
+} dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}};
+
+/* Symbolic dimensions of the expected shapes (MODEL.md section 4). */
+enum { S_NONE, S_V, S_D, S_3D, S_F };
+
+typedef struct expect {
+    const char *name;
+    size_t off; /* of the const float * in eng_model or eng_layer */
+    unsigned char shape[2];
+} expect;
+
+#define GLOBAL_T(name, field, a, b) {name, offsetof(eng_model, field), {a, b}}
+static const expect global_tensors[] = {
+    GLOBAL_T("tok_emb.weight", tok_emb, S_V, S_D), GLOBAL_T("norm.weight", norm_w, S_D, S_NONE),
+    GLOBAL_T("norm.bias", norm_b, S_D, S_NONE),    GLOBAL_T("head.weight", head_w, S_V, S_D),
+    GLOBAL_T("head.bias", head_b, S_V, S_NONE),
+};
+#define LAYER_T(name, field, a, b) {name, offsetof(eng_layer, field), {a, b}}
+static const expect layer_tensors[] = {
+    LAYER_T("norm1.weight", norm1_w, S_D, S_NONE),  LAYER_T("norm1.bias", norm1_b, S_D, S_NONE),
+    LAYER_T("attn.qkv.weight", qkv_w, S_3D, S_D),   LAYER_T("attn.qkv.bias", qkv_b, S_3D, S_NONE),
+    LAYER_T("attn.proj.weight", proj_w, S_D, S_D),  LAYER_T("attn.proj.bias", proj_b, S_D, S_NONE),
+    LAYER_T("norm2.weight", norm2_w, S_D, S_NONE),  LAYER_T("norm2.bias", norm2_b, S_D, S_NONE),
+    LAYER_T("mlp.fc1.weight", fc1_w, S_F, S_D),     LAYER_T("mlp.fc1.bias", fc1_b, S_F, S_NONE),
+    LAYER_T("mlp.fc2.weight", fc2_w, S_D, S_F),     LAYER_T("mlp.fc2.bias", fc2_b, S_D, S_NONE),
+};
+#define N_GLOBAL (sizeof global_tensors / sizeof global_tensors[0])
+#define N_LAYER (sizeof layer_tensors / sizeof layer_tensors[0])
+
+typedef struct tensor {
+    const char *name;
+    const eng__jnode *shape; /* array of non-negative integers */
+    enum dtype dtype;
+    uint64_t nelem, begin, end; /* end - begin == nelem * dtype size */
+} tensor;
+
+typedef struct loader {
+    const char *path;
+    char *err;
+    size_t errlen;
+    eng_model *m;
+    eng__jdoc *doc;
+    tensor *t;
+    size_t n_t;
+    tensor **slot; /* [N_GLOBAL + N_LAYER * depth] header entry of each expected tensor */
+    const unsigned char *data; /* the data region: after the header, to the end of the file */
+    uint64_t data_len;
+} loader;
+
+static int lfail(loader *ld, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+static int lfail(loader *ld, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    return eng__fail(ld->err, ld->errlen, code, "%s: %s", ld->path, msg);
+}
+
+/* "[a, b, c]" of a shape array, cut short if long. */
+static const char *shape_str(const eng__jnode *shape, char *buf, size_t n)
+{
+    size_t used = 0;
+    int w = snprintf(buf, n, "[");
+    used = w > 0 ? (size_t)w : 0;
+    for (const eng__jnode *d = shape->child; d && used < n; d = d->next) {
+        w = snprintf(buf + used, n - used, "%s%s", d == shape->child ? "" : ", ", d->str);
+        used += w > 0 ? (size_t)w : 0;
+    }
+    if (used < n)
+        snprintf(buf + used, n - used, "]");
+    return buf;
+}
+
+static int map_file(loader *ld)
+{
+    eng_model *m = ld->m;
+    struct stat st;
+    int fd = open(ld->path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return lfail(ld, ENG_EIO, "cannot open: %s", strerror(errno));
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        int rc = lfail(ld, ENG_EIO, "not a regular file");
+        close(fd);
+        return rc;
+    }
+    if (st.st_size < 8) {
+        close(fd);
+        return lfail(ld, ENG_EFORMAT, "file of %lld bytes is too short for a safetensors header",
+                     (long long)st.st_size);
+    }
+    if ((uint64_t)st.st_size > SIZE_MAX) {
+        close(fd);
+        return lfail(ld, ENG_ENOMEM, "file too large to map");
+    }
+    void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int mmap_errno = errno;
+    close(fd); /* the mapping keeps the file */
+    if (map == MAP_FAILED)
+        return lfail(ld, ENG_EIO, "cannot map: %s", strerror(mmap_errno));
+    m->map = map;
+    m->map_len = (size_t)st.st_size;
+    return ENG_OK;
+}
+
+/* The header length, the header as a JSON object, and the data region. */
+static int read_header(loader *ld)
+{
+    const unsigned char *p = ld->m->map;
+    uint64_t size = ld->m->map_len, n = 0;
+    char msg[256];
+    for (int i = 7; i >= 0; i--)
+        n = n << 8 | p[i];
+    if (n > size - 8)
+        return lfail(ld, ENG_EFORMAT,
+                     "header length %llu runs past the end of the file (%llu bytes): truncated",
+                     (unsigned long long)n, (unsigned long long)size);
+    int rc = eng__json_parse((const char *)p + 8, (size_t)n, &ld->doc, msg, sizeof msg);
+    if (rc == ENG_ENOMEM)
+        return lfail(ld, rc, "out of memory");
+    if (rc != ENG_OK)
+        return lfail(ld, rc, "header is not valid JSON: %s", msg);
+    if (eng__json_root(ld->doc)->type != ENG__JOBJECT)
+        return lfail(ld, ENG_EFORMAT, "header is not a JSON object");
+    ld->data = p + 8 + n;
+    ld->data_len = size - 8 - n;
+    return ENG_OK;
+}
+
+/* One header entry on its own: its fields, their types and their sizes. */
+static int check_entry(loader *ld, const eng__jnode *e, tensor *t)
+{
+    char q[100], sh[128];
+    const char *name = eng__ckpt_safe(e->key, q, sizeof q);
+    if (strlen(e->key) != e->key_len)
+        return lfail(ld, ENG_EFORMAT, "tensor name %s holds a NUL byte", name);
+    if (e->type != ENG__JOBJECT)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: entry is not an object", name);
+    const eng__jnode *dt = eng__json_get(e, "dtype"), *shape = eng__json_get(e, "shape"),
+                     *off = eng__json_get(e, "data_offsets");
+    if (!dt || !shape || !off)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: missing %s", name,
+                     !dt ? "dtype" : !shape ? "shape" : "data_offsets");
+    if (dt->type != ENG__JSTRING)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: dtype is not a string", name);
+    size_t k = 0;
+    while (k < sizeof dtypes / sizeof dtypes[0] && strcmp(dt->str, dtypes[k].name) != 0)
+        k++;
+    if (k == sizeof dtypes / sizeof dtypes[0] || strlen(dt->str) != dt->len)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: unsupported dtype %s (F32, F16 or BF16 only)",
+                     name, eng__ckpt_safe(dt->str, sh, sizeof sh));
+    if (shape->type != ENG__JARRAY)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: shape is not an array", name);
+    uint64_t nelem = 1, bytes, dim;
+    for (const eng__jnode *d = shape->child; d; d = d->next) {
+        if (eng__json_u64(d, &dim) != 0)
+            return lfail(ld, ENG_EFORMAT, "tensor %s: shape is not a list of non-negative integers",
+                         name);
+        if (__builtin_mul_overflow(nelem, dim, &nelem))
+            return lfail(ld, ENG_EFORMAT, "tensor %s: shape %s is too large", name,
+                         shape_str(shape, sh, sizeof sh));
+    }
+    if (__builtin_mul_overflow(nelem, (uint64_t)dtypes[k].size, &bytes))
+        return lfail(ld, ENG_EFORMAT, "tensor %s: shape %s is too large", name,
+                     shape_str(shape, sh, sizeof sh));
+    const eng__jnode *b = off->type == ENG__JARRAY && off->len == 2 ? off->child : NULL;
+    if (!b || eng__json_u64(b, &t->begin) != 0 || eng__json_u64(b->next, &t->end) != 0 ||
+        t->begin > t->end)
+        return lfail(ld, ENG_EFORMAT, "tensor %s: data_offsets is not [begin, end] with begin <= end",
+                     name);
+    if (t->end - t->begin != bytes)
+        return lfail(ld, ENG_EFORMAT,
+                     "tensor %s: data_offsets span %llu bytes, but shape %s of %s needs %llu: "
+                     "length mismatch",
+                     name, (unsigned long long)(t->end - t->begin), shape_str(shape, sh, sizeof sh),
+                     dtypes[k].name, (unsigned long long)bytes);
+    t->name = e->key;
+    t->shape = shape;
+    t->dtype = (enum dtype)k;
+    t->nelem = nelem;
+    return ENG_OK;
+}
+
+static int cmp_offsets(const void *a, const void *b)
+{
+    const tensor *x = a, *y = b;
+    if (x->begin != y->begin)
+        return x->begin < y->begin ? -1 : 1;
+    return x->end < y->end ? -1 : x->end > y->end;
+}
+
+/* Every entry on its own, then together: sorted by begin, the tensors must
+ * tile [0, data_len) exactly. */
+static int check_entries(loader *ld)
+{
+    const eng__jnode *root = eng__json_root(ld->doc);
+    char q[100], q2[100];
+    int rc, seen_meta = 0;
+    ld->t = calloc(root->len ? root->len : 1, sizeof *ld->t);
+    if (!ld->t)
+        return lfail(ld, ENG_ENOMEM, "out of memory");
+    for (const eng__jnode *e = root->child; e; e = e->next) {
+        if (strcmp(e->key, "__metadata__") == 0 && e->key_len == 12) {
+            if (seen_meta++)
+                return lfail(ld, ENG_EFORMAT, "duplicate __metadata__");
+            continue;
+        }
+        if ((rc = check_entry(ld, e, &ld->t[ld->n_t])) != ENG_OK)
+            return rc;
+        ld->n_t++;
+    }
+    for (size_t i = 0; i < ld->n_t; i++)
+        if (ld->t[i].end > ld->data_len)
+            return lfail(ld, ENG_EFORMAT,
+                         "tensor %s: data_offsets [%llu, %llu] run past the end of the data "
+                         "(%llu bytes): file truncated",
+                         eng__ckpt_safe(ld->t[i].name, q, sizeof q),
+                         (unsigned long long)ld->t[i].begin, (unsigned long long)ld->t[i].end,
+                         (unsigned long long)ld->data_len);
+    qsort(ld->t, ld->n_t, sizeof *ld->t, cmp_offsets);
+    uint64_t pos = 0;
+    for (size_t i = 0; i < ld->n_t; i++) {
+        const tensor *t = &ld->t[i];
+        if (t->begin < pos)
+            return lfail(ld, ENG_EFORMAT, "tensors %s and %s overlap",
+                         eng__ckpt_safe(ld->t[i - 1].name, q, sizeof q),
+                         eng__ckpt_safe(t->name, q2, sizeof q2));
+        if (t->begin > pos)
+            return lfail(ld, ENG_EFORMAT, "gap of %llu unused bytes before tensor %s",
+                         (unsigned long long)(t->begin - pos), eng__ckpt_safe(t->name, q, sizeof q));
+        pos = t->end;
+    }
+    if (pos < ld->data_len)
+        return lfail(ld, ENG_EFORMAT, "gap of %llu unused bytes at the end of the file",
+                     (unsigned long long)(ld->data_len - pos));
+    return ENG_OK;
+}
+
+/* The expected tensor at slot index k: its table entry, and its block (-1 if global). */
+static const expect *slot_expect(size_t k, int *layer)
+{
+    if (k < N_GLOBAL) {
+        *layer = -1;
+        return &global_tensors[k];
+    }
+    *layer = (int)((k - N_GLOBAL) / N_LAYER);
+    return &layer_tensors[(k - N_GLOBAL) % N_LAYER];
+}
+
+static void slot_name(size_t k, char *buf, size_t n)
+{
+    int layer;
+    const expect *x = slot_expect(k, &layer);
+    if (layer < 0)
+        snprintf(buf, n, "%s", x->name);
+    else
+        snprintf(buf, n, "blocks.%d.%s", layer, x->name);
+}
+
+/* The slot of a tensor name, or -1 for a name the model does not have. */
+static long name_slot(const char *name, int depth)
+{
+    for (size_t k = 0; k < N_GLOBAL; k++)
+        if (strcmp(name, global_tensors[k].name) == 0)
+            return (long)k;
+    if (strncmp(name, "blocks.", 7) != 0)
+        return -1;
+    const char *p = name + 7;
+    long l = 0;
+    if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
+        return -1; /* no digits, or a leading zero: "blocks.01" is not block 1 */
+    for (; *p >= '0' && *p <= '9'; p++)
+        if ((l = l * 10 + (*p - '0')) >= depth)
+            return -1;
+    if (*p++ != '.')
+        return -1;
+    for (size_t k = 0; k < N_LAYER; k++)
+        if (strcmp(p, layer_tensors[k].name) == 0)
+            return (long)(N_GLOBAL + (size_t)l * N_LAYER + k);
+    return -1;
+}
+
+/* Matches every entry to an expected tensor and checks its shape. */
+static int bind_names(loader *ld)
+{
+    const eng_hparams *hp = &ld->m->hp;
+    const uint64_t dims[] = {[S_V] = (uint64_t)hp->vocab_size, [S_D] = (uint64_t)hp->dim,
+                             [S_3D] = 3 * (uint64_t)hp->dim, [S_F] = (uint64_t)hp->mlp_hidden};
+    size_t n_slots = N_GLOBAL + N_LAYER * (size_t)hp->depth;
+    char q[100], got[128];
+    ld->slot = calloc(n_slots, sizeof *ld->slot);
+    if (!ld->slot)
+        return lfail(ld, ENG_ENOMEM, "out of memory");
+    for (size_t i = 0; i < ld->n_t; i++) {
+        tensor *t = &ld->t[i];
+        long k = name_slot(t->name, hp->depth);
+        if (k < 0)
+            return lfail(ld, ENG_EFORMAT, "unexpected tensor %s", eng__ckpt_safe(t->name, q, sizeof q));
+        if (ld->slot[k])
+            return lfail(ld, ENG_EFORMAT, "duplicate tensor %s", eng__ckpt_safe(t->name, q, sizeof q));
+        ld->slot[k] = t;
+        int layer;
+        const expect *x = slot_expect((size_t)k, &layer);
+        size_t ndim = x->shape[1] == S_NONE ? 1 : 2;
+        int ok = t->shape->len == ndim;
+        const eng__jnode *d = t->shape->child;
+        for (size_t j = 0; ok && j < ndim; j++, d = d->next) {
+            uint64_t v;
+            ok = eng__json_u64(d, &v) == 0 && v == dims[x->shape[j]];
+        }
+        if (!ok) {
+            char want[64];
+            if (ndim == 1)
+                snprintf(want, sizeof want, "[%llu]", (unsigned long long)dims[x->shape[0]]);
+            else
+                snprintf(want, sizeof want, "[%llu, %llu]", (unsigned long long)dims[x->shape[0]],
+                         (unsigned long long)dims[x->shape[1]]);
+            return lfail(ld, ENG_EFORMAT, "tensor %s: wrong shape %s, expected %s",
+                         eng__ckpt_safe(t->name, q, sizeof q), shape_str(t->shape, got, sizeof got),
+                         want);
+        }
+    }
+    for (size_t k = 0; k < n_slots; k++)
+        if (!ld->slot[k]) {
+            slot_name(k, q, sizeof q);
+            return lfail(ld, ENG_EFORMAT, "missing tensor %s", q);
+        }
+    return ENG_OK;
+}
+
+static int in_place(const loader *ld, const tensor *t)
+{
+    return t->dtype == DT_F32 && ((uintptr_t)(ld->data + t->begin)) % sizeof(float) == 0;
+}
+
+/* Points every weight at its floats: into the mapping for aligned F32,
+ * into one owned block, converted once, for everything else. */
+static int bind_weights(loader *ld)
+{
+    eng_model *m = ld->m;
+    size_t n_slots = N_GLOBAL + N_LAYER * (size_t)m->hp.depth, owned = 0;
+    m->layers = calloc((size_t)m->hp.depth, sizeof *m->layers);
+    if (!m->layers)
+        return lfail(ld, ENG_ENOMEM, "out of memory");
+    for (size_t k = 0; k < n_slots; k++)
+        if (!in_place(ld, ld->slot[k]))
+            owned += (size_t)ld->slot[k]->nelem; /* bounded by the file size: no overflow */
+    if (owned) {
+        void *block;
+        if (owned > SIZE_MAX / sizeof(float) || posix_memalign(&block, 64, owned * sizeof(float)))
+            return lfail(ld, ENG_ENOMEM, "out of memory for %zu converted weights", owned);
+        m->owned = block;
+    }
+    float *next = m->owned;
+    for (size_t k = 0; k < n_slots; k++) {
+        const tensor *t = ld->slot[k];
+        const unsigned char *src = ld->data + t->begin;
+        const float *w = (const float *)(const void *)src;
+        int layer;
+        const expect *x = slot_expect(k, &layer);
+        if (!in_place(ld, t)) {
+            if (t->dtype == DT_F32)
+                memcpy(next, src, (size_t)t->nelem * sizeof(float));
+            else if (t->dtype == DT_F16)
+                eng__f16_to_f32_n(src, next, (size_t)t->nelem);
+            else
+                eng__bf16_to_f32_n(src, next, (size_t)t->nelem);
+            w = next;
+            next += t->nelem;
+        }
+        char *base = layer < 0 ? (char *)m : (char *)&m->layers[layer];
+        memcpy(base + x->off, &w, sizeof w);
+    }
+    return ENG_OK;
+}
+
+eng_model *eng_model_load(const char *path, char *err, size_t errlen)
+{
+    loader ld = {.path = path ? path : "(null)", .err = err, .errlen = errlen};
+    char msg[512];
+    int rc;
+
+    if (!path)
+        rc = lfail(&ld, ENG_EINVAL, "no checkpoint path");
+    else if (!(ld.m = calloc(1, sizeof *ld.m)) || !(ld.m->path = strdup(path)))
+        rc = lfail(&ld, ENG_ENOMEM, "out of memory");
+    else if ((rc = map_file(&ld)) || (rc = read_header(&ld)) || (rc = check_entries(&ld)))
+        ;
+    else if ((rc = eng__ckpt_meta(ld.m, eng__json_get(eng__json_root(ld.doc), "__metadata__"), msg,
+                                  sizeof msg)))
+        lfail(&ld, rc, "%s", msg);
+    else if ((rc = bind_names(&ld)) == ENG_OK)
+        rc = bind_weights(&ld);
+
+    eng__json_free(ld.doc);
+    free(ld.t);
+    free(ld.slot);
+    if (rc != ENG_OK) {
+        eng_model_free(ld.m);
+        return NULL;
+    }
+    return ld.m;
+}
+
+void eng_model_free(eng_model *m)
+{
+    if (!m)
+        return;
+    if (m->map)
+        munmap(m->map, m->map_len);
+    for (int i = 0; i < m->n_meta; i++) {
+        free(m->meta[i].key);
+        free(m->meta[i].value);
+    }
+    free(m->meta);
+    free(m->owned);
+    free(m->layers);
+    free(m->window);
+    free(m->dilation);
+    free(m->path);
+    free(m);
+}
+
+const eng_hparams *eng_model_hparams(const eng_model *m)
+{
+    return &m->hp;
+}
+
+const char *eng_model_path(const eng_model *m)
+{
+    return m->path;
+}
+
+static int cmp_key(const void *key, const void *entry)
+{
+    return strcmp(key, ((const eng_meta_entry *)entry)->key);
+}
+
+const char *eng_model_meta(const eng_model *m, const char *key)
+{
+    const eng_meta_entry *e =
+        m->n_meta ? bsearch(key, m->meta, (size_t)m->n_meta, sizeof *m->meta, cmp_key) : NULL;
+    return e ? e->value : NULL;
+}
+
+int eng_model_meta_count(const eng_model *m)
+{
+    return m->n_meta;
+}
+
+void eng_model_meta_at(const eng_model *m, int i, const char **key, const char **value)
+{
+    int ok = i >= 0 && i < m->n_meta;
+    if (key)
+        *key = ok ? m->meta[i].key : NULL;
+    if (value)
+        *value = ok ? m->meta[i].value : NULL;
+}

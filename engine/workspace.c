@@ -1,0 +1,190 @@
+/*
+ * workspace.c - every buffer a forward pass needs, allocated once for a
+ * maximum number of cells, and the thread pool that runs in them.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/kernels.h"
+#include "engine/workspace.h"
+
+#define ALIGN 64
+
+static void *alloc_aligned(size_t bytes)
+{
+    void *p = NULL;
+    if (bytes == 0)
+        bytes = ALIGN;
+    bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
+    return posix_memalign(&p, ALIGN, bytes) == 0 ? p : NULL;
+}
+
+/* bytes = a * b * c * size, or 0 on overflow (the caller then fails). */
+static size_t product(size_t a, size_t b, size_t c, size_t size)
+{
+    size_t r = size;
+    size_t f[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        if (f[i] != 0 && r > SIZE_MAX / f[i])
+            return 0;
+        r *= f[i];
+    }
+    return r;
+}
+
+/* Columns [0, out) in ceil(out / ENG__TILE_COLS) near-equal blocks whose
+ * boundaries are multiples of `unit` (whole heads for qkv, 16 otherwise, the
+ * widest row of OpenBLAS's x86 kernels). */
+static int split_columns(eng__colsplit *s, int out, int unit)
+{
+    int units = (out + unit - 1) / unit;
+    int per = ENG__TILE_COLS / unit > 0 ? ENG__TILE_COLS / unit : 1;
+    s->n = (units + per - 1) / per;
+    s->start = malloc((size_t)(s->n + 1) * sizeof *s->start);
+    if (!s->start)
+        return -1;
+    for (int b = 0; b <= s->n; b++) {
+        int u = (int)((long)units * b / s->n);
+        s->start[b] = u * unit < out ? u * unit : out;
+    }
+    return 0;
+}
+
+eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threads,
+                                    char *err, size_t errlen)
+{
+    if (!m) {
+        eng__fail(err, errlen, ENG_EINVAL, "workspace needs a model");
+        return NULL;
+    }
+    if (max_cells < 1) {
+        eng__fail(err, errlen, ENG_ERANGE, "max_cells %d is below 1", max_cells);
+        return NULL;
+    }
+    if (threads < 1 || threads > 1024) {
+        eng__fail(err, errlen, ENG_ERANGE, "threads %d is outside 1..1024", threads);
+        return NULL;
+    }
+    const eng_hparams *hp = &m->hp;
+    size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
+    size_t v = (size_t)hp->vocab_size;
+    size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
+    size_t nf = (size_t)hp->head_dim / 4;
+
+    eng_workspace *ws = calloc(1, sizeof *ws);
+    if (!ws) {
+        eng__fail(err, errlen, ENG_ENOMEM, "no memory for a workspace");
+        return NULL;
+    }
+    ws->m = m;
+    ws->max_cells = max_cells;
+    ws->threads = threads;
+    ws->big_ld = 3 * d > f ? 3 * d : f;
+    /* Generation samples in the scratch (4 V floats); whole cache lines so
+     * that threads never share one. */
+    ws->scratch_stride = (product(4, v, 1, sizeof(float)) + ALIGN - 1) / ALIGN * ALIGN;
+
+    size_t sz_d = product(cells, d, 1, sizeof(float));
+    size_t sz_big = product(cells, ws->big_ld, 1, sizeof(float));
+    size_t sz_qkv = product(3, cells, d, sizeof(float));
+    size_t sz_v = product(cells, v, 1, sizeof(float));
+    size_t sz_rope = product(positions, nf, 1, sizeof(float));
+    size_t sz_idx = product(cells + 1, 1, 1, sizeof(int32_t));
+    size_t sz_scratch = product(ws->scratch_stride, (size_t)threads, 1, 1);
+    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch) {
+        eng__fail(err, errlen, ENG_ENOMEM, "a workspace of %d cells is too large", max_cells);
+        eng_workspace_free(ws);
+        return NULL;
+    }
+    ws->h = alloc_aligned(sz_d);
+    ws->u = alloc_aligned(sz_d);
+    ws->big = alloc_aligned(sz_big);
+    ws->qkvh = alloc_aligned(sz_qkv);
+    ws->logits = alloc_aligned(sz_v);
+    ws->rope_cos = alloc_aligned(sz_rope);
+    ws->rope_sin = alloc_aligned(sz_rope);
+    ws->cell_grid = alloc_aligned(sz_idx);
+    ws->grid_start = alloc_aligned(sz_idx);
+    ws->tile_start = alloc_aligned(sz_idx);
+    ws->grids = calloc(cells, sizeof *ws->grids);
+    ws->scratch = alloc_aligned(sz_scratch);
+    int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos &&
+             ws->rope_sin && ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids &&
+             ws->scratch;
+    ok = ok && split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, 16) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_FC1], hp->mlp_hidden, 16) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_FC2], hp->dim, 16) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_HEAD], hp->vocab_size, 16) == 0;
+    if (!ok) {
+        eng__fail(err, errlen, ENG_ENOMEM, "no memory for a workspace of %d cells", max_cells);
+        eng_workspace_free(ws);
+        return NULL;
+    }
+    eng__rope_tables(ws->rope_cos, ws->rope_sin, (int)positions, hp->head_dim, hp->rope_base);
+
+    ws->pool = eng__pool_create(threads);
+    if (!ws->pool) {
+        eng__fail(err, errlen, ENG_ENOMEM, "cannot start %d threads", threads);
+        eng_workspace_free(ws);
+        return NULL;
+    }
+    return ws;
+}
+
+void eng_workspace_free(eng_workspace *ws)
+{
+    if (!ws)
+        return;
+    eng__pool_free(ws->pool);
+    free(ws->h);
+    free(ws->u);
+    free(ws->big);
+    free(ws->qkvh);
+    free(ws->logits);
+    free(ws->rope_cos);
+    free(ws->rope_sin);
+    free(ws->cell_grid);
+    free(ws->grid_start);
+    free(ws->tile_start);
+    free(ws->grids);
+    free(ws->scratch);
+    for (int i = 0; i < ENG__MATS; i++)
+        free(ws->cols[i].start);
+    free(ws);
+}
+
+int eng_workspace_max_cells(const eng_workspace *ws)
+{
+    return ws->max_cells;
+}
+
+int eng_workspace_threads(const eng_workspace *ws)
+{
+    return ws->threads;
+}
+
+eng_pool *eng__ws_pool(eng_workspace *ws)
+{
+    return ws->pool;
+}
+
+const eng_model *eng__ws_model(const eng_workspace *ws)
+{
+    return ws->m;
+}
+
+eng_grid *eng__ws_grids(eng_workspace *ws)
+{
+    return ws->grids;
+}
+
+void *eng__ws_scratch(eng_workspace *ws, int thread)
+{
+    return ws->scratch + (size_t)thread * ws->scratch_stride;
+}
+
+void eng__ws_set_profile(eng_workspace *ws, eng__profile *p)
+{
+    ws->profile = p;
+}

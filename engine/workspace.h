@@ -1,0 +1,87 @@
+/*
+ * workspace.h - the workspace's layout, shared by workspace.c (which sizes
+ * and allocates it) and forward.c (which runs in it). Internal to the engine;
+ * the benchmark reads the phase profile.
+ */
+#ifndef HEPTAPOD_ENG_WORKSPACE_H
+#define HEPTAPOD_ENG_WORKSPACE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "engine/internal.h"
+
+/*
+ * The projections run as tiles: rows of one grid times a block of output
+ * columns, each tile one single-threaded sgemm. OpenBLAS rounds a row
+ * differently depending on where it falls in its kernel's panels, and those
+ * panels follow the call's row count and thread split; a tile's geometry
+ * depends only on its grid and the model, so a cell's result never depends
+ * on the rest of the batch or on the thread count (see forward.c).
+ *
+ * A grid of n cells is cut into ceil(n / ENG__TILE_ROWS) tiles of near-equal
+ * size; a Linear layer's output columns into blocks of about
+ * ENG__TILE_COLS (whole heads for qkv).
+ */
+#define ENG__TILE_ROWS 128
+#define ENG__TILE_COLS 256
+
+/* The Linear layers, for their column blocks. */
+enum { ENG__MAT_QKV, ENG__MAT_PROJ, ENG__MAT_FC1, ENG__MAT_FC2, ENG__MAT_HEAD, ENG__MATS };
+
+typedef struct eng__colsplit {
+    int n;      /* blocks */
+    int *start; /* [n + 1] first column of each block, then the width */
+} eng__colsplit;
+
+/* Phases of the forward pass, for the optional profile. */
+enum {
+    ENG__PH_EMBED,     /* embedding gather */
+    ENG__PH_NORM,      /* LayerNorms */
+    ENG__PH_QKV,       /* qkv sgemm + bias + rope + head-major scatter */
+    ENG__PH_ATTENTION, /* local attention */
+    ENG__PH_PROJ,      /* proj sgemm + bias */
+    ENG__PH_FC1,       /* fc1 sgemm + bias + GELU */
+    ENG__PH_FC2,       /* fc2 sgemm + bias */
+    ENG__PH_HEAD,      /* logits sgemm + bias */
+    ENG__PHASES
+};
+
+/** Wall-clock seconds spent per phase, summed over eng_forward calls. */
+typedef struct eng__profile {
+    double seconds[ENG__PHASES];
+    long calls;
+} eng__profile;
+
+struct eng_workspace {
+    const eng_model *m;
+    int max_cells, threads;
+    eng_pool *pool;
+
+    float *h;      /* [max_cells, D] residual stream */
+    float *u;      /* [max_cells, D] LayerNorm output, then attention output */
+    float *big;    /* [max_cells, big_ld] qkv projection, then MLP hidden */
+    size_t big_ld; /* max(3D, F) */
+    float *qkvh;   /* [3][heads][max_cells][dh] roped q, roped k, v, head-major */
+    float *logits; /* [max_cells, V] */
+    float *rope_cos, *rope_sin; /* [positions][dh / 4], positions = max(max_h, max_w) */
+
+    /* The current batch, laid out by eng_forward. */
+    int32_t *cell_grid;  /* [max_cells] grid of each batch cell */
+    int32_t *grid_start; /* [max_cells + 1] first batch cell of each grid */
+    int32_t *tile_start; /* [max_cells + 1] first batch cell of each row tile */
+    int n_tiles;
+    eng__colsplit cols[ENG__MATS];
+
+    eng_grid *grids;        /* [max_cells] for eng_step (eng__ws_grids) */
+    unsigned char *scratch; /* [threads][scratch_stride], 64-byte aligned */
+    size_t scratch_stride;
+
+    eng__profile *profile; /* NULL unless eng__ws_set_profile set one */
+};
+
+/** Times every following eng_forward on ws into p (NULL: stop timing).
+ *  p is borrowed and must outlive its use. */
+void eng__ws_set_profile(eng_workspace *ws, eng__profile *p);
+
+#endif

@@ -1,0 +1,467 @@
+/*
+ * generate.c - POST /generate on the loop thread: the body, parsing and
+ * validation, admission to the model's queue, and the answer: one JSON body
+ * once the job ends (the connection is suspended meanwhile), or a stream of
+ * Server-Sent Events fed from the job's frames.
+ *
+ * The first byte fixes the status. A JSON answer waits for the job's end,
+ * so every failure is a status (504, 503, 500). An SSE answer starts at
+ * once with 200 (so keep-alive comments can flow while queued); failures
+ * after that are an `error` event that ends the stream.
+ *
+ * Suspended connections are invisible to libmicrohttpd, so the tick below
+ * watches them: deadlines, a peer that closed its socket (a non-consuming
+ * peek), and SSE keep-alive comments, whose failed write also ends a stream
+ * whose client vanished without closing.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "server/server.h"
+
+#define SSE_BLOCK 32768
+
+static double ms_between(int64_t a, int64_t b)
+{
+    return a && b > a ? (double)(b - a) / 1e6 : 0.0;
+}
+
+static void attach(srv_conn *c, srv_job *j)
+{
+    srv_server *s = c->srv;
+    c->job = j;
+    j->conn = c;
+    c->next = s->conns;
+    c->prev = NULL;
+    if (s->conns)
+        s->conns->prev = c;
+    s->conns = c;
+    s->n_inflight++;
+}
+
+static void detach(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        s->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    c->prev = c->next = NULL;
+    s->n_inflight--;
+    c->job->conn = NULL;
+    srv__job_unref(c->job);
+    c->job = NULL;
+}
+
+static void suspend(srv_conn *c)
+{
+    MHD_suspend_connection(c->mhd);
+    c->suspended = 1;
+}
+
+static void resume(srv_conn *c)
+{
+    if (!c->suspended)
+        return;
+    c->suspended = 0;
+    MHD_resume_connection(c->mhd);
+}
+
+static enum MHD_Result fail(srv_conn *c, proto_err err, const char *fmt, const char *arg)
+{
+    proto_error e;
+    proto_error_set(&e, err, NULL, fmt, arg);
+    return srv__http_error(c, &e);
+}
+
+static proto_timings timings(srv_job *j)
+{
+    srv_times t;
+    srv__job_times(j, &t, NULL);
+    int64_t now = srv__now_ns();
+    return (proto_timings){.queued_ms = ms_between(t.arrival, t.started ? t.started : now),
+                           .compute_ms = ms_between(t.started, t.finished),
+                           .total_ms = ms_between(t.arrival, now),
+                           .first_iteration_ms = ms_between(t.arrival, t.first)};
+}
+
+/* The error an ended, unfinished job answers with. */
+static proto_err end_error(srv_end e)
+{
+    switch (e) {
+    case SRV_END_DEADLINE:
+        return PROTO_E_DEADLINE_EXCEEDED;
+    case SRV_END_SHUTDOWN:
+        return PROTO_E_UNAVAILABLE;
+    case SRV_END_CANCELLED:
+        return PROTO_E_CANCELLED;
+    default:
+        return PROTO_E_INTERNAL;
+    }
+}
+
+static const char *end_message(srv_end e)
+{
+    switch (e) {
+    case SRV_END_DEADLINE:
+        return "the deadline passed before the grid was finished";
+    case SRV_END_SHUTDOWN:
+        return "the server is shutting down";
+    case SRV_END_CANCELLED:
+        return "the request was cancelled";
+    default:
+        return "the engine could not run the batch";
+    }
+}
+
+/* ---- SSE -------------------------------------------------------------------- */
+
+/* Renders whatever the job published since the last call: iteration events,
+ * then, once it ended, the done or error event. Frames and the ending are
+ * taken under one lock, so no frame can slip in after the final event. */
+static void sse_fill(srv_conn *c)
+{
+    srv_job *j = c->job;
+    pthread_mutex_lock(&j->mu);
+    srv_frame *f = j->frames;
+    j->frames = j->frames_tail = NULL;
+    srv_end end = j->end;
+    int run = j->iterations_run;
+    pthread_mutex_unlock(&j->mu);
+    while (f) {
+        srv_frame *next = f->next;
+        proto_grid g = {.iteration = f->iteration, .open = f->open, .tokens = f->tokens};
+        proto_render_sse_iteration(&c->out, &j->req, &g);
+        free(f);
+        f = next;
+    }
+    if (end == SRV_END_NONE || end == SRV_END_CANCELLED)
+        return;
+    if (end == SRV_END_DONE) {
+        proto_timings t = timings(j);
+        proto_render_sse_done(&c->out, &j->req, c->request_id, j->model->name, run, &t);
+        c->outcome = "ok";
+    } else {
+        proto_error e;
+        proto_error_set(&e, end_error(end), NULL, "%s", end_message(end));
+        proto_render_sse_error(&c->out, &e);
+        c->outcome = proto_err_code(e.err);
+    }
+    c->final_rendered = 1;
+}
+
+static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
+{
+    srv_conn *c = cls;
+    if (!c->job)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (c->out_off == c->out.len && !c->final_rendered) {
+        proto_buf_reset(&c->out);
+        c->out_off = 0;
+        sse_fill(c);
+        if (c->out.oom)
+            return MHD_CONTENT_READER_END_WITH_ERROR;
+    }
+    if (c->out_off < c->out.len) {
+        size_t n = c->out.len - c->out_off;
+        if (n > max)
+            n = max;
+        memcpy(buf, c->out.data + c->out_off, n);
+        c->out_off += n;
+        c->last_write = srv__now_ns();
+        return (ssize_t)n;
+    }
+    if (c->final_rendered)
+        return MHD_CONTENT_READER_END_OF_STREAM;
+    if (srv__job_state(c->job) == SRV_END_CANCELLED)
+        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (c->keepalive_due && max >= sizeof PROTO_SSE_KEEPALIVE - 1) {
+        c->keepalive_due = 0;
+        c->last_write = srv__now_ns();
+        memcpy(buf, PROTO_SSE_KEEPALIVE, sizeof PROTO_SSE_KEEPALIVE - 1);
+        return (ssize_t)(sizeof PROTO_SSE_KEEPALIVE - 1);
+    }
+    /* Nothing due: sleep until the worker publishes (srv__conn_wake) or
+     * the tick wants a keep-alive. */
+    suspend(c);
+    return 0;
+}
+
+static enum MHD_Result start_stream(srv_conn *c)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, c, NULL);
+    if (!r)
+        return MHD_NO;
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
+    MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
+    MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* proxies: do not buffer */
+    MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    enum MHD_Result rc = MHD_queue_response(c->mhd, MHD_HTTP_OK, r);
+    MHD_destroy_response(r);
+    c->status = MHD_HTTP_OK;
+    c->phase = SRV_PH_STREAM;
+    c->last_write = srv__now_ns();
+    return rc;
+}
+
+/* ---- JSON ------------------------------------------------------------------- */
+
+static enum MHD_Result answer_json(srv_conn *c)
+{
+    srv_job *j = c->job;
+    srv_end end = srv__job_state(j);
+    if (end == SRV_END_NONE) {
+        suspend(c); /* woken early (a tick): keep waiting */
+        return MHD_YES;
+    }
+    if (end == SRV_END_CANCELLED)
+        return MHD_NO; /* the client is gone: close */
+    if (end != SRV_END_DONE)
+        return fail(c, end_error(end), "%s", end_message(end));
+    /* DONE was set by the worker after its last write to gen, under j->mu,
+     * which srv__job_state took: gen is safe to read. */
+    proto_timings t = timings(j);
+    proto_grid g = {.iteration = j->gen.iter, .open = j->gen.n_masked, .tokens = j->gen.tokens};
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_render_result(&b, &j->req, c->request_id, j->model->name, &g, &t);
+    if (b.oom) {
+        proto_buf_free(&b);
+        return fail(c, PROTO_E_INTERNAL, "%s", "out of memory");
+    }
+    size_t len = 0;
+    char *body = proto_buf_steal(&b, &len);
+    c->outcome = "ok";
+    return srv__http_reply(c, MHD_HTTP_OK, body, len, "application/json");
+}
+
+/* ---- admission -------------------------------------------------------------- */
+
+static srv_model *find_model(srv_server *s, const char *name)
+{
+    if (!name)
+        return &s->models[0];
+    for (int i = 0; i < s->n_models; i++)
+        if (!strcmp(s->models[i].name, name))
+            return &s->models[i];
+    return NULL;
+}
+
+/* The whole body is in: parse, validate, queue, and start answering. */
+static enum MHD_Result submit(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    proto_request req;
+    proto_error e;
+    if (proto_parse_generate(c->body ? c->body : "", c->body_len, &req, &e) != PROTO_OK) {
+        proto_request_free(&req);
+        return srv__http_error(c, &e);
+    }
+    free(c->body);
+    c->body = NULL;
+    srv_model *m = find_model(s, req.model);
+    if (!m) {
+        proto_error_set(&e, PROTO_E_NOT_FOUND, "model", "unknown model '%s' (see /v1/models)",
+                        req.model);
+        proto_request_free(&req);
+        return srv__http_error(c, &e);
+    }
+    c->model = m;
+    if (atomic_load(&m->state) != SRV_MODEL_READY) {
+        proto_request_free(&req);
+        return fail(c, PROTO_E_UNAVAILABLE, "model '%s' is still loading", m->name);
+    }
+    if (proto_validate_generate(&req, eng_model_hparams(m->model), &s->limits, &e) != PROTO_OK) {
+        proto_request_free(&req);
+        return srv__http_error(c, &e);
+    }
+    srv_job *j = srv__job_create(m, &req, c->arrival, &e);
+    proto_request_free(&req);
+    if (!j)
+        return srv__http_error(c, &e);
+    int64_t ms = j->req.deadline_ms ? j->req.deadline_ms : s->cfg->default_deadline_ms;
+    j->deadline = ms > 0 ? c->arrival + ms * 1000000 : 0;
+    srv__job_ref(j); /* the scheduler's */
+    int rc = srv__sched_submit(&m->sched, &j->q);
+    if (rc != SRV_SCHED_OK) {
+        srv__job_unref(j);
+        srv__job_unref(j);
+        if (rc == SRV_SCHED_FULL)
+            return fail(c, PROTO_E_OVERLOADED, "the queue of model '%s' is full", m->name);
+        return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
+    }
+    attach(c, j);
+    if (j->req.stream)
+        return start_stream(c);
+    c->phase = SRV_PH_WAIT;
+    suspend(c);
+    return MHD_YES;
+}
+
+/* The request's headers: refusals that need no body. */
+static enum MHD_Result check_headers(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    proto_error e;
+    if (s->draining)
+        return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
+    const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (proto_check_content_type(ct, &e) != PROTO_OK)
+        return srv__http_error(c, &e);
+    const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
+                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg->max_body_bytes) {
+        proto_error_set(&e, PROTO_E_PAYLOAD_TOO_LARGE, NULL,
+                        "the body of %s bytes is above the limit of %lld", cl,
+                        (long long)s->cfg->max_body_bytes);
+        return srv__http_error(c, &e);
+    }
+    return MHD_YES;
+}
+
+static void append_body(srv_conn *c, const char *data, size_t n)
+{
+    size_t max = (size_t)c->srv->cfg->max_body_bytes;
+    if (c->body_too_large || c->body_len + n > max) {
+        /* Chunked bodies have no length up front: read and drop the rest,
+         * answer 413 at the end. */
+        c->body_too_large = 1;
+        free(c->body);
+        c->body = NULL;
+        c->body_len = 0;
+        return;
+    }
+    if (c->body_len + n + 1 > c->body_cap) {
+        size_t cap = c->body_cap ? c->body_cap : 1024;
+        while (cap < c->body_len + n + 1)
+            cap *= 2;
+        char *p = realloc(c->body, cap);
+        if (!p) {
+            c->body_too_large = 1;
+            return;
+        }
+        c->body = p;
+        c->body_cap = cap;
+    }
+    memcpy(c->body + c->body_len, data, n);
+    c->body_len += n;
+    c->body[c->body_len] = '\0';
+}
+
+enum MHD_Result srv__generate(srv_conn *c, const char *upload, size_t *upload_size)
+{
+    switch (c->phase) {
+    case SRV_PH_BODY:
+        if (!c->headers_seen) {
+            c->headers_seen = 1;
+            return check_headers(c);
+        }
+        if (*upload_size) {
+            append_body(c, upload, *upload_size);
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        if (c->body_too_large) {
+            proto_error e;
+            proto_error_set(&e, PROTO_E_PAYLOAD_TOO_LARGE, NULL,
+                            "the body is above the limit of %lld bytes",
+                            (long long)c->srv->cfg->max_body_bytes);
+            return srv__http_error(c, &e);
+        }
+        return submit(c);
+    case SRV_PH_WAIT:
+        return answer_json(c);
+    default:
+        return MHD_YES;
+    }
+}
+
+/* ---- the loop's side -------------------------------------------------------- */
+
+void srv__conn_wake(srv_conn *c)
+{
+    /* A JSON answer only needs the ending; iterations need not wake it. */
+    if (!c->suspended || (c->phase == SRV_PH_WAIT && srv__job_state(c->job) == SRV_END_NONE))
+        return;
+    resume(c);
+}
+
+/* Whether the peer closed its end: a peek reads nothing away, and sees EOF
+ * or a reset on a socket libmicrohttpd is not watching. */
+static int peer_gone(srv_conn *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
+    if (!ci)
+        return 0;
+    char b;
+    ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0)
+        return 1;
+    return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+}
+
+void srv__generate_tick(srv_server *s, int64_t now)
+{
+    int64_t keepalive = s->cfg->sse_keepalive_ms * 1000000;
+    for (srv_conn *c = s->conns; c; c = c->next) {
+        srv_job *j = c->job;
+        srv_end end = srv__job_state(j);
+        if (end == SRV_END_NONE && j->deadline && now >= j->deadline) {
+            srv__job_cancel(j, SRV_END_DEADLINE);
+            resume(c);
+            continue;
+        }
+        if (!c->suspended)
+            continue;
+        if (peer_gone(c)) {
+            srv__job_cancel(j, SRV_END_CANCELLED);
+            resume(c);
+        } else if (c->phase == SRV_PH_STREAM && now - c->last_write >= keepalive) {
+            c->keepalive_due = 1;
+            resume(c);
+        }
+    }
+}
+
+void srv__generate_cancel_all(srv_server *s, srv_end why)
+{
+    for (srv_conn *c = s->conns; c; c = c->next) {
+        srv__job_cancel(c->job, why);
+        resume(c);
+    }
+}
+
+void srv__generate_completed(srv_conn *c, enum MHD_RequestTerminationCode toe, srv_access *a)
+{
+    if (c->model)
+        a->model = c->model->name;
+    srv_job *j = c->job;
+    if (!j)
+        return;
+    /* Whatever the reason the connection ended, unfinished work stops:
+     * dropped from the queue now, or from the batch before its next
+     * iteration. */
+    if (srv__job_state(j) == SRV_END_NONE)
+        srv__job_cancel(j, SRV_END_CANCELLED);
+    srv_times t;
+    int run = 0;
+    srv__job_times(j, &t, &run);
+    int64_t now = srv__now_ns();
+    a->cells = j->q.cells;
+    a->iterations = run;
+    a->queued_ms = ms_between(t.arrival, t.started ? t.started : now);
+    srv_end end = srv__job_state(j);
+    if (end == SRV_END_CANCELLED || toe != MHD_REQUEST_TERMINATED_COMPLETED_OK)
+        a->outcome = "cancelled";
+    else
+        a->outcome = c->outcome;
+    srv__metric_observe(c->model->m.request_seconds, (double)(now - t.arrival) / 1e9);
+    detach(c);
+}

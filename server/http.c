@@ -1,0 +1,393 @@
+/*
+ * http.c - libmicrohttpd glue: starting the daemon in external-epoll mode,
+ * routing, the API key, request ids, the small endpoints (/healthz, /readyz,
+ * /v1/models, /metrics), one place that queues responses, and the
+ * completion callback that counts and logs every request.
+ *
+ * Checks run in this order, each answering at once with its status: unknown
+ * path 404, method 405, API key 401; then the route's own handler.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "server/log.h"
+#include "server/server.h"
+
+static const struct route {
+    const char *path;
+    srv_route route;
+    int post; /* POST only; otherwise GET and HEAD */
+    int health;
+} routes[] = {
+    {"/generate", SRV_ROUTE_GENERATE, 1, 0}, {"/v1/models", SRV_ROUTE_MODELS, 0, 0},
+    {"/healthz", SRV_ROUTE_HEALTHZ, 0, 1},   {"/readyz", SRV_ROUTE_READYZ, 0, 1},
+    {"/metrics", SRV_ROUTE_METRICS, 0, 1},
+};
+
+static const struct route *find_route(const char *url)
+{
+    for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
+        if (!strcmp(url, routes[i].path))
+            return &routes[i];
+    return NULL;
+}
+
+static void add_common_headers(srv_conn *c, struct MHD_Response *r, const char *content_type)
+{
+    if (content_type)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    /* While draining, keep-alive connections would keep clients pinned to a
+     * replica that is going away. */
+    if (c->srv->draining)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+}
+
+enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
+                                const char *content_type)
+{
+    return srv__http_reply_headers(c, status, body, len, content_type, NULL);
+}
+
+enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
+                                        const char *content_type, const char *const *extra)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
+                                                                         : MHD_RESPMEM_PERSISTENT);
+    if (!r) {
+        free(body);
+        return MHD_NO;
+    }
+    add_common_headers(c, r, content_type);
+    for (int i = 0; extra && extra[i]; i += 2)
+        MHD_add_response_header(r, extra[i], extra[i + 1]);
+    enum MHD_Result rc = MHD_queue_response(c->mhd, (unsigned)status, r);
+    MHD_destroy_response(r);
+    c->status = status;
+    c->phase = SRV_PH_REPLIED;
+    return rc;
+}
+
+static char *render_or_null(proto_buf *b, size_t *len)
+{
+    if (b->oom) {
+        proto_buf_free(b);
+        return NULL;
+    }
+    return proto_buf_steal(b, len);
+}
+
+enum MHD_Result srv__http_error(srv_conn *c, const proto_error *e)
+{
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_render_error(&b, e);
+    size_t len = 0;
+    char *body = render_or_null(&b, &len);
+    int status = proto_err_status(e->err);
+    char retry[24];
+    const char *extra[5] = {NULL};
+    if (status == 429 || status == 503) {
+        snprintf(retry, sizeof retry, "%lld", (long long)c->srv->cfg->retry_after_s);
+        extra[0] = MHD_HTTP_HEADER_RETRY_AFTER;
+        extra[1] = retry;
+    } else if (status == 401) {
+        extra[0] = MHD_HTTP_HEADER_WWW_AUTHENTICATE;
+        extra[1] = "Bearer";
+    } else if (status == 405) {
+        extra[0] = MHD_HTTP_HEADER_ALLOW;
+        extra[1] = c->allow ? c->allow : "GET, HEAD";
+    }
+    if (!c->outcome)
+        c->outcome = proto_err_code(e->err);
+    return srv__http_reply_headers(c, status, body, len, "application/json", extra);
+}
+
+/* Compares a presented key with the configured one in time that depends
+ * only on the configured key's length, never on where they differ. */
+static int key_matches(const char *given, const char *key)
+{
+    size_t klen = strlen(key), glen = given ? strlen(given) : 0;
+    unsigned char diff = (unsigned char)(glen != klen);
+    for (size_t i = 0; i < klen; i++) {
+        unsigned char g = i < glen ? (unsigned char)given[i] : 0;
+        diff |= (unsigned char)(g ^ (unsigned char)key[i]);
+    }
+    return given && diff == 0;
+}
+
+static int authorized(srv_conn *c, const struct route *r)
+{
+    const char *key = c->srv->cfg->api_key;
+    if (!key[0] || (r->health && !c->srv->cfg->auth_health))
+        return 1;
+    const char *auth =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
+        const char *tok = auth + 7;
+        while (*tok == ' ')
+            tok++;
+        return key_matches(tok, key);
+    }
+    return key_matches(MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"), key);
+}
+
+/* A client's id is kept if it is short and made of characters that are safe
+ * in headers and logs; otherwise a fresh one is made. */
+static void request_id(srv_conn *c)
+{
+    const char *h = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Request-Id");
+    size_t n = h ? strlen(h) : 0;
+    int ok = n >= 1 && n <= SRV_REQUEST_ID_MAX;
+    for (size_t i = 0; ok && i < n; i++) {
+        unsigned char ch = (unsigned char)h[i];
+        ok = (ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+             ch == '-' || ch == '_' || ch == '.' || ch == ':';
+    }
+    if (ok) {
+        memcpy(c->request_id, h, n + 1);
+        return;
+    }
+    /* splitmix64 over a random seed and a counter: unique within the
+     * process, unpredictable across processes. */
+    srv_server *s = c->srv;
+    uint64_t z = s->id_seed + 0x9e3779b97f4a7c15ULL * ++s->id_counter;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+    z ^= z >> 31;
+    snprintf(c->request_id, sizeof c->request_id, "%016llx%08llx", (unsigned long long)z,
+             (unsigned long long)(s->id_counter & 0xffffffffULL));
+}
+
+static enum MHD_Result reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
+{
+    size_t len = 0;
+    char *body = render_or_null(b, &len);
+    if (!body) {
+        proto_error e;
+        proto_error_set(&e, PROTO_E_INTERNAL, NULL, "out of memory");
+        return srv__http_error(c, &e);
+    }
+    return srv__http_reply(c, status, body, len, ctype);
+}
+
+static enum MHD_Result handle_models(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    proto_model_info info[s->n_models > 0 ? s->n_models : 1];
+    const char **keys[s->n_models > 0 ? s->n_models : 1];
+    const char **vals[s->n_models > 0 ? s->n_models : 1];
+    int n = 0;
+    for (int i = 0; i < s->n_models; i++) {
+        srv_model *m = &s->models[i];
+        keys[i] = vals[i] = NULL;
+        if (atomic_load(&m->state) != SRV_MODEL_READY)
+            continue;
+        int nm = eng_model_meta_count(m->model);
+        keys[i] = calloc((size_t)nm + 1, sizeof(char *));
+        vals[i] = calloc((size_t)nm + 1, sizeof(char *));
+        if (!keys[i] || !vals[i])
+            nm = 0;
+        for (int k = 0; k < nm; k++)
+            eng_model_meta_at(m->model, k, &keys[i][k], &vals[i][k]);
+        info[n++] = (proto_model_info){.name = m->name,
+                                       .path = m->path,
+                                       .is_default = i == 0,
+                                       .hp = eng_model_hparams(m->model),
+                                       .n_meta = nm,
+                                       .meta_keys = keys[i],
+                                       .meta_values = vals[i]};
+    }
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_render_models(&b, info, n, &s->limits);
+    for (int i = 0; i < s->n_models; i++) {
+        free(keys[i]);
+        free(vals[i]);
+    }
+    return reply_buf(c, 200, &b, "application/json");
+}
+
+static enum MHD_Result handle_simple(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    proto_buf b;
+    proto_buf_init(&b);
+    switch (c->route) {
+    case SRV_ROUTE_HEALTHZ:
+        proto_render_status(&b, "ok", NULL);
+        return reply_buf(c, 200, &b, "application/json");
+    case SRV_ROUTE_READYZ:
+        if (s->ready) {
+            proto_render_status(&b, "ready", NULL);
+            return reply_buf(c, 200, &b, "application/json");
+        }
+        proto_render_status(&b, s->draining ? "draining" : "loading",
+                            s->draining ? "the server is shutting down"
+                                        : "models are still loading");
+        return reply_buf(c, 503, &b, "application/json");
+    case SRV_ROUTE_METRICS:
+        srv__stats_refresh(s);
+        srv__registry_render(s->metrics.reg, &b);
+        return reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
+    case SRV_ROUTE_MODELS:
+        return handle_models(c);
+    default:
+        return MHD_NO;
+    }
+}
+
+static srv_conn *conn_new(srv_server *s, struct MHD_Connection *mc, const char *url,
+                          const char *method)
+{
+    srv_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->srv = s;
+    c->mhd = mc;
+    c->arrival = srv__now_ns();
+    snprintf(c->method, sizeof c->method, "%s", method);
+    snprintf(c->path, sizeof c->path, "%s", url);
+    proto_buf_init(&c->out);
+    request_id(c);
+    return c;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
+                                  const char *method, const char *version, const char *upload,
+                                  size_t *upload_size, void **con_cls)
+{
+    srv_server *s = cls;
+    srv_conn *c = *con_cls;
+    if (c) {
+        if (c->route == SRV_ROUTE_GENERATE)
+            return srv__generate(c, upload, upload_size);
+        if (*upload_size) { /* a body on a GET: read and ignore it */
+            *upload_size = 0;
+            return MHD_YES;
+        }
+        return c->phase == SRV_PH_REPLIED ? MHD_YES : handle_simple(c);
+    }
+    c = conn_new(s, mc, url, method);
+    if (!c)
+        return MHD_NO;
+    *con_cls = c;
+    proto_error e;
+    const struct route *r = find_route(url);
+    c->endpoint = r ? r->path : "other";
+    if (!r) {
+        proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no such path: %s", c->path);
+        return srv__http_error(c, &e);
+    }
+    int get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
+    if (r->post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0 : !get) {
+        c->allow = r->post ? "POST" : "GET, HEAD";
+        proto_error_set(&e, PROTO_E_METHOD_NOT_ALLOWED, NULL, "%s does not take %s", r->path,
+                        c->method);
+        return srv__http_error(c, &e);
+    }
+    if (!authorized(c, r)) {
+        proto_error_set(&e, PROTO_E_UNAUTHORIZED, NULL,
+                        "a valid API key is required (Authorization: Bearer KEY)");
+        return srv__http_error(c, &e);
+    }
+    /* Only now: a route's handler runs once its request passed the checks. */
+    c->route = r->route;
+    if (r->route == SRV_ROUTE_GENERATE)
+        return srv__generate(c, upload, upload_size);
+    /* Answered once the request is complete: a response queued before that
+     * makes libmicrohttpd close the connection instead of keeping it. */
+    return MHD_YES;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
+                         enum MHD_RequestTerminationCode toe)
+{
+    srv_server *s = cls;
+    srv_conn *c = *con_cls;
+    if (!c)
+        return;
+    *con_cls = NULL;
+    srv_access a = {.request_id = c->request_id, .method = c->method, .path = c->path};
+    if (c->route == SRV_ROUTE_GENERATE)
+        srv__generate_completed(c, toe, &a);
+    /* No status queued: the client left before any answer (499, as proxies
+     * log it). */
+    a.status = c->status ? c->status : proto_err_status(PROTO_E_CANCELLED);
+    if (!a.outcome)
+        a.outcome = c->outcome ? c->outcome
+                               : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "ok" : "cancelled");
+    a.total_ms = (double)(srv__now_ns() - c->arrival) / 1e6;
+    srv__stats_request(s, c->endpoint, a.status);
+    if (s->access_fd >= 0)
+        srv__access_log(s->access_fd, &a);
+    proto_buf_free(&c->out);
+    free(c->body);
+    free(c);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+    if (srv__log_level < SRV_LOG_DEBUG)
+        return;
+    char msg[512];
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    size_t n = strlen(msg);
+    while (n && (msg[n - 1] == '\n' || msg[n - 1] == '\r'))
+        msg[--n] = '\0';
+    srv__log(SRV_LOG_DEBUG, "http: %s", msg);
+}
+
+int srv__http_start(srv_server *s)
+{
+    const cfg_settings *cfg = s->cfg;
+    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
+    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)cfg->port)};
+    const struct sockaddr *addr;
+    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
+    if (inet_pton(AF_INET, cfg->host, &v4.sin_addr) == 1) {
+        addr = (const struct sockaddr *)&v4;
+    } else if (inet_pton(AF_INET6, cfg->host, &v6.sin6_addr) == 1) {
+        addr = (const struct sockaddr *)&v6;
+        flags |= MHD_USE_IPv6;
+    } else {
+        SRV_LOG(SRV_LOG_ERROR, "host %s is not a numeric IPv4 or IPv6 address", cfg->host);
+        return -1;
+    }
+    s->mhd = MHD_start_daemon(
+        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
+        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
+        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    if (!s->mhd) {
+        SRV_LOG(SRV_LOG_ERROR, "cannot listen on %s:%lld", cfg->host, (long long)cfg->port);
+        return -1;
+    }
+    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
+    s->port = info ? info->port : (int)cfg->port;
+    return 0;
+}
+
+void srv__http_stop(srv_server *s)
+{
+    if (!s->mhd)
+        return;
+    /* MHD must not be stopped with suspended connections: let each one
+     * answer (its job has ended by now) before closing. */
+    for (srv_conn *c = s->conns; c; c = c->next)
+        if (c->suspended) {
+            c->suspended = 0;
+            MHD_resume_connection(c->mhd);
+        }
+    for (int i = 0; i < 4; i++)
+        MHD_run(s->mhd);
+    if (s->polling)
+        uv_poll_stop(&s->mhd_poll);
+    uv_timer_stop(&s->mhd_timer);
+    MHD_stop_daemon(s->mhd);
+    s->mhd = NULL;
+}

@@ -1,0 +1,160 @@
+/*
+ * main.c - `heptapod serve`: settings, then the daemon's life in order:
+ * listen (so /healthz answers while models load), load every model on its
+ * own worker, serve, and on SIGTERM/SIGINT drain and shut down cleanly.
+ */
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "server/server.h"
+
+/* A model's name is its file name without the directory and the
+ * .safetensors extension: what requests put in "model". */
+static void model_name(char *out, size_t len, const char *path)
+{
+    const char *base = strrchr(path, '/');
+    base = base ? base + 1 : path;
+    snprintf(out, len, "%s", base);
+    size_t n = strlen(out);
+    const char *ext = ".safetensors";
+    size_t e = strlen(ext);
+    if (n > e && !strcmp(out + n - e, ext))
+        out[n - e] = '\0';
+}
+
+static int open_access_log(const char *path)
+{
+    if (!path[0])
+        return -1;
+    if (!strcmp(path, "-"))
+        return STDERR_FILENO;
+    return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+}
+
+static int setup_models(srv_server *s)
+{
+    const cfg_settings *cfg = s->cfg;
+    s->n_models = cfg->n_model;
+    s->models = calloc((size_t)s->n_models, sizeof *s->models);
+    if (!s->models) {
+        fprintf(stderr, "heptapod serve: out of memory\n");
+        return -1;
+    }
+    srv_sched_limits lim = {.max_queue = (int)cfg->max_queue,
+                            .max_batch_cells = (int)cfg->max_batch_cells,
+                            .max_batch_grids = 0,
+                            .batch_wait_ns = cfg->max_batch_wait_ms * 1000000};
+    for (int i = 0; i < s->n_models; i++) {
+        srv_model *m = &s->models[i];
+        m->srv = s;
+        m->index = i;
+        m->path = cfg->model[i];
+        model_name(m->name, sizeof m->name, m->path);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(s->models[k].name, m->name)) {
+                fprintf(stderr, "heptapod serve: two models are named '%s' (%s and %s)\n",
+                        m->name, s->models[k].path, m->path);
+                return -1;
+            }
+        if (srv__sched_init(&m->sched, &lim) < 0) {
+            fprintf(stderr, "heptapod serve: invalid queue or batch limits\n");
+            return -1;
+        }
+        srv__stats_model(s, m);
+    }
+    return 0;
+}
+
+static void teardown(srv_server *s)
+{
+    for (int i = 0; i < s->n_models; i++)
+        srv__sched_destroy(&s->models[i].sched);
+    free(s->models);
+    srv__registry_free(s->metrics.reg);
+    if (s->access_fd > STDERR_FILENO)
+        close(s->access_fd);
+}
+
+/* After the loop stopped: nothing may still run or hold a job. Workers exit
+ * once their scheduler is closed and empty; connections end last. */
+static void shut_down(srv_server *s)
+{
+    srv__generate_cancel_all(s, SRV_END_SHUTDOWN);
+    for (int i = 0; i < s->n_models; i++)
+        srv__sched_close(&s->models[i].sched);
+    for (int i = 0; i < s->n_models; i++)
+        srv__worker_join(&s->models[i]);
+    srv__loop_drain_mail(s);
+    srv__http_stop(s);
+    srv__loop_drain_mail(s);
+    srv__loop_close(s);
+}
+
+int cli_serve(int argc, char **argv)
+{
+    cfg_settings cfg;
+    char err[512];
+    int rc = cfg_load(&cfg, argc, argv, err, sizeof err);
+    if (rc == CFG_HELP) {
+        cfg_print_help(stdout);
+        return 0;
+    }
+    if (rc != 0) {
+        fprintf(stderr, "heptapod serve: %s\n", err);
+        return 2;
+    }
+    int level = srv__log_level_parse(cfg.log_level);
+    srv__log_level = level >= SRV_LOG_OFF ? (srv_level)level : SRV_LOG_INFO;
+
+    srv_server s;
+    memset(&s, 0, sizeof s);
+    s.cfg = &cfg;
+    s.limits = (proto_limits){.max_iterations = (int)cfg.max_iterations,
+                              .max_cells = cfg.max_batch_cells,
+                              .max_deadline_ms = cfg.max_deadline_ms};
+    if (getrandom(&s.id_seed, sizeof s.id_seed, 0) != sizeof s.id_seed)
+        s.id_seed = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32);
+    s.access_fd = open_access_log(cfg.access_log);
+    if (cfg.access_log[0] && s.access_fd < 0) {
+        fprintf(stderr, "heptapod serve: cannot open the access log %s\n", cfg.access_log);
+        cfg_free(&cfg);
+        return 2;
+    }
+    int ok = srv__stats_init(&s) == 0;
+    if (!ok)
+        fprintf(stderr, "heptapod serve: out of memory for the metrics\n");
+    if (!ok || setup_models(&s) < 0) {
+        teardown(&s);
+        cfg_free(&cfg);
+        return 2;
+    }
+    if (srv__loop_init(&s) < 0 || srv__http_start(&s) < 0 || srv__loop_attach_mhd(&s) < 0) {
+        SRV_LOG(SRV_LOG_ERROR, "cannot start the server");
+        if (s.mhd)
+            srv__http_stop(&s);
+        teardown(&s);
+        cfg_free(&cfg);
+        return 1;
+    }
+    SRV_LOG(SRV_LOG_INFO, "listening on http://%s%s%s:%d (heptapod %s, %d model%s, %lld threads each)",
+            strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "", s.port,
+            SRV_VERSION, s.n_models, s.n_models == 1 ? "" : "s", (long long)cfg.threads);
+    for (int i = 0; i < s.n_models; i++)
+        if (srv__worker_start(&s.models[i]) < 0) {
+            SRV_LOG(SRV_LOG_ERROR, "cannot start the worker of model %s", s.models[i].name);
+            atomic_store(&s.models[i].state, SRV_MODEL_FAILED);
+            srv__mail_wake(&s);
+        }
+    rc = srv__loop_run(&s);
+    shut_down(&s);
+    SRV_LOG(SRV_LOG_INFO, "stopped (exit code %d)", rc);
+    teardown(&s);
+    cfg_free(&cfg);
+    return rc;
+}

@@ -1,0 +1,309 @@
+/*
+ * server.h - what the files of server/ share: the daemon, its models and
+ * workers, the requests in flight, and the functions one file offers the
+ * others. Nothing outside server/ includes this (the room's public entry
+ * is cli_serve in cli/cli.h).
+ *
+ * Threads: the event-loop thread owns libmicrohttpd, every connection and
+ * every srv_conn; each model's worker thread owns its workspace and steps
+ * the eng_gen of its active jobs. They meet in three places only: the
+ * scheduler (sched.h), a job's outbox (srv_job.mu) and the mailbox that
+ * wakes the loop (srv_server.mail_mu + uv_async).
+ */
+#ifndef HEPTAPOD_SRV_SERVER_H
+#define HEPTAPOD_SRV_SERVER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+#include <uv.h>
+
+#include "config/config.h"
+#include "engine/eng.h"
+#include "proto/proto.h"
+#include "server/log.h"
+#include "server/metrics.h"
+#include "server/sched.h"
+
+#define SRV_VERSION "0.1.0"
+/* Longest X-Request-Id kept from a client; longer or odd ones are replaced. */
+#define SRV_REQUEST_ID_MAX 128
+
+typedef struct srv_server srv_server;
+typedef struct srv_model srv_model;
+typedef struct srv_job srv_job;
+typedef struct srv_conn srv_conn;
+
+/* ---- jobs (job.c) --------------------------------------------------------- */
+
+/** How a job ended; SRV_END_NONE while it runs. The first ending wins. */
+typedef enum srv_end {
+    SRV_END_NONE = 0,
+    SRV_END_DONE,      /* every iteration ran */
+    SRV_END_CANCELLED, /* the client went away */
+    SRV_END_DEADLINE,  /* its deadline passed */
+    SRV_END_SHUTDOWN,  /* the drain timeout passed */
+    SRV_END_FAILED     /* the engine refused the batch */
+} srv_end;
+
+/** One published grid of a streaming job: the tokens after `iteration`. */
+typedef struct srv_frame {
+    struct srv_frame *next;
+    int iteration;
+    int open; /* cells still holding the mask token */
+    int32_t tokens[];
+} srv_frame;
+
+/** Per-request timestamps (srv__now_ns); 0 until they happen. */
+typedef struct srv_times {
+    int64_t arrival;  /* request headers seen */
+    int64_t started;  /* joined a batch (its first iteration began) */
+    int64_t first;    /* its first grid was ready */
+    int64_t finished; /* its last iteration ended */
+} srv_times;
+
+/**
+ * A generation request from admission to its response's end. Reference
+ * counted: the connection holds one, the scheduler/worker one while it is
+ * queued or active, the mailbox one while it is posted. Freed (with its
+ * request, generation state and frames) when the last is released.
+ */
+struct srv_job {
+    srv_qnode q; /* the scheduler's view; cells = height * width */
+    atomic_int refs;
+    srv_model *model;
+    proto_request req; /* validated; read-only once submitted */
+    eng_gen gen;       /* the worker's while the job runs; the loop reads it after DONE */
+    int64_t deadline;  /* absolute srv__now_ns, 0: none */
+    srv_conn *conn;    /* loop thread only; NULL once the connection ended */
+
+    pthread_mutex_t mu; /* guards everything below */
+    srv_frame *frames, *frames_tail;
+    int iterations_run;
+    srv_end end;
+    srv_times t;
+    int mailed; /* on the mailbox (guarded by srv_server.mail_mu instead) */
+    srv_job *mail_next;
+};
+
+/** A job for a validated request (taken over: *req is zeroed) on model m,
+ * holding one reference. eng_gen_init failures return NULL with err set. */
+srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, proto_error *err);
+void srv__job_ref(srv_job *j);
+void srv__job_unref(srv_job *j);
+/** Sets the ending if none is set yet; returns 1 if this call set it. */
+int srv__job_end(srv_job *j, srv_end why);
+/** The ending now (locks). */
+srv_end srv__job_state(srv_job *j);
+/** Detaches the published frames (oldest first) for the loop to render. */
+srv_frame *srv__job_take_frames(srv_job *j);
+/** Worker side: copies the current grid into a new frame (streaming jobs),
+ * unless the job already ended. Returns 0 or -1 without memory. */
+int srv__job_publish(srv_job *j);
+/** Copies the timestamps and iterations run (locks). */
+void srv__job_times(srv_job *j, srv_times *t, int *iterations_run);
+/** Ends j for `why`, takes it out of its scheduler and wakes its worker. */
+void srv__job_cancel(srv_job *j, srv_end why);
+
+/* ---- models and workers (worker.c) ---------------------------------------- */
+
+enum { SRV_MODEL_LOADING = 0, SRV_MODEL_READY, SRV_MODEL_FAILED };
+
+/** Metric series one model's worker updates, resolved once at start. */
+typedef struct srv_model_metrics {
+    srv_series *queue_seconds, *first_iteration_seconds, *request_seconds;
+    srv_series *forward_seconds, *batch_grids, *batch_cells;
+    srv_series *iterations, *cells, *forward_passes;
+    srv_series *queue_depth, *active, *queue_cells, *active_cells;
+    srv_series *outcome[SRV_END_FAILED + 1]; /* generations by ending */
+} srv_model_metrics;
+
+struct srv_model {
+    srv_server *srv;
+    int index;
+    char name[128]; /* what requests name in "model" */
+    const char *path;
+    eng_model *model;      /* set by the worker before state turns READY */
+    eng_workspace *ws;     /* the worker's own */
+    atomic_int state;      /* SRV_MODEL_* */
+    char error[512];       /* load failure, once state is FAILED */
+    srv_sched sched;
+    pthread_t thread;
+    int thread_started;
+    srv_model_metrics m;
+};
+
+/** Starts m's worker: it loads the checkpoint, makes its workspace, turns
+ * READY (or FAILED) and wakes the loop, then serves m->sched until it is
+ * closed and empty. Returns 0 or -1. */
+int srv__worker_start(srv_model *m);
+/** Waits for the worker to exit (after srv__sched_close) and frees its
+ * model and workspace. */
+void srv__worker_join(srv_model *m);
+
+/* ---- the daemon ------------------------------------------------------------ */
+
+/** Families of the registry that code outside worker.c updates. */
+typedef struct srv_metrics {
+    srv_registry *reg;
+    srv_family *http_requests, *model_info;
+    srv_series *process[6];
+    srv_family *queue_seconds, *first_iteration_seconds, *request_seconds, *forward_seconds,
+        *batch_grids, *batch_cells, *iterations, *cells, *forward_passes, *queue_depth, *active,
+        *queue_cells, *active_cells, *outcomes;
+    srv_series *ready_now, *draining_now;
+} srv_metrics;
+
+struct srv_server {
+    cfg_settings *cfg;
+    srv_model *models;
+    int n_models;
+    srv_metrics metrics;
+    proto_limits limits;
+
+    uv_loop_t loop;
+    uv_poll_t mhd_poll;
+    int polling;    /* mhd_poll is initialised */
+    uv_timer_t mhd_timer, tick;
+    uv_signal_t sigterm, sigint;
+    uv_async_t wake;
+    struct MHD_Daemon *mhd;
+    int port;
+    int access_fd; /* -1: no access log */
+
+    pthread_mutex_t mail_mu;
+    srv_job *mail_head;
+
+    int ready;      /* every model loaded, not draining */
+    int draining;   /* SIGTERM/SIGINT seen */
+    int64_t drain_deadline;
+    int forced;     /* the drain timeout passed: jobs cancelled */
+    int64_t forced_at;
+    int exit_code;
+    int stopping;   /* uv loop is being stopped */
+    srv_conn *conns; /* live requests with a job, for the tick */
+    int n_inflight;
+    uint64_t id_seed, id_counter;
+};
+
+/* ---- loop.c ----------------------------------------------------------------- */
+
+/** Sets up the loop, signals, the wake-up and the tick. Returns 0 or -1. */
+int srv__loop_init(srv_server *s);
+/** Watches MHD's epoll fd from the loop. Returns 0 or -1. */
+int srv__loop_attach_mhd(srv_server *s);
+/** Runs MHD now and re-arms its timer (after resuming connections). */
+void srv__loop_kick(srv_server *s);
+/** Runs the loop until the daemon stops. Returns the exit code. */
+int srv__loop_run(srv_server *s);
+/** After the loop stopped: delivers and releases what is left on the mailbox. */
+void srv__loop_drain_mail(srv_server *s);
+/** Closes every handle and the loop (after srv__http_stop). */
+void srv__loop_close(srv_server *s);
+/** Worker side: queues j on the mailbox (once, taking a reference); the
+ * loop sees it after the next srv__mail_wake. */
+void srv__mail_post(srv_server *s, srv_job *j);
+/** Wakes the loop without a job (a model changed state). */
+void srv__mail_wake(srv_server *s);
+/** Starts draining: readiness off, queues closed, deadline armed. */
+void srv__begin_drain(srv_server *s);
+
+/* ---- http.c ------------------------------------------------------------------- */
+
+/** Starts libmicrohttpd (external epoll, suspend/resume) on host:port.
+ * Returns 0, or -1 with a logged reason. */
+int srv__http_start(srv_server *s);
+/** Resumes every suspended connection and stops libmicrohttpd. */
+void srv__http_stop(srv_server *s);
+/** Queues a JSON error response with the error's status (and Retry-After
+ * for 429/503, WWW-Authenticate for 401, Allow for 405). */
+enum MHD_Result srv__http_error(srv_conn *c, const proto_error *e);
+/** Queues a body (malloc'd, taken; NULL: empty) with status and content
+ * type, plus the request id (and Connection: close while draining). */
+enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
+                                const char *content_type);
+/** The same with extra headers: NULL-terminated name, value pairs. */
+enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
+                                        const char *content_type, const char *const *extra);
+
+/* ---- generate.c ----------------------------------------------------------------- */
+
+/** POST /generate, called by the access handler for every call of the
+ * request (headers, body chunks, end, and again after each resume). */
+enum MHD_Result srv__generate(srv_conn *c, const char *upload, size_t *upload_size);
+/** The connection ended (code from MHD): cancels unfinished work, fills the
+ * request's part of the access-log record and releases the job. */
+void srv__generate_completed(srv_conn *c, enum MHD_RequestTerminationCode toe, srv_access *a);
+/** Loop side: the job's worker published something; resume if suspended. */
+void srv__conn_wake(srv_conn *c);
+/** The periodic tick: deadlines, gone clients, SSE keep-alives. */
+void srv__generate_tick(srv_server *s, int64_t now);
+/** Cancels every job in flight (drain timeout) and wakes its connection. */
+void srv__generate_cancel_all(srv_server *s, srv_end why);
+
+/* ---- stats.c ------------------------------------------------------------------------ */
+
+/** Registers every metric family and the build info. Returns 0 or -1. */
+int srv__stats_init(srv_server *s);
+/** Resolves m's series (before its worker starts). */
+void srv__stats_model(srv_server *s, srv_model *m);
+/** Adds m's model_info series once it is loaded. */
+void srv__stats_model_loaded(srv_server *s, srv_model *m);
+/** Refreshes gauges read at scrape time (process, queues). */
+void srv__stats_refresh(srv_server *s);
+/** Counts one finished HTTP request. */
+void srv__stats_request(srv_server *s, const char *endpoint, int status);
+
+/* ---- the connection state of one HTTP request ------------------------------ */
+
+typedef enum srv_route {
+    SRV_ROUTE_NONE = 0,
+    SRV_ROUTE_GENERATE,
+    SRV_ROUTE_MODELS,
+    SRV_ROUTE_HEALTHZ,
+    SRV_ROUTE_READYZ,
+    SRV_ROUTE_METRICS
+} srv_route;
+
+/** Phase of a POST /generate on its connection. */
+typedef enum srv_phase {
+    SRV_PH_BODY = 0, /* receiving the body */
+    SRV_PH_WAIT,     /* JSON: suspended until the job ends */
+    SRV_PH_STREAM,   /* SSE: the response is queued */
+    SRV_PH_REPLIED   /* a response is queued */
+} srv_phase;
+
+struct srv_conn {
+    srv_server *srv;
+    struct MHD_Connection *mhd;
+    srv_route route;
+    const char *endpoint; /* metrics label */
+    char method[16];
+    char path[64];
+    char request_id[SRV_REQUEST_ID_MAX + 1];
+    int64_t arrival;
+    int status;           /* queued status, for the log and metrics */
+    const char *outcome;  /* for the access log */
+    const char *allow;    /* Allow header of a 405 */
+    int draining;         /* answer with Connection: close */
+
+    /* POST /generate */
+    srv_phase phase;
+    int headers_seen;
+    char *body;
+    size_t body_len, body_cap;
+    int body_too_large;
+    srv_model *model;
+    srv_job *job;       /* one reference held */
+    int suspended;
+    int keepalive_due;
+    int64_t last_write; /* SSE: last bytes handed to MHD */
+    proto_buf out;      /* SSE bytes rendered, not yet handed to MHD */
+    size_t out_off;
+    int final_rendered; /* SSE: done or error event is in `out` */
+    srv_conn *prev, *next; /* srv_server.conns while a job is attached */
+};
+
+#endif

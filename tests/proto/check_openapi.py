@@ -1,0 +1,175 @@
+#!/usr/bin/python3
+"""Checks proto/openapi.json: that it is OpenAPI-shaped, that every reference
+resolves, that its error codes are exactly proto.h's table with the right
+statuses, that every component is a valid JSON Schema, and that bodies the C
+renderers really produce validate against it (and broken ones do not).
+
+usage: /usr/bin/python3 tests/proto/check_openapi.py [TEST_RENDER_BINARY]
+The binary (default build/tests/proto/test_render) writes its rendered bodies
+into $PROTO_SAMPLE_DIR.
+"""
+import copy
+import os
+import re
+import subprocess
+import sys
+import tempfile
+
+import jsonschema
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import openapi_schema as oas  # noqa: E402
+
+failures = []
+
+
+def check(cond, what):
+    if not cond:
+        failures.append(what)
+
+
+def walk(node, path=""):
+    if isinstance(node, dict):
+        for k, v in node.items():
+            yield path + "/" + k, k, v
+            yield from walk(v, path + "/" + k)
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from walk(v, "%s/%d" % (path, i))
+
+
+def check_shape(doc):
+    check(str(doc.get("openapi", "")).startswith("3.0."), "openapi version is not 3.0.x")
+    check(isinstance(doc.get("info", {}).get("title"), str), "info.title missing")
+    check(isinstance(doc.get("info", {}).get("version"), str), "info.version missing")
+    paths = doc.get("paths", {})
+    for p in ["/generate", "/v1/models", "/healthz", "/readyz", "/metrics"]:
+        check(p in paths, "path %s missing" % p)
+    for p, item in paths.items():
+        for method, op in item.items():
+            check(method in ("get", "post", "put", "delete", "patch", "head", "options"),
+                  "%s: unknown method %s" % (p, method))
+            check("responses" in op and op["responses"], "%s %s: no responses" % (method, p))
+            for status, resp in op.get("responses", {}).items():
+                check(re.fullmatch(r"[1-5]\d\d|default", status), "%s: bad status %s" % (p, status))
+                check("description" in resp, "%s %s: response without description" % (p, status))
+    # every $ref resolves inside the document
+    for where, key, value in walk(doc):
+        if key == "$ref":
+            node = doc
+            for part in value.lstrip("#/").split("/"):
+                node = node.get(part) if isinstance(node, dict) else None
+            check(node is not None, "%s: unresolved $ref %s" % (where, value))
+
+
+def check_error_table(doc):
+    """The Error schema's codes and the statuses used must be proto.h's table."""
+    with open(os.path.join(oas.ROOT, "proto", "proto.h"), encoding="utf-8") as f:
+        table = dict((code, int(st)) for st, code in
+                     re.findall(r'X\(\s*[A-Z_]+,\s*(\d+),\s*"([a-z_]+)"\)', f.read()))
+    check(len(table) >= 12, "could not read PROTO_ERRORS from proto.h")
+    enum = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
+    check(sorted(enum) == sorted(table), "Error.code enum %s != proto.h %s" % (enum, sorted(table)))
+    gen = doc["paths"]["/generate"]["post"]["responses"]
+    statuses = set(table.values()) - {499}  # 499 (cancelled) is never sent
+    for st in statuses:
+        check(str(st) in gen, "/generate does not document status %d" % st)
+    for st, resp in gen.items():
+        if st.startswith(("4", "5")):
+            ref = resp["content"]["application/json"]["schema"].get("$ref", "")
+            check(ref.endswith("/Error"), "/generate %s is not an Error body" % st)
+
+
+def check_schemas(doc):
+    for name in doc["components"]["schemas"]:
+        try:
+            oas.validator(name, doc)
+        except jsonschema.SchemaError as e:
+            check(False, "schema %s is not valid JSON Schema: %s" % (name, e.message))
+
+
+SAMPLES = {"result": "GenerateResult", "sse_iteration": "IterationEvent",
+           "sse_iteration_large": "IterationEvent", "sse_done": "DoneEvent",
+           "sse_error": "Error", "error": "Error", "models": "ModelList",
+           "healthz": "Status", "readyz": "Status"}
+
+
+def must_fail(name, instance, what, doc):
+    try:
+        oas.validate(name, instance, doc)
+        check(False, "%s: a broken body validated (%s)" % (name, what))
+    except jsonschema.ValidationError:
+        pass
+
+
+def check_samples(doc, binary):
+    import json
+    with tempfile.TemporaryDirectory() as d:
+        env = dict(os.environ, PROTO_SAMPLE_DIR=d)
+        r = subprocess.run([binary], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        check(r.returncode == 0, "%s failed:\n%s" % (binary, r.stdout.decode(errors="replace")))
+        bodies = {}
+        for stem, schema in SAMPLES.items():
+            path = os.path.join(d, stem + ".json")
+            if not os.path.exists(path):
+                check(False, "%s did not write %s" % (binary, stem))
+                continue
+            with open(path, "rb") as f:
+                raw = f.read()
+            try:
+                body = json.loads(raw.decode("utf-8"))  # strict UTF-8
+            except (UnicodeDecodeError, ValueError) as e:
+                check(False, "%s is not UTF-8 JSON: %s" % (stem, e))
+                continue
+            try:
+                oas.validate(schema, body, doc)
+            except jsonschema.ValidationError as e:
+                check(False, "%s does not match %s: %s at %s" % (stem, schema, e.message,
+                                                                  list(e.absolute_path)))
+            bodies[stem] = body
+    # the schemas are not vacuous: each broken body is refused
+    if "result" in bodies:
+        b = copy.deepcopy(bodies["result"]); del b["grid"]
+        must_fail("GenerateResult", b, "no grid", doc)
+        b = copy.deepcopy(bodies["result"]); b["grid"][0][0] = "x"
+        must_fail("GenerateResult", b, "string cell", doc)
+        b = copy.deepcopy(bodies["result"]); b["extra"] = 1
+        must_fail("GenerateResult", b, "unknown key", doc)
+        b = copy.deepcopy(bodies["result"]); b["timings"]["total_ms"] = -1
+        must_fail("GenerateResult", b, "negative timing", doc)
+    if "error" in bodies:
+        b = copy.deepcopy(bodies["error"]); b["error"]["code"] = "teapot"
+        must_fail("Error", b, "unknown code", doc)
+    if "models" in bodies:
+        b = copy.deepcopy(bodies["models"]); b["data"][0]["hparams"]["window"][0] = "local"
+        must_fail("ModelList", b, "bad window", doc)
+    # requests: what the parser takes, and some of what it refuses by type
+    good = [{"height": 2, "width": 3}, {"given": [[1, None], [2]], "seed": 5, "stream": True},
+            {"text": ["a_b"], "open": "_", "temperature": 0, "top_p": 1, "model": None}]
+    for g in good:
+        try:
+            oas.validate("GenerateRequest", g, doc)
+        except jsonschema.ValidationError as e:
+            check(False, "GenerateRequest refuses %s: %s" % (g, e.message))
+    for b in [{"height": "2"}, {"temprature": 1}, {"given": [[1.5]]}, {"top_p": 0},
+              {"stream": 1}, {"seed": -1}]:
+        must_fail("GenerateRequest", b, json.dumps(b), doc)
+
+
+def main():
+    binary = sys.argv[1] if len(sys.argv) > 1 else os.path.join(oas.ROOT, "build", "tests", "proto", "test_render")
+    doc = oas.load()
+    check_shape(doc)
+    check_error_table(doc)
+    check_schemas(doc)
+    check_samples(doc, binary)
+    for f in failures:
+        print("FAIL:", f)
+    print("check_openapi: %d schemas, %d paths, %s" % (
+        len(doc["components"]["schemas"]), len(doc["paths"]),
+        "%d failure(s)" % len(failures) if failures else "ok"))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

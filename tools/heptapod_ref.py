@@ -1,0 +1,602 @@
+#!/usr/bin/python3
+"""PyTorch reference implementation of the HeptaPod grid transformer (docs: MODEL.md).
+
+This module is the reference for /work/shared/MODEL.md ("The Heptapod grid
+transformer: model and checkpoint contract"). It is written from that page alone and
+favours clarity over speed; the C engine and the trainer are checked against it.
+
+    parse_hparams(metadata) -> hp           section 2 (strings -> typed values)
+    hparams_metadata(hp) -> {str: str}      the inverse, for writing a checkpoint
+    HeptapodModel(hp)                        section 3; forward(tokens[B,H,W]) -> [B,H,W,V]
+    init_random(model, seed, std=0.02)       random weights for tests and fixtures
+    save_checkpoint / load_checkpoint        section 4 (safetensors, F32/F16/BF16)
+    generate(model, given, iterations, ...)  section 5 (iterative refinement)
+
+Run with /usr/bin/python3 (Debian's python3-torch).
+"""
+
+import json
+import math
+import os
+import struct
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FORMAT = "heptapod"
+ARCH = "heptapod-v1"
+GLOBAL = -1  # window entry meaning "every cell of the grid"
+
+_REQUIRED = ("format", "arch", "vocab_size", "dim", "depth", "heads", "window",
+             "mask_token", "tokenizer", "max_height", "max_width")
+
+
+# --- hyper-parameters (section 2) ------------------------------------------------
+
+def _int(key, value):
+    if isinstance(value, bool):
+        raise ValueError(f"{key}: not an integer: {value!r}")
+    if isinstance(value, int):
+        return value
+    s = str(value).strip()
+    if not s or not (s.isdigit() or (s[0] in "+-" and s[1:].isdigit())):
+        raise ValueError(f"{key}: not an integer: {value!r}")
+    return int(s)
+
+
+def _float(key, value):
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{key}: not a number: {value!r}") from None
+    if not math.isfinite(f):
+        raise ValueError(f"{key}: not finite: {value!r}")
+    return f
+
+
+def _per_layer(key, value, depth, allow_global):
+    """One integer for all blocks or a comma list of `depth` entries."""
+    if isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        items = [s.strip() for s in str(value).split(",")]
+    if len(items) == 1:
+        items = items * depth
+    if len(items) != depth:
+        raise ValueError(f"{key}: {len(items)} entries for depth {depth}")
+    out = []
+    for it in items:
+        if allow_global and (it == "global" or (isinstance(it, int) and it == GLOBAL)):
+            out.append(GLOBAL)
+        else:
+            out.append(_int(key, it))
+    return out
+
+
+def parse_hparams(metadata):
+    """Typed hyper-parameters from a `__metadata__` map; raises ValueError on a fault.
+
+    Returns a dict with the keys of section 2: ints, `window` and `dilation` as lists
+    of `depth` ints (window -1 means global), floats for rope_base and norm_eps, and
+    the defaults of section 2 filled in. Informational keys are ignored.
+    """
+    md = dict(metadata)
+    for key in _REQUIRED:
+        if key not in md:
+            raise ValueError(f"metadata: missing key '{key}'")
+    if md["format"] != FORMAT:
+        raise ValueError(f"format: expected '{FORMAT}', got {md['format']!r}")
+    if md["arch"] != ARCH:
+        raise ValueError(f"arch: expected '{ARCH}', got {md['arch']!r}")
+    hp = {"format": FORMAT, "arch": ARCH}
+    for key in ("vocab_size", "dim", "depth", "heads", "mask_token", "max_height",
+                "max_width"):
+        hp[key] = _int(key, md[key])
+    V, D, L, nh = hp["vocab_size"], hp["dim"], hp["depth"], hp["heads"]
+    if V < 2:
+        raise ValueError(f"vocab_size: must be >= 2, got {V}")
+    if L < 1:
+        raise ValueError(f"depth: must be >= 1, got {L}")
+    if nh < 1 or D < 1 or D % nh:
+        raise ValueError(f"dim {D} not divisible by heads {nh}")
+    if (D // nh) % 4:
+        raise ValueError(f"head dim {D // nh} not divisible by 4")
+    hp["window"] = _per_layer("window", md["window"], L, True)
+    if any(r < 0 and r != GLOBAL for r in hp["window"]):
+        raise ValueError(f"window: negative radius in {md['window']!r}")
+    hp["dilation"] = _per_layer("dilation", md.get("dilation", "1"), L, False)
+    if any(d < 1 for d in hp["dilation"]):
+        raise ValueError(f"dilation: must be >= 1, got {md.get('dilation')!r}")
+    hp["mlp_hidden"] = _int("mlp_hidden", md.get("mlp_hidden", 4 * D))
+    if hp["mlp_hidden"] < 1:
+        raise ValueError(f"mlp_hidden: must be >= 1, got {hp['mlp_hidden']}")
+    hp["rope_base"] = _float("rope_base", md.get("rope_base", "10000"))
+    if not hp["rope_base"] > 1:
+        raise ValueError(f"rope_base: must be > 1, got {hp['rope_base']}")
+    hp["norm_eps"] = _float("norm_eps", md.get("norm_eps", "1e-5"))
+    if not hp["norm_eps"] > 0:
+        raise ValueError(f"norm_eps: must be > 0, got {hp['norm_eps']}")
+    if not 0 <= hp["mask_token"] < V:
+        raise ValueError(f"mask_token: {hp['mask_token']} not in [0, {V})")
+    hp["tokenizer"] = str(md["tokenizer"])
+    if hp["tokenizer"] not in ("byte", "none"):
+        raise ValueError(f"tokenizer: expected 'byte' or 'none', got {md['tokenizer']!r}")
+    if hp["tokenizer"] == "byte" and V < 256:
+        raise ValueError(f"tokenizer byte needs vocab_size >= 256, got {V}")
+    if hp["max_height"] < 1 or hp["max_width"] < 1:
+        raise ValueError("max_height and max_width must be >= 1")
+    return hp
+
+
+def _fmt_float(f):
+    return str(int(f)) if float(f).is_integer() and abs(f) < 1e15 else repr(float(f))
+
+
+def _fmt_list(items, is_window):
+    strs = ["global" if (is_window and r == GLOBAL) else str(int(r)) for r in items]
+    return strs[0] if len(set(strs)) == 1 else ",".join(strs)
+
+
+def hparams_metadata(hp):
+    """The section 2 keys of `hp` (typed or strings) as a string-to-string map."""
+    hp = parse_hparams({k: (v if isinstance(v, (list, tuple)) else str(v))
+                        for k, v in hp.items()}) if not _is_typed(hp) else hp
+    md = {"format": FORMAT, "arch": ARCH}
+    for key in ("vocab_size", "dim", "depth", "heads"):
+        md[key] = str(hp[key])
+    md["window"] = _fmt_list(hp["window"], True)
+    md["dilation"] = _fmt_list(hp["dilation"], False)
+    md["mlp_hidden"] = str(hp["mlp_hidden"])
+    md["rope_base"] = _fmt_float(hp["rope_base"])
+    md["norm_eps"] = repr(float(hp["norm_eps"]))
+    for key in ("mask_token", "tokenizer", "max_height", "max_width"):
+        md[key] = str(hp[key])
+    return md
+
+
+def _is_typed(hp):
+    return isinstance(hp.get("window"), list) and isinstance(hp.get("dim"), int) \
+        and isinstance(hp.get("dilation"), list) and "mlp_hidden" in hp \
+        and "rope_base" in hp and "norm_eps" in hp
+
+
+# --- forward pass (section 3) ----------------------------------------------------
+
+def rope_tables(H, W, dh, base, device=None):
+    """cos, sin of shape [H, W, dh], laid out like the head vector (section 3.1).
+
+    Entries j and j + m/2 of the row half hold angle y * w_j; the same entries of the
+    column half hold x * w_j, with w_j = base ** (-2j/m), m = dh/2. Angles are formed
+    in double precision and rounded to float32 once.
+    """
+    m = dh // 2
+    j = torch.arange(m // 2, dtype=torch.float64)
+    w = torch.tensor(float(base), dtype=torch.float64) ** (-2.0 * j / m)
+    ay = torch.arange(H, dtype=torch.float64)[:, None] * w  # [H, m/2]
+    ax = torch.arange(W, dtype=torch.float64)[:, None] * w  # [W, m/2]
+    ay = torch.cat([ay, ay], 1)[:, None, :].expand(H, W, m)
+    ax = torch.cat([ax, ax], 1)[None, :, :].expand(H, W, m)
+    ang = torch.cat([ay, ax], 2)
+    return ang.cos().float().to(device), ang.sin().float().to(device)
+
+
+def rope2d(t, cos, sin):
+    """Rotate t [..., H, W, dh]: rotate-half inside the row half and the column half."""
+    dh = t.shape[-1]
+    m2 = dh // 4
+    a = t.reshape(*t.shape[:-1], 2, 2, m2)  # [..., half, first/second quarter, m/2]
+    rot = torch.stack([-a[..., 1, :], a[..., 0, :]], -2).reshape(t.shape)
+    return t * cos + rot * sin
+
+
+def global_attention(q, k, v):
+    """Full attention inside each grid; q, k, v [B, nh, H, W, dh]."""
+    B, nh, H, W, dh = q.shape
+    qf, kf, vf = (t.reshape(B, nh, H * W, dh) for t in (q, k, v))
+    s = torch.matmul(qf, kf.transpose(-1, -2)) / math.sqrt(dh)
+    return torch.matmul(torch.softmax(s, -1), vf).reshape(B, nh, H, W, dh)
+
+
+def local_attention(q, k, v, r, d):
+    """Section 3.2 on q, k, v [B, nh, H, W, dh]: radius r (or GLOBAL), dilation d.
+
+    One pass per window offset (i, j): K and V are zero-padded and shifted so that
+    cell (y, x) lines up with (y + d*i, x + d*j); a mask drops the neighbours that fall
+    outside the grid. Offsets that miss the grid for every cell are skipped, so a
+    radius larger than the grid costs nothing extra. Scores of all offsets are
+    stacked and normalised by one softmax over the offset axis.
+    """
+    if r == GLOBAL:
+        return global_attention(q, k, v)
+    B, nh, H, W, dh = q.shape
+    ry, rx = min(r, (H - 1) // d), min(r, (W - 1) // d)
+    py, px = d * ry, d * rx
+    kp = F.pad(k, (0, 0, px, px, py, py))
+    vp = F.pad(v, (0, 0, px, px, py, py))
+    scale = 1.0 / math.sqrt(dh)
+    ys = torch.arange(H, device=q.device)
+    xs = torch.arange(W, device=q.device)
+    offsets = [(i, j) for i in range(-ry, ry + 1) for j in range(-rx, rx + 1)]
+    scores = []
+    for i, j in offsets:
+        ks = kp[:, :, py + d * i: py + d * i + H, px + d * j: px + d * j + W]
+        s = (q * ks).sum(-1) * scale  # [B, nh, H, W]
+        vy = (ys + d * i >= 0) & (ys + d * i < H)
+        vx = (xs + d * j >= 0) & (xs + d * j < W)
+        valid = vy[:, None] & vx[None, :]
+        if not bool(valid.all()):
+            s = s.masked_fill(~valid, float("-inf"))
+        scores.append(s)
+    p = torch.softmax(torch.stack(scores, 0), 0)  # the offset (0, 0) is always valid
+    out = None
+    for n, (i, j) in enumerate(offsets):
+        vs = vp[:, :, py + d * i: py + d * i + H, px + d * j: px + d * j + W]
+        term = p[n].unsqueeze(-1) * vs
+        out = term if out is None else out + term
+    return out
+
+
+class Attention(nn.Module):
+    def __init__(self, dim, heads, window, dilation):
+        super().__init__()
+        self.heads, self.window, self.dilation = heads, window, dilation
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+
+    def forward(self, u, cos, sin):
+        B, H, W, D = u.shape
+        nh, dh = self.heads, D // self.heads
+        # q first, then k, then v; head j owns [j*dh, (j+1)*dh) of each.
+        qkv = self.qkv(u).reshape(B, H, W, 3, nh, dh).permute(3, 0, 4, 1, 2, 5)
+        q, k, v = rope2d(qkv[0], cos, sin), rope2d(qkv[1], cos, sin), qkv[2]
+        a = local_attention(q, k, v, self.window, self.dilation)  # [B, nh, H, W, dh]
+        return self.proj(a.permute(0, 2, 3, 1, 4).reshape(B, H, W, D))
+
+
+class Mlp(nn.Module):
+    def __init__(self, dim, hidden):
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden)
+        self.fc2 = nn.Linear(hidden, dim)
+
+    def forward(self, u):
+        return self.fc2(F.gelu(self.fc1(u)))  # exact erf GELU
+
+
+class Block(nn.Module):
+    def __init__(self, dim, heads, hidden, window, dilation, eps):
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim, eps=eps)
+        self.attn = Attention(dim, heads, window, dilation)
+        self.norm2 = nn.LayerNorm(dim, eps=eps)
+        self.mlp = Mlp(dim, hidden)
+
+    def forward(self, h, cos, sin):
+        h = h + self.attn(self.norm1(h), cos, sin)
+        return h + self.mlp(self.norm2(h))
+
+
+class HeptapodModel(nn.Module):
+    """MODEL.md section 3. Parameter names are the tensor names of section 4."""
+
+    def __init__(self, hp):
+        super().__init__()
+        if not _is_typed(hp):
+            hp = parse_hparams(hp)
+        self.hp = dict(hp)
+        D, L, eps = hp["dim"], hp["depth"], hp["norm_eps"]
+        self.tok_emb = nn.Embedding(hp["vocab_size"], D)
+        self.blocks = nn.ModuleList(
+            Block(D, hp["heads"], hp["mlp_hidden"], hp["window"][i], hp["dilation"][i], eps)
+            for i in range(L))
+        self.norm = nn.LayerNorm(D, eps=eps)
+        self.head = nn.Linear(D, hp["vocab_size"])
+
+    def forward(self, tokens):
+        """tokens LongTensor [B, H, W] (grids of one size) -> logits [B, H, W, V]."""
+        if tokens.dim() != 3:
+            raise ValueError(f"tokens must be [B, H, W], got shape {tuple(tokens.shape)}")
+        B, H, W = tokens.shape
+        dh = self.hp["dim"] // self.hp["heads"]
+        cos, sin = rope_tables(H, W, dh, self.hp["rope_base"], tokens.device)
+        h = self.tok_emb(tokens)
+        for blk in self.blocks:
+            h = blk(h, cos, sin)
+        return self.head(self.norm(h))
+
+
+def expected_shapes(hp):
+    """Ordered {name: shape} of section 4 for typed hyper-parameters `hp`."""
+    V, D, F_ = hp["vocab_size"], hp["dim"], hp["mlp_hidden"]
+    shapes = {"tok_emb.weight": [V, D]}
+    for l in range(hp["depth"]):
+        p = f"blocks.{l}."
+        shapes.update({
+            p + "norm1.weight": [D], p + "norm1.bias": [D],
+            p + "attn.qkv.weight": [3 * D, D], p + "attn.qkv.bias": [3 * D],
+            p + "attn.proj.weight": [D, D], p + "attn.proj.bias": [D],
+            p + "norm2.weight": [D], p + "norm2.bias": [D],
+            p + "mlp.fc1.weight": [F_, D], p + "mlp.fc1.bias": [F_],
+            p + "mlp.fc2.weight": [D, F_], p + "mlp.fc2.bias": [D],
+        })
+    shapes.update({"norm.weight": [D], "norm.bias": [D],
+                   "head.weight": [V, D], "head.bias": [V]})
+    return shapes
+
+
+def init_random(model, seed, std=0.02, overrides=None):
+    """Deterministic random weights: weights N(0, std), LayerNorm weights 1 + N(0, std),
+    biases N(0, std). `overrides` maps a parameter-name suffix (e.g. "tok_emb.weight")
+    to another std for that tensor (the added noise for LayerNorm weights)."""
+    g = torch.Generator().manual_seed(int(seed))
+    overrides = overrides or {}
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            s = std
+            for suffix, val in overrides.items():
+                if name.endswith(suffix):
+                    s = val
+            noise = torch.randn(p.shape, generator=g, dtype=torch.float32) * s
+            if ".norm" in "." + name and name.endswith(".weight"):
+                p.copy_(1.0 + noise)
+            else:
+                p.copy_(noise)
+    return model
+
+
+# --- checkpoint file (section 4) --------------------------------------------------
+
+_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16}
+_NP_LE = {"F32": "<f4", "F16": "<f2", "BF16": "<u2"}
+_SIZES = {"F32": 4, "F16": 2, "BF16": 2}
+
+
+def _dtype_name(dtype):
+    if isinstance(dtype, torch.dtype):
+        for name, dt in _DTYPES.items():
+            if dt == dtype:
+                return name
+    else:
+        s = str(dtype).upper().replace("FLOAT", "F").replace("FP", "F")
+        s = {"F": "F32", "HALF": "F16", "BFLOAT16": "BF16", "BF": "BF16"}.get(s, s)
+        if s in _DTYPES:
+            return s
+    raise ValueError(f"unsupported checkpoint dtype {dtype!r} (F32, F16 or BF16)")
+
+
+def _tensor_bytes(t, dname):
+    t = t.detach().to("cpu").contiguous()
+    if dname == "BF16":
+        # torch rounds to nearest even; numpy has no bfloat16, so write the raw bits.
+        arr = t.to(torch.bfloat16).view(torch.int16).numpy().astype("<i2")
+    else:
+        arr = t.to(_DTYPES[dname]).numpy().astype(_NP_LE[dname])
+    return arr.tobytes()
+
+
+def save_checkpoint(path, model_or_state_dict, metadata, dtype=torch.float32):
+    """Write a section 4 safetensors file.
+
+    `metadata` is merged over the section 2 keys derived from it (format and arch are
+    filled in); tensors are written in section 4 order, packed without gaps. The
+    header is padded with spaces to a multiple of 8 bytes so the data is aligned.
+    """
+    dname = _dtype_name(dtype)
+    sd = (model_or_state_dict.state_dict() if isinstance(model_or_state_dict, nn.Module)
+          else dict(model_or_state_dict))
+    md = {str(k): (",".join(map(str, v)) if isinstance(v, (list, tuple)) else str(v))
+          for k, v in dict(metadata).items()}
+    md.setdefault("format", FORMAT)
+    md.setdefault("arch", ARCH)
+    hp = parse_hparams(md)
+    shapes = expected_shapes(hp)
+    extra = sorted(set(sd) - set(shapes))
+    if extra:
+        raise ValueError(f"{path}: unexpected tensors {extra}")
+    header = {"__metadata__": md}
+    blobs = []
+    offset = 0
+    for name, shape in shapes.items():
+        if name not in sd:
+            raise ValueError(f"{path}: missing tensor {name}")
+        t = sd[name]
+        if list(t.shape) != shape:
+            raise ValueError(f"{path}: {name} has shape {list(t.shape)}, expected {shape}")
+        b = _tensor_bytes(t, dname)
+        header[name] = {"dtype": dname, "shape": shape,
+                        "data_offsets": [offset, offset + len(b)]}
+        blobs.append(b)
+        offset += len(b)
+    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    hb += b" " * ((-(8 + len(hb))) % 8)
+    tmp = f"{path}.tmp{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(hb)))
+        f.write(hb)
+        for b in blobs:
+            f.write(b)
+    os.replace(tmp, path)
+
+
+def read_safetensors(path):
+    """(tensors {name: float32 Tensor}, metadata, dtypes {name: str}) with the checks
+    of section 4 on the file layout; raises ValueError naming the file and the fault."""
+    with open(path, "rb") as f:
+        data = f.read()
+    if len(data) < 8:
+        raise ValueError(f"{path}: truncated: {len(data)} bytes, no header length")
+    (n,) = struct.unpack("<Q", data[:8])
+    if n > len(data) - 8:
+        raise ValueError(f"{path}: truncated: header length {n} past end of file")
+    try:
+        header = json.loads(data[8:8 + n].decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"{path}: header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise ValueError(f"{path}: header is not a JSON object")
+    md = header.pop("__metadata__", None)
+    if not isinstance(md, dict) or not all(isinstance(v, str) for v in md.values()):
+        raise ValueError(f"{path}: __metadata__ missing or not a string map")
+    body = len(data) - 8 - n
+    spans = []
+    for name, e in header.items():
+        if not isinstance(e, dict) or set(e) != {"dtype", "shape", "data_offsets"}:
+            raise ValueError(f"{path}: malformed entry for tensor {name}")
+        dt, shape, offs = e["dtype"], e["shape"], e["data_offsets"]
+        if dt not in _DTYPES:
+            raise ValueError(f"{path}: tensor {name}: unsupported dtype {dt!r}")
+        if (not isinstance(shape, list) or not all(isinstance(s, int) and s >= 0 for s in shape)
+                or not isinstance(offs, list) or len(offs) != 2
+                or not all(isinstance(o, int) for o in offs)):
+            raise ValueError(f"{path}: tensor {name}: malformed shape or data_offsets")
+        b, en = offs
+        if not 0 <= b <= en:
+            raise ValueError(f"{path}: tensor {name}: bad data_offsets {offs}")
+        if en > body:
+            raise ValueError(f"{path}: tensor {name}: data_offsets {offs} past end of file")
+        if en - b != _SIZES[dt] * math.prod(shape):
+            raise ValueError(f"{path}: tensor {name}: {en - b} bytes for shape {shape} {dt}")
+        spans.append((b, en, name))
+    spans.sort()
+    pos = 0
+    for b, en, name in spans:
+        if b < pos:
+            raise ValueError(f"{path}: tensor {name} overlaps the previous tensor")
+        if b > pos:
+            raise ValueError(f"{path}: gap of {b - pos} bytes before tensor {name}")
+        pos = en
+    if pos != body:
+        raise ValueError(f"{path}: {body - pos} unused bytes after the last tensor")
+    tensors, dtypes = {}, {}
+    for name, e in header.items():
+        b, en = e["data_offsets"]
+        raw = data[8 + n + b: 8 + n + en]
+        dt = e["dtype"]
+        if dt == "BF16":
+            bits = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
+            arr = bits.view(np.float32)
+        else:
+            arr = np.frombuffer(raw, dtype=_NP_LE[dt]).astype(np.float32)
+        tensors[name] = torch.from_numpy(arr.copy()).reshape(e["shape"])
+        dtypes[name] = dt
+    return tensors, md, dtypes
+
+
+def load_checkpoint(path):
+    """(HeptapodModel in eval mode with float32 weights, metadata dict)."""
+    tensors, md, _ = read_safetensors(path)
+    try:
+        hp = parse_hparams(md)
+    except ValueError as e:
+        raise ValueError(f"{path}: metadata: {e}") from None
+    shapes = expected_shapes(hp)
+    for name, shape in shapes.items():
+        if name not in tensors:
+            raise ValueError(f"{path}: missing tensor {name}")
+        if list(tensors[name].shape) != shape:
+            raise ValueError(f"{path}: tensor {name} has shape {list(tensors[name].shape)}, "
+                             f"expected {shape}")
+    extra = sorted(set(tensors) - set(shapes))
+    if extra:
+        raise ValueError(f"{path}: unexpected tensors {extra}")
+    model = HeptapodModel(hp)
+    model.load_state_dict(tensors, strict=True)
+    model.eval()
+    return model, md
+
+
+# --- generation (section 5) -------------------------------------------------------
+
+def _filtered_sample(logits, mask_token, temperature, top_k, top_p, gen):
+    """One token from filter(softmax(logits / tau)) with the mask token excluded.
+
+    top_k (0 = off) keeps the k most probable ids; top_p is then applied to the
+    renormalised survivors, keeping the shortest prefix whose mass reaches top_p.
+    """
+    z = logits.double() / temperature
+    z[mask_token] = float("-inf")
+    p = torch.softmax(z, 0)
+    # Most probable first; equal probabilities keep the lower id first (stable sort).
+    order = torch.sort(p, descending=True, stable=True).indices
+    ps = p[order]
+    n = int((ps > 0).sum())
+    if top_k and top_k > 0:
+        n = min(n, top_k)
+    if top_p < 1.0:
+        ps_n = ps[:n] / ps[:n].sum()
+        cum = torch.cumsum(ps_n, 0)
+        reach = int((cum < top_p).sum()) + 1  # smallest prefix whose mass reaches top_p
+        n = min(n, reach)
+    keep = ps[:n] / ps[:n].sum()
+    idx = int(torch.multinomial(keep.float(), 1, generator=gen))
+    return int(order[idx])
+
+
+def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed=0,
+             trace=None):
+    """Section 5: iterative refinement of one grid.
+
+    `given` is an [H][W] LongTensor or nested list with -1 for open cells. Returns a
+    list of `iterations` grids (nested lists), the grid after each iteration, with
+    re-masked cells holding mask_token. With temperature 0 the result is exact
+    (argmax ties to the lower id; conf ties commit the lower row-major index first).
+    If `trace` is a list, one dict per iteration that sampled anything is appended:
+    t, logits [H*W, V] (float32), conf {cell: p}, order (re-mask order), n_keep.
+    """
+    K = int(iterations)
+    if K < 1:
+        raise ValueError("iterations must be >= 1")
+    if temperature < 0:
+        raise ValueError("temperature must be >= 0")
+    hp = model.hp
+    V, mask = hp["vocab_size"], hp["mask_token"]
+    g = torch.as_tensor(given, dtype=torch.long).clone()
+    if g.dim() != 2:
+        raise ValueError("given must be [H][W]")
+    H, W = g.shape
+    flat = g.reshape(-1)
+    if bool(((flat < -1) | (flat >= V)).any()):
+        raise ValueError("given ids must be -1 (open) or in [0, V)")
+    open_ = flat == -1
+    n_open = int(open_.sum())
+    grid = torch.where(open_, torch.full_like(flat, mask), flat)
+    committed = ~open_
+    gen = torch.Generator().manual_seed(int(seed))
+    out = []
+    model.eval()
+    for t in range(1, K + 1):
+        todo = [c for c in range(H * W) if not committed[c]]
+        if todo:
+            with torch.no_grad():
+                Z = model(grid.reshape(1, H, W))[0].reshape(H * W, V)
+            conf = {}
+            for c in todo:
+                z = Z[c].double().clone()
+                z[mask] = float("-inf")
+                P = torch.softmax(z, 0)
+                if temperature == 0:
+                    best = z.max()
+                    s = int(torch.nonzero(z == best)[0])  # lowest id among ties
+                else:
+                    s = _filtered_sample(Z[c], mask, temperature, top_k, top_p, gen)
+                conf[c] = float(P[s])
+                grid[c] = s
+            n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
+            # Lowest conf first; among equal conf the higher index is re-masked first.
+            order = remask_order(conf)
+            for c in order[:n_keep]:
+                grid[c] = mask
+            for c in order[n_keep:]:
+                committed[c] = True
+            if trace is not None:
+                trace.append({"t": t, "logits": Z.clone(), "conf": conf, "order": order,
+                              "n_keep": n_keep})
+        out.append(grid.reshape(H, W).tolist())
+    return out
+
+
+def remask_order(conf):
+    """Cells sorted as section 5 re-masks them: {cell: conf} -> [cell, ...]."""
+    return sorted(conf, key=lambda c: (conf[c], -c))
