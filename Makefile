@@ -99,6 +99,7 @@ run: $(BIN)
 
 unit: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
+	@echo "== tests/proto/check_openapi.py"; $(PY) tests/proto/check_openapi.py $(BUILD)/tests/proto/test_render
 
 integration: $(BIN)
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do \

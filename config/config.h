@@ -46,32 +46,34 @@ typedef enum cfg_type {
     X(host, CFG_STRING, "127.0.0.1", 1, 0, NULL, "address to listen on")                           \
     X(port, CFG_INT, "8080", 0, 65535, NULL, "TCP port to listen on (0: any free port)")           \
     X(model, CFG_LIST, "models/default.safetensors", 0, 0, NULL,                                   \
-      "checkpoint to serve; repeat for more; the first is the default model")                     \
+      "checkpoint to serve; repeat for more; the first is the default model")                      \
     X(threads, CFG_INT, "0", 0, 1024, NULL,                                                        \
-      "engine threads per model worker (0: cores / models, at least 1)")                          \
+      "engine threads per model worker (0: cores / models, at least 1)")                           \
     X(max_queue, CFG_INT, "64", 1, 1000000, NULL,                                                  \
-      "requests waiting per model before new ones get 429 with Retry-After")                      \
+      "requests waiting per model before new ones get 429 with Retry-After")                       \
     X(max_batch_cells, CFG_INT, "4096", 1, 16777216, NULL,                                         \
-      "cells of all grids in one batched forward pass; bounds one request's cells too")           \
+      "cells of all grids in one batched forward pass; bounds one request's cells too")            \
     X(max_batch_wait_ms, CFG_INT, "2", 0, 10000, NULL,                                             \
-      "longest wait for more requests before an idle worker starts a batch")                      \
+      "longest wait for more requests before an idle worker starts a batch")                       \
     X(max_body_bytes, CFG_INT, "1048576", 64, 1073741824, NULL,                                    \
-      "largest request body accepted (413 above)")                                                \
+      "largest request body accepted (413 above)")                                                 \
     X(max_iterations, CFG_INT, "64", 1, 100000, NULL, "most refinement iterations per request")    \
     X(default_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                        \
-      "deadline of requests that name none (0: none); 504 when it passes")                        \
+      "deadline of requests that name none (0: none); 504 when it passes")                         \
     X(max_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                            \
-      "largest deadline_ms a request may ask for (0: no limit)")                                  \
+      "largest deadline_ms a request may ask for (0: no limit)")                                   \
     X(drain_timeout_s, CFG_INT, "30", 0, 3600, NULL,                                               \
-      "on SIGTERM, how long in-flight requests may finish before exit")                           \
+      "on SIGTERM, how long in-flight requests may finish before exit")                            \
     X(retry_after_s, CFG_INT, "1", 1, 3600, NULL, "Retry-After seconds sent with 429 and 503")     \
     X(max_connections, CFG_INT, "1024", 1, 1000000, NULL, "concurrent HTTP connections")           \
     X(api_key, CFG_STRING, "", 0, 0, NULL,                                                         \
-      "if set, requests need 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'")                    \
-    X(auth_health, CFG_BOOL, "false", 0, 0, NULL, "whether /healthz, /readyz, /metrics need the key") \
-    X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error", "least severe log level written") \
+      "if set, requests need 'Authorization: Bearer KEY' or 'X-Api-Key: KEY'")                     \
+    X(auth_health, CFG_BOOL, "false", 0, 0, NULL,                                                  \
+      "whether /healthz, /readyz, /metrics need the key")                                          \
+    X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error",                                  \
+      "least severe log level written")                                                            \
     X(access_log, CFG_STRING, "", 0, 0, NULL,                                                      \
-      "access log path, '-' for stderr (empty: no access log)")                                   \
+      "access log path, '-' for stderr (empty: no access log)")                                    \
     X(sse_keepalive_ms, CFG_INT, "10000", 10, 600000, NULL,                                        \
       "SSE comment interval on idle streams; also how soon a gone client is noticed")
 
@@ -83,8 +85,8 @@ typedef struct cfg_setting {
     int64_t min, max;    /* CFG_INT value bounds; CFG_STRING length bounds */
     const char *choices; /* CFG_ENUM: "a|b|c"; otherwise NULL */
     const char *help;
-    const char *env;     /* "HEPTAPOD_PORT" */
-    const char *flag;    /* "--port" */
+    const char *env;  /* "HEPTAPOD_PORT" */
+    const char *flag; /* "--port" */
 } cfg_setting;
 
 /** The table as an array of cfg_count() rows, in table order. Static storage. */

@@ -17,7 +17,8 @@
 
 #include "config/internal.h"
 
-static int fail(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int fail(char *err, size_t errlen, const char *fmt, ...)
 {
     if (err && errlen) {
@@ -51,26 +52,22 @@ void cfg_free(cfg_settings *s)
 static int append_model(cfg_settings *s, const char *path, size_t n, const char *where, char *err,
                         size_t errlen)
 {
-    if (n == 0)
-        return fail(err, errlen, "%s: empty path in the model list", where);
+    if (n == 0) return fail(err, errlen, "%s: empty path in the model list", where);
     char **m = realloc(s->model, (size_t)(s->n_model + 1) * sizeof *m);
-    if (!m)
-        return fail(err, errlen, "%s: out of memory", where);
+    if (!m) return fail(err, errlen, "%s: out of memory", where);
     s->model = m;
-    if (!(m[s->n_model] = strndup(path, n)))
-        return fail(err, errlen, "%s: out of memory", where);
+    if (!(m[s->n_model] = strndup(path, n))) return fail(err, errlen, "%s: out of memory", where);
     s->n_model++;
     return 0;
 }
 
 static int parse_bool(const char *v, int *out)
 {
-    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no", "off"};
+    static const char *const yes[] = {"true", "1", "yes", "on"}, *const no[] = {"false", "0", "no",
+                                                                                "off"};
     for (size_t i = 0; i < 4; i++) {
-        if (!strcasecmp(v, yes[i]))
-            return *out = 1, 0;
-        if (!strcasecmp(v, no[i]))
-            return *out = 0, 0;
+        if (!strcasecmp(v, yes[i])) return *out = 1, 0;
+        if (!strcasecmp(v, no[i])) return *out = 0, 0;
     }
     return -1;
 }
@@ -81,8 +78,7 @@ static int in_choices(const char *choices, const char *v)
     for (const char *p = choices; p && *p;) {
         const char *bar = strchr(p, '|');
         size_t len = bar ? (size_t)(bar - p) : strlen(p);
-        if (len == n && !strncmp(p, v, n))
-            return 1;
+        if (len == n && !strncmp(p, v, n)) return 1;
         p = bar ? bar + 1 : NULL;
     }
     return 0;
@@ -126,22 +122,18 @@ static int set_value(cfg_settings *s, int i, const char *v, const char *where, c
         if (st->type == CFG_STRING && st->max > 0 && (int64_t)n > st->max)
             return fail(err, errlen, "%s: longer than %" PRId64 " bytes", where, st->max);
         char *copy = strdup(v);
-        if (!copy)
-            return fail(err, errlen, "%s: out of memory", where);
+        if (!copy) return fail(err, errlen, "%s: out of memory", where);
         free(*(char **)field);
         *(char **)field = copy;
         break;
     }
     case CFG_LIST:
-        if (!append)
-            free_list(s);
+        if (!append) free_list(s);
         for (const char *p = v;;) {
             const char *comma = split ? strchr(p, ',') : NULL;
             size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            if (append_model(s, p, n, where, err, errlen))
-                return CFG_ERROR;
-            if (!comma)
-                break;
+            if (append_model(s, p, n, where, err, errlen)) return CFG_ERROR;
+            if (!comma) break;
             p = comma + 1;
         }
         break;
@@ -159,8 +151,7 @@ static int find(const char *name, size_t n)
         size_t j = 0;
         while (j < n && k[j] && (k[j] == name[j] || (k[j] == '_' && name[j] == '-')))
             j++;
-        if (j == n && !k[j])
-            return i;
+        if (j == n && !k[j]) return i;
     }
     return -1;
 }
@@ -215,8 +206,7 @@ static int load_file(cfg_settings *s, const char *path, char *err, size_t errlen
                 val = json_string_value(v);
                 break;
             }
-            if (!json_is_array(v))
-                break;
+            if (!json_is_array(v)) break;
             if (json_array_size(v) == 0) {
                 rc = fail(err, errlen, "%s: the list is empty", where);
                 goto out;
@@ -227,20 +217,20 @@ static int load_file(cfg_settings *s, const char *path, char *err, size_t errlen
                     rc = fail(err, errlen, "%s: every entry must be a string", where);
                     goto out;
                 }
-                if ((rc = set_value(s, i, p, where, CFG_SRC_FILE, k > 0, 0, err, errlen)))
-                    goto out;
+                if ((rc = set_value(s, i, p, where, CFG_SRC_FILE, k > 0, 0, err, errlen))) goto out;
             }
             continue;
         }
         if (!val) {
-            static const char *const want[] = {
-                [CFG_STRING] = "a string", [CFG_INT] = "an integer", [CFG_BOOL] = "true or false",
-                [CFG_ENUM] = "a string", [CFG_LIST] = "a string or an array of strings"};
+            static const char *const want[] = {[CFG_STRING] = "a string",
+                                               [CFG_INT] = "an integer",
+                                               [CFG_BOOL] = "true or false",
+                                               [CFG_ENUM] = "a string",
+                                               [CFG_LIST] = "a string or an array of strings"};
             rc = fail(err, errlen, "%s: must be %s", where, want[st->type]);
             goto out;
         }
-        if ((rc = set_value(s, i, val, where, CFG_SRC_FILE, 0, 0, err, errlen)))
-            goto out;
+        if ((rc = set_value(s, i, val, where, CFG_SRC_FILE, 0, 0, err, errlen))) goto out;
     }
 out:
     json_decref(root);
@@ -256,13 +246,11 @@ typedef struct flag_use {
 } flag_use;
 
 /* Scans argv for syntax only; fills uses[] (argc entries at most). */
-static int scan_flags(int argc, char **argv, flag_use *uses, int *n_uses, char *err,
-                      size_t errlen)
+static int scan_flags(int argc, char **argv, flag_use *uses, int *n_uses, char *err, size_t errlen)
 {
     *n_uses = 0;
     for (int a = 1; a < argc; a++)
-        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h"))
-            return CFG_HELP;
+        if (!strcmp(argv[a], "--help") || !strcmp(argv[a], "-h")) return CFG_HELP;
     for (int a = 1; a < argc; a++) {
         const char *arg = argv[a];
         if (strncmp(arg, "--", 2) || !arg[2])
@@ -270,8 +258,7 @@ static int scan_flags(int argc, char **argv, flag_use *uses, int *n_uses, char *
         const char *eq = strchr(arg, '=');
         size_t n = eq ? (size_t)(eq - arg - 2) : strlen(arg + 2);
         int i = find(arg + 2, n);
-        if (i < 0)
-            return fail(err, errlen, "unknown flag '%.*s' (see --help)", (int)(n + 2), arg);
+        if (i < 0) return fail(err, errlen, "unknown flag '%.*s' (see --help)", (int)(n + 2), arg);
         flag_use *u = &uses[(*n_uses)++];
         u->index = i;
         snprintf(u->buf, sizeof u->buf, "%.*s", (int)(n + 2), arg);
@@ -299,26 +286,21 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
     const cfg_setting *t = cfg_table();
     int n_uses, rc;
     char where[128];
-    if ((rc = scan_flags(argc, argv, uses, &n_uses, err, errlen)))
-        return rc;
+    if ((rc = scan_flags(argc, argv, uses, &n_uses, err, errlen))) return rc;
     for (int i = 0; i < cfg_count(); i++) {
         snprintf(where, sizeof where, "default of %s", t[i].name);
-        if (set_value(s, i, t[i].def, where, CFG_SRC_DEFAULT, 0, 1, err, errlen))
-            return CFG_ERROR;
+        if (set_value(s, i, t[i].def, where, CFG_SRC_DEFAULT, 0, 1, err, errlen)) return CFG_ERROR;
     }
 
     /* The file comes first in precedence but is named by a flag or env var. */
     const char *path = getenv("HEPTAPOD_CONFIG");
     for (int k = 0; k < n_uses; k++)
-        if (!strcmp(t[uses[k].index].name, "config"))
-            path = uses[k].value;
-    if (path && *path && load_file(s, path, err, errlen))
-        return CFG_ERROR;
+        if (!strcmp(t[uses[k].index].name, "config")) path = uses[k].value;
+    if (path && *path && load_file(s, path, err, errlen)) return CFG_ERROR;
 
     for (int i = 0; i < cfg_count(); i++) {
         const char *v = getenv(t[i].env);
-        if (v && set_value(s, i, v, t[i].env, CFG_SRC_ENV, 0, 1, err, errlen))
-            return CFG_ERROR;
+        if (v && set_value(s, i, v, t[i].env, CFG_SRC_ENV, 0, 1, err, errlen)) return CFG_ERROR;
     }
 
     int list_seen = 0;
@@ -326,8 +308,7 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
         int i = uses[k].index, append = 0;
         if (t[i].type == CFG_LIST)
             append = list_seen++ > 0; /* the first --model replaces, the rest add */
-        if (set_value(s, i, uses[k].value, uses[k].spelling, CFG_SRC_FLAG, append, 0, err,
-                      errlen))
+        if (set_value(s, i, uses[k].value, uses[k].spelling, CFG_SRC_FLAG, append, 0, err, errlen))
             return CFG_ERROR;
     }
 
@@ -342,14 +323,11 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
 int cfg_load(cfg_settings *s, int argc, char **argv, char *err, size_t errlen)
 {
     memset(s, 0, sizeof *s);
-    if (err && errlen)
-        err[0] = '\0';
+    if (err && errlen) err[0] = '\0';
     flag_use *uses = calloc(argc > 0 ? (size_t)argc : 1, sizeof *uses);
-    if (!uses)
-        return fail(err, errlen, "out of memory");
+    if (!uses) return fail(err, errlen, "out of memory");
     int rc = load(s, argc, argv, uses, err, errlen);
     free(uses);
-    if (rc)
-        cfg_free(s);
+    if (rc) cfg_free(s);
     return rc;
 }

@@ -17,8 +17,8 @@ enum {
         CFG__N
 };
 
-_Static_assert(CFG__N <= (int)(sizeof((cfg_settings *)0)->source /
-                                sizeof((cfg_settings *)0)->source[0]),
+_Static_assert(CFG__N <=
+                   (int)(sizeof((cfg_settings *)0)->source / sizeof((cfg_settings *)0)->source[0]),
                "cfg_settings.source is too small for the table");
 
 const size_t cfg__offset[] = {

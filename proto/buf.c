@@ -16,8 +16,7 @@ void proto_buf_reset(proto_buf *b)
 {
     b->len = 0;
     b->oom = 0;
-    if (b->data)
-        b->data[0] = '\0';
+    if (b->data) b->data[0] = '\0';
 }
 
 void proto_buf_free(proto_buf *b)
@@ -29,15 +28,13 @@ void proto_buf_free(proto_buf *b)
 /* Makes room for n more bytes plus the NUL; doubles so appends stay amortised O(1). */
 static int reserve(proto_buf *b, size_t n)
 {
-    if (b->oom)
-        return -1;
+    if (b->oom) return -1;
     if (n > SIZE_MAX / 2 - b->len) {
         b->oom = 1;
         return -1;
     }
     size_t need = b->len + n + 1;
-    if (need <= b->cap)
-        return 0;
+    if (need <= b->cap) return 0;
     size_t cap = b->cap ? b->cap : 256;
     while (cap < need)
         cap *= 2;
@@ -53,10 +50,8 @@ static int reserve(proto_buf *b, size_t n)
 
 int proto_buf_append(proto_buf *b, const void *p, size_t n)
 {
-    if (reserve(b, n))
-        return -1;
-    if (n)
-        memcpy(b->data + b->len, p, n);
+    if (reserve(b, n)) return -1;
+    if (n) memcpy(b->data + b->len, p, n);
     b->len += n;
     b->data[b->len] = '\0';
     return 0;
@@ -78,10 +73,8 @@ int proto_buf_printf(proto_buf *b, const char *fmt, ...)
         b->oom = 1;
         return -1;
     }
-    if ((size_t)n < sizeof small)
-        return proto_buf_append(b, small, (size_t)n);
-    if (reserve(b, (size_t)n))
-        return -1;
+    if ((size_t)n < sizeof small) return proto_buf_append(b, small, (size_t)n);
+    if (reserve(b, (size_t)n)) return -1;
     va_start(ap, fmt);
     vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
     va_end(ap);
@@ -99,13 +92,11 @@ char *proto_buf_steal(proto_buf *b, size_t *len)
     size_t n = b->len;
     if (!s) {
         s = malloc(1);
-        if (!s)
-            return NULL;
+        if (!s) return NULL;
         s[0] = '\0';
         n = 0;
     }
     proto_buf_init(b);
-    if (len)
-        *len = n;
+    if (len) *len = n;
     return s;
 }

@@ -7,31 +7,27 @@
 static const struct {
     int status;
     const char *code;
-} table[PROTO_E_COUNT] = {
-    [PROTO_OK] = {200, "ok"},
+} table[PROTO_E_COUNT] = {[PROTO_OK] = {200, "ok"},
 #define X(name, st, cd) [PROTO_E_##name] = {st, cd},
-    PROTO_ERRORS(X)
+                          PROTO_ERRORS(X)
 #undef X
 };
 
 int proto_err_status(proto_err e)
 {
-    if ((int)e < 0 || e >= PROTO_E_COUNT)
-        return 500;
+    if ((int)e < 0 || e >= PROTO_E_COUNT) return 500;
     return table[e].status;
 }
 
 const char *proto_err_code(proto_err e)
 {
-    if ((int)e < 0 || e >= PROTO_E_COUNT)
-        return "internal";
+    if ((int)e < 0 || e >= PROTO_E_COUNT) return "internal";
     return table[e].code;
 }
 
 proto_err proto_error_set(proto_error *e, proto_err err, const char *field, const char *fmt, ...)
 {
-    if (!e)
-        return err;
+    if (!e) return err;
     e->err = err;
     snprintf(e->field, sizeof e->field, "%s", field ? field : "");
     va_list ap;

@@ -179,21 +179,21 @@ char *proto_buf_steal(proto_buf *b, size_t *len);
  * open_char are set for the renderers. Fields below "internal" are proto's.
  */
 typedef struct proto_request {
-    char *model;              /* model name, NULL: the default model */
-    int height, width;        /* 0 until known (absent and not inferable) */
-    int32_t *given;           /* [height*width], ENG_OPEN for open cells; NULL before validate */
-    int iterations;           /* 0 until validated when absent: the default then */
-    eng_sampling sampling;    /* temperature, top_k, top_p, seed */
-    int seed_given;           /* nonzero if the request named its seed */
-    int stream;               /* nonzero: answer with Server-Sent Events */
-    int64_t deadline_ms;      /* relative to arrival; 0: none given */
-    int want_text;            /* render text rows (byte models, return_text) */
-    int mask_token;           /* the chosen model's mask id (set by validate) */
-    char open_char[5];        /* UTF-8 of the open-cell character, NUL-terminated */
-    int n_text;               /* rows given as `text` (0: none, ids came from `given`) */
+    char *model;           /* model name, NULL: the default model */
+    int height, width;     /* 0 until known (absent and not inferable) */
+    int32_t *given;        /* [height*width], ENG_OPEN for open cells; NULL before validate */
+    int iterations;        /* 0 until validated when absent: the default then */
+    eng_sampling sampling; /* temperature, top_k, top_p, seed */
+    int seed_given;        /* nonzero if the request named its seed */
+    int stream;            /* nonzero: answer with Server-Sent Events */
+    int64_t deadline_ms;   /* relative to arrival; 0: none given */
+    int want_text;         /* render text rows (byte models, return_text) */
+    int mask_token;        /* the chosen model's mask id (set by validate) */
+    char open_char[5];     /* UTF-8 of the open-cell character, NUL-terminated */
+    int n_text;            /* rows given as `text` (0: none, ids came from `given`) */
     /* internal: the rows as parsed, before the size is known; row r has
      * row_len[r] cells starting at rows + row_off[r]. */
-    unsigned has;             /* bit set of fields present (proto/request.c) */
+    unsigned has; /* bit set of fields present (proto/request.c) */
     int32_t *rows;
     int *row_off, *row_len;
     int n_rows;
@@ -313,9 +313,9 @@ int proto_render_sse_error(proto_buf *b, const proto_error *e);
 
 /** One loaded model as GET /v1/models shows it; everything borrowed. */
 typedef struct proto_model_info {
-    const char *name;               /* what requests put in "model" */
-    const char *path;               /* checkpoint path, or NULL: omitted */
-    int is_default;                 /* nonzero for the model used when none is named */
+    const char *name; /* what requests put in "model" */
+    const char *path; /* checkpoint path, or NULL: omitted */
+    int is_default;   /* nonzero for the model used when none is named */
     const eng_hparams *hp;
     int n_meta;                     /* checkpoint __metadata__ entries */
     const char *const *meta_keys;   /* [n_meta] */

@@ -20,8 +20,7 @@ static void put_int(proto_buf *b, int64_t v)
         tmp[--i] = (char)('0' + u % 10);
         u /= 10;
     } while (u);
-    if (v < 0)
-        tmp[--i] = '-';
+    if (v < 0) tmp[--i] = '-';
     proto_buf_append(b, tmp + i, sizeof tmp - (size_t)i);
 }
 
@@ -39,8 +38,7 @@ static void put_grid(proto_buf *b, const proto_request *req, const int32_t *toke
         const int32_t *row = tokens + (size_t)y * req->width;
         proto_buf_puts(b, y ? ",[" : "[");
         for (int x = 0; x < req->width; x++) {
-            if (x)
-                proto_buf_append(b, ",", 1);
+            if (x) proto_buf_append(b, ",", 1);
             if (row[x] == req->mask_token)
                 proto_buf_append(b, "null", 4);
             else
@@ -49,12 +47,10 @@ static void put_grid(proto_buf *b, const proto_request *req, const int32_t *toke
         proto_buf_append(b, "]", 1);
     }
     proto_buf_append(b, "]", 1);
-    if (!req->want_text)
-        return;
+    if (!req->want_text) return;
     proto_buf_puts(b, ",\"text\":[");
     for (int y = 0; y < req->height; y++) {
-        if (y)
-            proto_buf_append(b, ",", 1);
+        if (y) proto_buf_append(b, ",", 1);
         proto_render_text_row(b, tokens + (size_t)y * req->width, req->width, req->mask_token,
                               req->open_char);
     }
@@ -115,8 +111,7 @@ static void put_int_list(proto_buf *b, const int *v, int n, int global_ok)
 {
     proto_buf_append(b, "[", 1);
     for (int i = 0; i < n; i++) {
-        if (i)
-            proto_buf_append(b, ",", 1);
+        if (i) proto_buf_append(b, ",", 1);
         if (global_ok && v[i] == ENG_WINDOW_GLOBAL)
             proto_buf_puts(b, "\"global\"");
         else
@@ -151,8 +146,7 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
                      hp->tokenizer == ENG_TOKENIZER_BYTE ? "byte" : "none", hp->max_height,
                      hp->max_width);
     int64_t cells = (int64_t)hp->max_height * hp->max_width;
-    if (lim->max_cells > 0 && lim->max_cells < cells)
-        cells = lim->max_cells;
+    if (lim->max_cells > 0 && lim->max_cells < cells) cells = lim->max_cells;
     proto_buf_printf(b,
                      ",\"limits\":{\"max_height\":%d,\"max_width\":%d,\"max_cells\":%" PRId64
                      ",\"max_iterations\":%d,\"max_deadline_ms\":%" PRId64 "}",
@@ -160,8 +154,7 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
                      lim->max_deadline_ms);
     proto_buf_puts(b, ",\"metadata\":{");
     for (int i = 0; i < m->n_meta; i++) {
-        if (i)
-            proto_buf_append(b, ",", 1);
+        if (i) proto_buf_append(b, ",", 1);
         put_key(b, m->meta_keys[i]);
         proto__json_cstr(b, m->meta_values[i] ? m->meta_values[i] : "");
     }
@@ -173,8 +166,7 @@ int proto_render_models(proto_buf *b, const proto_model_info *models, int n,
 {
     const char *def = NULL;
     for (int i = 0; i < n && !def; i++)
-        if (models[i].is_default)
-            def = models[i].name;
+        if (models[i].is_default) def = models[i].name;
     proto_buf_puts(b, "{\"object\":\"list\",\"default\":");
     if (def)
         proto__json_cstr(b, def);
@@ -182,8 +174,7 @@ int proto_render_models(proto_buf *b, const proto_model_info *models, int n,
         proto_buf_puts(b, "null");
     proto_buf_puts(b, ",\"data\":[");
     for (int i = 0; i < n; i++) {
-        if (i)
-            proto_buf_append(b, ",", 1);
+        if (i) proto_buf_append(b, ",", 1);
         put_model(b, &models[i], lim);
     }
     return proto_buf_puts(b, "]}");

@@ -17,8 +17,8 @@
 #include "proto/internal.h"
 
 static const char *const known[] = {
-    "model", "height", "width", "given", "text", "open", "iterations", "temperature",
-    "top_k", "top_p", "seed", "stream", "deadline_ms", "return_text",
+    "model",       "height", "width", "given", "text",   "open",        "iterations",
+    "temperature", "top_k",  "top_p", "seed",  "stream", "deadline_ms", "return_text",
 };
 
 void proto_request_free(proto_request *req)
@@ -44,8 +44,7 @@ static int get_int(json_t *root, const char *name, int64_t lo, int64_t hi, int64
                    proto_error *err)
 {
     json_t *v = field(root, name);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!json_is_integer(v)) {
         proto_error_set(err, PROTO_E_INVALID_TYPE, name, "%s must be an integer", name);
         return -1;
@@ -64,8 +63,7 @@ static int get_int(json_t *root, const char *name, int64_t lo, int64_t hi, int64
 static int get_number(json_t *root, const char *name, float *out, proto_error *err)
 {
     json_t *v = field(root, name);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!json_is_number(v)) {
         proto_error_set(err, PROTO_E_INVALID_TYPE, name, "%s must be a number", name);
         return -1;
@@ -82,8 +80,7 @@ static int get_number(json_t *root, const char *name, float *out, proto_error *e
 static int get_bool(json_t *root, const char *name, int *out, proto_error *err)
 {
     json_t *v = field(root, name);
-    if (!v)
-        return 0;
+    if (!v) return 0;
     if (!json_is_boolean(v)) {
         proto_error_set(err, PROTO_E_INVALID_TYPE, name, "%s must be true or false", name);
         return -1;
@@ -125,8 +122,7 @@ static proto_err parse_given(proto_request *req, json_t *v, proto_error *err)
                                    json_array_size(row), PROTO_MAX_SIDE);
         cells += json_array_size(row);
     }
-    if (alloc_rows(req, n, cells, err))
-        return err->err;
+    if (alloc_rows(req, n, cells, err)) return err->err;
     size_t at = 0;
     for (size_t r = 0; r < n; r++) {
         json_t *row = json_array_get(v, r);
@@ -194,8 +190,7 @@ static proto_err parse_text(proto_request *req, json_t *v, proto_error *err)
                                    json_string_length(row), PROTO_MAX_SIDE);
         bytes += json_string_length(row);
     }
-    if (alloc_rows(req, n, bytes, err))
-        return err->err;
+    if (alloc_rows(req, n, bytes, err)) return err->err;
     const unsigned char *open = (const unsigned char *)req->open_char;
     size_t ol = strlen(req->open_char), at = 0;
     for (size_t r = 0; r < n; r++) {
@@ -249,36 +244,29 @@ static proto_err parse_fields(json_t *root, proto_request *req, proto_error *err
 
     int64_t x;
     int rc;
-    if ((rc = get_int(root, "height", INT_MIN, INT_MAX, &x, err)) < 0)
-        return err->err;
+    if ((rc = get_int(root, "height", INT_MIN, INT_MAX, &x, err)) < 0) return err->err;
     if (rc) {
         req->height = (int)x;
         req->has |= PROTO__HAS_HEIGHT;
     }
-    if ((rc = get_int(root, "width", INT_MIN, INT_MAX, &x, err)) < 0)
-        return err->err;
+    if ((rc = get_int(root, "width", INT_MIN, INT_MAX, &x, err)) < 0) return err->err;
     if (rc) {
         req->width = (int)x;
         req->has |= PROTO__HAS_WIDTH;
     }
-    if ((rc = get_int(root, "iterations", INT_MIN, INT_MAX, &x, err)) < 0)
-        return err->err;
+    if ((rc = get_int(root, "iterations", INT_MIN, INT_MAX, &x, err)) < 0) return err->err;
     if (rc) {
         req->iterations = (int)x;
         req->has |= PROTO__HAS_ITERATIONS;
     }
-    if ((rc = get_int(root, "top_k", INT_MIN, INT_MAX, &x, err)) < 0)
-        return err->err;
-    if (rc)
-        req->sampling.top_k = (int)x;
-    if ((rc = get_int(root, "seed", 0, INT64_MAX, &x, err)) < 0)
-        return err->err;
+    if ((rc = get_int(root, "top_k", INT_MIN, INT_MAX, &x, err)) < 0) return err->err;
+    if (rc) req->sampling.top_k = (int)x;
+    if ((rc = get_int(root, "seed", 0, INT64_MAX, &x, err)) < 0) return err->err;
     if (rc) {
         req->sampling.seed = (uint64_t)x;
         req->seed_given = 1;
     }
-    if ((rc = get_int(root, "deadline_ms", INT64_MIN, INT64_MAX, &x, err)) < 0)
-        return err->err;
+    if ((rc = get_int(root, "deadline_ms", INT64_MIN, INT64_MAX, &x, err)) < 0) return err->err;
     if (rc) {
         req->deadline_ms = x;
         req->has |= PROTO__HAS_DEADLINE;
@@ -289,32 +277,26 @@ static proto_err parse_fields(json_t *root, proto_request *req, proto_error *err
         get_bool(root, "return_text", &req->want_text, err) < 0)
         return err->err;
 
-    if ((v = field(root, "open")) && parse_open(req, v, err))
-        return err->err;
+    if ((v = field(root, "open")) && parse_open(req, v, err)) return err->err;
     json_t *given = field(root, "given"), *text = field(root, "text");
     if (given && text)
         return proto_error_set(err, PROTO_E_INVALID_FIELD, "text",
                                "given and text are exclusive: send one of them");
-    if (given && parse_given(req, given, err))
-        return err->err;
-    if (text && parse_text(req, text, err))
-        return err->err;
+    if (given && parse_given(req, given, err)) return err->err;
+    if (text && parse_text(req, text, err)) return err->err;
 
     /* A missing size is the extent of the rows sent; validate checks the rest. */
-    if (!(req->has & PROTO__HAS_HEIGHT))
-        req->height = req->n_rows;
+    if (!(req->has & PROTO__HAS_HEIGHT)) req->height = req->n_rows;
     if (!(req->has & PROTO__HAS_WIDTH))
         for (int r = 0; r < req->n_rows; r++)
-            if (req->row_len[r] > req->width)
-                req->width = req->row_len[r];
+            if (req->row_len[r] > req->width) req->width = req->row_len[r];
     return PROTO_OK;
 }
 
 proto_err proto_parse_generate(const char *body, size_t len, proto_request *req, proto_error *err)
 {
     proto_error scratch;
-    if (!err)
-        err = &scratch;
+    if (!err) err = &scratch;
     memset(req, 0, sizeof *req);
     req->sampling.temperature = PROTO_DEFAULT_TEMPERATURE;
     req->sampling.top_k = 0;

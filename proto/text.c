@@ -12,11 +12,9 @@ static const char REPLACEMENT[] = "\xEF\xBF\xBD"; /* U+FFFD */
 
 int proto__utf8_len(const unsigned char *s, size_t n)
 {
-    if (n == 0)
-        return 0;
+    if (n == 0) return 0;
     unsigned c = s[0];
-    if (c < 0x80)
-        return 1;
+    if (c < 0x80) return 1;
     int len;
     unsigned lo = 0x80, hi = 0xBF; /* allowed range of the second byte */
     if (c >= 0xC2 && c <= 0xDF) {
@@ -36,11 +34,9 @@ int proto__utf8_len(const unsigned char *s, size_t n)
     } else {
         return 0; /* continuation byte, C0/C1 or F5..FF */
     }
-    if (n < (size_t)len || s[1] < lo || s[1] > hi)
-        return 0;
+    if (n < (size_t)len || s[1] < lo || s[1] > hi) return 0;
     for (int i = 2; i < len; i++)
-        if (s[i] < 0x80 || s[i] > 0xBF)
-            return 0;
+        if (s[i] < 0x80 || s[i] > 0xBF) return 0;
     return len;
 }
 
@@ -63,16 +59,14 @@ static int json_ascii(proto_buf *b, unsigned char c)
     case '\t':
         return proto_buf_puts(b, "\\t");
     default:
-        if (c < 0x20)
-            return proto_buf_printf(b, "\\u%04x", c);
+        if (c < 0x20) return proto_buf_printf(b, "\\u%04x", c);
         return proto_buf_append(b, &c, 1);
     }
 }
 
 int proto__json_char(proto_buf *b, const unsigned char *s, int n)
 {
-    if (n == 1)
-        return json_ascii(b, s[0]);
+    if (n == 1) return json_ascii(b, s[0]);
     return proto_buf_append(b, s, (size_t)n);
 }
 
@@ -134,7 +128,7 @@ int proto_render_text_row(proto_buf *b, const int32_t *tokens, int n, int mask,
         }
         /* Gather up to 4 byte cells (a mask or a non-byte id ends the run)
          * and see whether a valid sequence starts here. */
-        unsigned char seq[4];
+        unsigned char seq[4] = {0};
         int m = 0;
         while (m < 4 && i + m < n && tokens[i + m] != mask && tokens[i + m] >= 0 &&
                tokens[i + m] <= 255) {

@@ -39,8 +39,8 @@ static proto_err side(const char *name, int v, int max, const char *maxname, pro
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name, "%s: %d is below the minimum 1",
                                name, v);
     if (v > max)
-        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
-                               "%s: %d is above the model's %s %d", name, v, maxname, max);
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name, "%s: %d is above the model's %s %d",
+                               name, v, maxname, max);
     return PROTO_OK;
 }
 
@@ -61,10 +61,8 @@ static proto_err check_rows(const proto_request *req, const eng_hparams *hp, pro
                                    req->width);
         const int32_t *row = req->rows + req->row_off[r];
         for (int c = 0; c < req->row_len[r]; c++) {
-            if (row[c] == ENG_OPEN)
-                continue;
-            if (!req->n_text)
-                snprintf(name, sizeof name, "given[%d][%d]", r, c);
+            if (row[c] == ENG_OPEN) continue;
+            if (!req->n_text) snprintf(name, sizeof name, "given[%d][%d]", r, c);
             if (row[c] >= hp->vocab_size)
                 return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
                                        "%s: token id %d is outside the vocabulary 0..%d", name,
@@ -73,7 +71,8 @@ static proto_err check_rows(const proto_request *req, const eng_hparams *hp, pro
                 return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
                                        "%s: %d is the mask token and cannot be fixed; "
                                        "mark an open cell with %s",
-                                       name, (int)row[c], req->n_text ? "the open character" : "null");
+                                       name, (int)row[c],
+                                       req->n_text ? "the open character" : "null");
         }
     }
     return PROTO_OK;
@@ -100,8 +99,7 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
                                "height x width: %d x %d = %lld cells is above the maximum %lld",
                                req->height, req->width, (long long)cells,
                                (long long)lim->max_cells);
-    if (check_rows(req, hp, err))
-        return err->err;
+    if (check_rows(req, hp, err)) return err->err;
     if (req->has & PROTO__HAS_ITERATIONS) {
         if (req->iterations < 1 || req->iterations > lim->max_iterations)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "iterations",
@@ -119,8 +117,8 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
                                req->sampling.top_k, hp->vocab_size);
     float p = req->sampling.top_p;
     if (!(p > 0 && p <= 1))
-        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "top_p",
-                               "top_p: %g is outside (0, 1]", (double)p);
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "top_p", "top_p: %g is outside (0, 1]",
+                               (double)p);
     if (req->has & PROTO__HAS_DEADLINE) {
         if (req->deadline_ms < 1)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",
@@ -138,15 +136,12 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
                                   const proto_limits *lim, proto_error *err)
 {
     proto_error scratch;
-    if (!err)
-        err = &scratch;
-    if (check(req, hp, lim, err))
-        return err->err;
+    if (!err) err = &scratch;
+    if (check(req, hp, lim, err)) return err->err;
 
     size_t cells = (size_t)req->height * (size_t)req->width;
     int32_t *g = malloc(cells * sizeof *g);
-    if (!g)
-        return proto_error_set(err, PROTO_E_INTERNAL, NULL, "out of memory");
+    if (!g) return proto_error_set(err, PROTO_E_INTERNAL, NULL, "out of memory");
     for (size_t i = 0; i < cells; i++)
         g[i] = ENG_OPEN;
     for (int r = 0; r < req->n_rows; r++)
@@ -164,8 +159,7 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
     if (!(req->has & PROTO__HAS_ITERATIONS))
         req->iterations = PROTO_DEFAULT_ITERATIONS < lim->max_iterations ? PROTO_DEFAULT_ITERATIONS
                                                                          : lim->max_iterations;
-    if (!req->seed_given)
-        req->sampling.seed = random_seed();
+    if (!req->seed_given) req->sampling.seed = random_seed();
     req->mask_token = hp->mask_token;
     req->want_text = req->want_text && hp->tokenizer == ENG_TOKENIZER_BYTE;
     return PROTO_OK;
@@ -182,8 +176,8 @@ proto_err proto_check_content_type(const char *ct, proto_error *err)
         p++;
     size_t n = sizeof json - 1;
     const char *rest = p + n;
-    int ok = !strncasecmp(p, json, n) && (*rest == '\0' || *rest == ';' || *rest == ' ' ||
-                                          *rest == '\t');
+    int ok = !strncasecmp(p, json, n) &&
+             (*rest == '\0' || *rest == ';' || *rest == ' ' || *rest == '\t');
     /* Parameters: only a charset matters, and JSON is UTF-8 (RFC 8259). */
     for (const char *q = ok ? strchr(rest, ';') : NULL; q; q = strchr(q + 1, ';')) {
         const char *k = q + 1;
@@ -191,10 +185,9 @@ proto_err proto_check_content_type(const char *ct, proto_error *err)
             k++;
         if (!strncasecmp(k, "charset=", 8)) {
             const char *v = k + 8;
-            if (*v == '"')
-                v++;
-            if (strncasecmp(v, "utf-8", 5) || (v[5] && v[5] != '"' && v[5] != ';' &&
-                                                v[5] != ' ' && v[5] != '\t'))
+            if (*v == '"') v++;
+            if (strncasecmp(v, "utf-8", 5) ||
+                (v[5] && v[5] != '"' && v[5] != ';' && v[5] != ' ' && v[5] != '\t'))
                 ok = 0;
         }
     }

@@ -68,10 +68,14 @@ def _per_layer(key, value, depth, allow_global):
         raise ValueError(f"{key}: {len(items)} entries for depth {depth}")
     out = []
     for it in items:
-        if allow_global and (it == "global" or (isinstance(it, int) and it == GLOBAL)):
+        # "global" in metadata; GLOBAL (-1) only as an int from typed hyper-parameters.
+        if allow_global and (it == "global" or (type(it) is int and it == GLOBAL)):
             out.append(GLOBAL)
-        else:
-            out.append(_int(key, it))
+            continue
+        v = _int(key, it)
+        if v < 0:
+            raise ValueError(f"{key}: negative entry {it!r}")
+        out.append(v)
     return out
 
 
@@ -104,8 +108,6 @@ def parse_hparams(metadata):
     if (D // nh) % 4:
         raise ValueError(f"head dim {D // nh} not divisible by 4")
     hp["window"] = _per_layer("window", md["window"], L, True)
-    if any(r < 0 and r != GLOBAL for r in hp["window"]):
-        raise ValueError(f"window: negative radius in {md['window']!r}")
     hp["dilation"] = _per_layer("dilation", md.get("dilation", "1"), L, False)
     if any(d < 1 for d in hp["dilation"]):
         raise ValueError(f"dilation: must be >= 1, got {md.get('dilation')!r}")

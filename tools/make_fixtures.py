@@ -128,7 +128,6 @@ def _attn_unclipped(q, k, v, r, d):
         return _ORIG["local_attention"](q, k, v, r, d)
     B, nh, H, W, dh = q.shape
     p = d * r
-    qp = torch.nn.functional.pad(q, (0, 0, p, p, p, p))
     kp = torch.nn.functional.pad(k, (0, 0, p, p, p, p))
     vp = torch.nn.functional.pad(v, (0, 0, p, p, p, p))
     scores, vals = [], []
@@ -137,7 +136,6 @@ def _attn_unclipped(q, k, v, r, d):
             ks = kp[:, :, p + d * i: p + d * i + H, p + d * j: p + d * j + W]
             scores.append((q * ks).sum(-1) / dh ** 0.5)
             vals.append(vp[:, :, p + d * i: p + d * i + H, p + d * j: p + d * j + W])
-    del qp
     pr = torch.softmax(torch.stack(scores, 0), 0)
     return sum(pr[n].unsqueeze(-1) * vals[n] for n in range(len(vals)))
 
@@ -272,7 +270,7 @@ def gen_cases(name):
     return [("gen_byte_3x12_k4", 3, 12, g, 4)]
 
 
-def make_gen_model(name, outdir):
+def make_gen_model(name):
     """Picks the first seed whose generation cases all clear GEN_MARGIN."""
     md = MODELS[name]
     hp = ref.parse_hparams(md)
@@ -351,12 +349,16 @@ def main():
         written.append(os.path.basename(forward_case(outdir, name, mf, m, grids, note)))
 
     for gname in ("gen", "byte_gen"):
-        model, seed, results, worst = make_gen_model(gname, outdir)
+        model, seed, results, worst = make_gen_model(gname)
         f, loaded = ckpt(gname, model, MODELS[gname])
         for case, h, w, given, k, grids, am, cm in results:
             # The stored F32 file must reproduce the grids exactly.
             again = ref.generate(loaded, given, k)
             assert again == grids, f"{case}: reloaded model generates differently"
+            # Nor may the ids depend on float32 rounding: float64 gives the same grids.
+            m64 = ref.HeptapodModel(loaded.hp).double()
+            m64.load_state_dict(loaded.state_dict())
+            assert ref.generate(m64, given, k) == grids, f"{case}: float64 differs"
             obj = {
                 "note": f"greedy (temperature 0); weights seed {seed}; smallest argmax "
                         f"margin {am:.4g}, smallest confidence gap at a re-mask boundary "

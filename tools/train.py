@@ -332,6 +332,7 @@ def main():
     ap.add_argument("--max-width", type=int, default=128)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--eval-pages", type=int, default=64)
+    ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--dtype", default="F16", choices=["F32", "F16"])
     ap.add_argument("--log", default="", help="also write the loss curve here (JSON lines)")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and stop")
@@ -382,12 +383,12 @@ def main():
         run_n += 1
         cells_seen += inputs.numel()
         last = step + 1 == steps
-        if (step + 1) % 100 == 0 or last or (args.bench and step < 5):
+        if (step + 1) % 25 == 0 or last or (args.bench and step < 5):
             el = time.time() - t0
             msg = {"step": step + 1, "loss_bits": run_loss / run_n / math.log(2),
                    "lr": opt.param_groups[0]["lr"], "seconds": round(el, 1),
                    "cells_per_s": round(cells_seen / el)}
-            if (step + 1) % 500 == 0 or last:
+            if (step + 1) % args.eval_every == 0 or last:
                 model.eval()
                 msg["heldout_bits15"], msg["heldout_acc15"] = masked_bits(model, *evalset)
                 model.train()

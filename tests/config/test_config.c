@@ -30,8 +30,7 @@ static int setup(void **state)
 
 static int teardown(void **state)
 {
-    if (path[0])
-        unlink(path);
+    if (path[0]) unlink(path);
     return setup(state);
 }
 
@@ -92,8 +91,7 @@ static void test_table(void **state)
         assert_int_equal(strlen(t[i].flag), 2 + strlen(t[i].name));
         assert_null(strchr(t[i].flag, '_'));
         assert_true(strlen(t[i].help) > 0);
-        if (t[i].type == CFG_INT)
-            assert_true(t[i].min <= t[i].max);
+        if (t[i].type == CFG_INT) assert_true(t[i].min <= t[i].max);
     }
     assert_string_equal(t[2].env, "HEPTAPOD_PORT");
 }
@@ -252,8 +250,7 @@ static void test_refusals(void **state)
 
     /* environment */
     setenv("HEPTAPOD_PORT", "70000", 1);
-    expect_refused(LOAD0(&s, err), err, "HEPTAPOD_PORT: 70000 is above the maximum 65535",
-                   NULL);
+    expect_refused(LOAD0(&s, err), err, "HEPTAPOD_PORT: 70000 is above the maximum 65535", NULL);
     unsetenv("HEPTAPOD_PORT");
     setenv("HEPTAPOD_DRAIN_TIMEOUT_S", "-1", 1);
     expect_refused(LOAD0(&s, err), err, "HEPTAPOD_DRAIN_TIMEOUT_S", "minimum 0");

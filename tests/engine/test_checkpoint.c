@@ -1,10 +1,12 @@
 /*
- * test_checkpoint.c - eng_model_load on checkpoints written here (see
- * ckpt_writer.h): valid ones load with exact weights, hyper-parameters,
- * defaults and metadata; each kind of broken file is refused with NULL and
- * a message "PATH: fault" that names the fault. Fixture checkpoints of the
- * PyTorch reference (every .safetensors file of tests/fixtures; HEPTAPOD_FIXTURES
- * overrides the folder) must load too.
+ * test_checkpoint.c - eng_model_load on checkpoints written by
+ * ckpt_harness.h: valid ones load with exact weights (in place or
+ * converted), hyper-parameters, defaults and metadata; each kind of broken
+ * file, header, entry, layout or tensor set is refused with NULL and a
+ * message "PATH: fault" that names the fault (metadata faults:
+ * test_checkpoint_meta.c). The PyTorch reference's checkpoints (every
+ * .safetensors file of tests/fixtures; HEPTAPOD_FIXTURES overrides the
+ * folder) must load too.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -337,6 +339,8 @@ static void test_header_not_utf8(void **state)
     static const char *const bad[] = {
         "{\"a\xff\":1}",         /* never valid */
         "{\"a\":\"\xc0\xaf\"}",  /* overlong '/' */
+        "{\"a\":\"\xe0\x80\xaf\"}", /* overlong '/' in three bytes */
+        "{\"a\":\"\xf0\x80\x80\xaf\"}", /* and in four */
         "{\"a\":\"\xed\xa0\x80\"}", /* encoded surrogate */
         "{\"a\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
         "{\"a\":\"\xe2\x82\"}",  /* cut short */

@@ -96,20 +96,28 @@ static void test_gelu_against_reference(void **state)
     assert_non_null(y);
     for (int i = 0; i < n; i++)
         x[i] = i < 12000 ? -12.0f + 24.0f * (float)i / 12000.0f : gauss() * 3.0f;
+    float *t = malloc(n * sizeof *t);
+    assert_non_null(t);
+    for (int i = 0; i < n; i++)
+        t[i] = x[i] + b[i];
     memcpy(y, x, n * sizeof *x);
     eng__bias_gelu(x, b, n);
     eng__bias_gelu_ref(y, b, n);
+    /* Tolerance: 0.5 |t| times the erf error (4e-7 fast, 1e-7 erff) plus
+     * 1.5e-7 |GELU| of rounding. Where erf is near -1, GELU is a small
+     * difference and only the absolute part means anything. */
     double worst = 0.0;
     for (int i = 0; i < n; i++) {
-        double t = fabs((double)y[i]) + 1.0;
-        double e = fabs((double)x[i] - (double)y[i]) / t;
+        double tol = 2.5e-7 * fabs((double)t[i]) + 1.5e-7 * fabs((double)y[i]) + 1e-12;
+        double e = fabs((double)x[i] - (double)y[i]) / tol;
         worst = e > worst ? e : worst;
     }
-    print_message("gelu: max |fast - ref| / (1 + |ref|) = %.3g\n", worst);
-    assert_true(worst < 5e-7);
+    print_message("gelu: max |fast - ref| / tolerance = %.3g\n", worst);
+    assert_true(worst <= 1.0);
     free(x);
     free(y);
     free(b);
+    free(t);
 }
 
 static void test_add_bias(void **state)

@@ -82,10 +82,15 @@ def check_error_table(doc):
 
 def check_schemas(doc):
     for name in doc["components"]["schemas"]:
-        try:
-            oas.validator(name, doc)
-        except jsonschema.SchemaError as e:
-            check(False, "schema %s is not valid JSON Schema: %s" % (name, e.message))
+        for cls in (jsonschema.Draft4Validator, jsonschema.Draft7Validator):
+            try:
+                oas.validator(name, doc, cls)
+            except jsonschema.SchemaError as e:
+                check(False, "schema %s is not valid %s: %s" % (name, cls.__name__, e.message))
+    # draft-4-only forms (boolean exclusiveMinimum/Maximum) mean something else in draft 7
+    for where, key, value in walk(doc):
+        if key in ("exclusiveMinimum", "exclusiveMaximum"):
+            check(not isinstance(value, bool), "%s: boolean %s is not portable" % (where, key))
 
 
 SAMPLES = {"result": "GenerateResult", "sse_iteration": "IterationEvent",
@@ -145,13 +150,14 @@ def check_samples(doc, binary):
         must_fail("ModelList", b, "bad window", doc)
     # requests: what the parser takes, and some of what it refuses by type
     good = [{"height": 2, "width": 3}, {"given": [[1, None], [2]], "seed": 5, "stream": True},
+            {"height": 1, "width": 1, "top_p": 0.5}, {"height": 1, "width": 1, "top_p": 1},
             {"text": ["a_b"], "open": "_", "temperature": 0, "top_p": 1, "model": None}]
     for g in good:
         try:
             oas.validate("GenerateRequest", g, doc)
         except jsonschema.ValidationError as e:
             check(False, "GenerateRequest refuses %s: %s" % (g, e.message))
-    for b in [{"height": "2"}, {"temprature": 1}, {"given": [[1.5]]}, {"top_p": 0},
+    for b in [{"height": "2"}, {"temprature": 1}, {"given": [[1.5]]}, {"top_p": 0}, {"top_p": 1.5},
               {"stream": 1}, {"seed": -1}]:
         must_fail("GenerateRequest", b, json.dumps(b), doc)
 

@@ -53,12 +53,15 @@ def schema(name, doc=None):
             "definitions": defs, "$ref": "#/definitions/" + name}
 
 
-def validator(name, doc=None):
+def validator(name, doc=None, cls=jsonschema.Draft4Validator):
     s = schema(name, doc)
-    jsonschema.Draft4Validator.check_schema(s)
-    return jsonschema.Draft4Validator(s)
+    cls.check_schema(s)
+    return cls(s)
 
 
 def validate(name, instance, doc=None):
-    """Raises jsonschema.ValidationError if instance does not match NAME."""
-    validator(name, doc).validate(instance)
+    """Raises jsonschema.ValidationError if instance does not match NAME.
+    Checked as draft 4 (OpenAPI 3.0's base) and draft 7 alike, so the
+    document means the same to validators of either draft."""
+    validator(name, doc, jsonschema.Draft4Validator).validate(instance)
+    validator(name, doc, jsonschema.Draft7Validator).validate(instance)

@@ -56,8 +56,7 @@ static void check_body(const char *body, const proto_error *e)
 {
     json_error_t jerr;
     json_t *v = json_loads(body, 0, &jerr);
-    if (!v)
-        fail_msg("not JSON: %s (%s)", body, jerr.text);
+    if (!v) fail_msg("not JSON: %s (%s)", body, jerr.text);
     assert_int_equal(json_object_size(v), 1);
     json_t *inner = json_object_get(v, "error");
     assert_true(json_is_object(inner));

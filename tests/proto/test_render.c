@@ -23,18 +23,27 @@
 static const int windows[3] = {2, 5, ENG_WINDOW_GLOBAL};
 static const int dilations[3] = {1, 2, 1};
 static const eng_hparams byte_hp = {
-    .vocab_size = 257, .dim = 48, .depth = 3, .heads = 3, .head_dim = 16,
-    .mlp_hidden = 192, .max_height = 8, .max_width = 16, .mask_token = MASK,
-    .tokenizer = ENG_TOKENIZER_BYTE, .rope_base = 10000, .norm_eps = 1e-5f,
-    .window = windows, .dilation = dilations,
+    .vocab_size = 257,
+    .dim = 48,
+    .depth = 3,
+    .heads = 3,
+    .head_dim = 16,
+    .mlp_hidden = 192,
+    .max_height = 8,
+    .max_width = 16,
+    .mask_token = MASK,
+    .tokenizer = ENG_TOKENIZER_BYTE,
+    .rope_base = 10000,
+    .norm_eps = 1e-5f,
+    .window = windows,
+    .dilation = dilations,
 };
 static const proto_limits lim = {.max_iterations = 32, .max_cells = 100, .max_deadline_ms = 0};
 
 static void dump(const char *name, const char *data, size_t len)
 {
     const char *dir = getenv("PROTO_SAMPLE_DIR");
-    if (!dir)
-        return;
+    if (!dir) return;
     char path[512];
     snprintf(path, sizeof path, "%s/%s.json", dir, name);
     FILE *f = fopen(path, "wb");
@@ -47,8 +56,7 @@ static json_t *parse(const char *s, size_t len)
 {
     json_error_t jerr;
     json_t *v = json_loadb(s, len, JSON_ALLOW_NUL, &jerr);
-    if (!v)
-        fail_msg("not JSON (%s): %.*s", jerr.text, (int)len, s);
+    if (!v) fail_msg("not JSON (%s): %.*s", jerr.text, (int)len, s);
     return v;
 }
 
@@ -192,13 +200,28 @@ static void test_sse_iteration_and_done(void **state)
 static void test_models(void **state)
 {
     const char *keys[] = {"format", "note"}, *values[] = {"heptapod", "caf\xC3\xA9 \xFF"};
-    const eng_hparams id_hp = {
-        .vocab_size = 10, .dim = 32, .depth = 1, .heads = 2, .head_dim = 16, .mlp_hidden = 64,
-        .max_height = 20, .max_width = 30, .mask_token = 9, .tokenizer = ENG_TOKENIZER_NONE,
-        .rope_base = 500, .norm_eps = 1e-6f, .window = windows, .dilation = dilations};
+    const eng_hparams id_hp = {.vocab_size = 10,
+                               .dim = 32,
+                               .depth = 1,
+                               .heads = 2,
+                               .head_dim = 16,
+                               .mlp_hidden = 64,
+                               .max_height = 20,
+                               .max_width = 30,
+                               .mask_token = 9,
+                               .tokenizer = ENG_TOKENIZER_NONE,
+                               .rope_base = 500,
+                               .norm_eps = 1e-6f,
+                               .window = windows,
+                               .dilation = dilations};
     proto_model_info models[2] = {
-        {.name = "bytes", .path = "models/b.safetensors", .is_default = 1, .hp = &byte_hp,
-         .n_meta = 2, .meta_keys = keys, .meta_values = values},
+        {.name = "bytes",
+         .path = "models/b.safetensors",
+         .is_default = 1,
+         .hp = &byte_hp,
+         .n_meta = 2,
+         .meta_keys = keys,
+         .meta_values = values},
         {.name = "ids", .hp = &id_hp},
     };
     proto_buf b = {0};
@@ -230,12 +253,13 @@ static void test_models(void **state)
     assert_int_equal(json_integer_value(json_object_get(l0, "max_iterations")), 32);
     assert_int_equal(json_integer_value(json_object_get(l1, "max_cells")), 100); /* < 600 */
     assert_int_equal(json_array_size(json_object_get(json_object_get(m1, "hparams"), "window")), 1);
-    assert_string_equal(json_string_value(json_object_get(json_object_get(m1, "hparams"), "tokenizer")),
-                        "none");
+    assert_string_equal(
+        json_string_value(json_object_get(json_object_get(m1, "hparams"), "tokenizer")), "none");
     /* metadata is passed through, sanitised to valid UTF-8 */
     json_t *meta = json_object_get(m0, "metadata");
     assert_string_equal(json_string_value(json_object_get(meta, "format")), "heptapod");
-    assert_string_equal(json_string_value(json_object_get(meta, "note")), "caf\xC3\xA9 \xEF\xBF\xBD");
+    assert_string_equal(json_string_value(json_object_get(meta, "note")),
+                        "caf\xC3\xA9 \xEF\xBF\xBD");
     json_decref(v);
 
     proto_limits big = lim;

@@ -20,18 +20,38 @@ static const int dilations[2] = {1, 2};
 
 /* A byte model: 256 byte ids plus the mask (256), at most 8 x 16 cells. */
 static const eng_hparams byte_hp = {
-    .vocab_size = 257, .dim = 32, .depth = 2, .heads = 2, .head_dim = 16,
-    .mlp_hidden = 128, .max_height = 8, .max_width = 16, .mask_token = 256,
-    .tokenizer = ENG_TOKENIZER_BYTE, .rope_base = 10000, .norm_eps = 1e-5f,
-    .window = windows, .dilation = dilations,
+    .vocab_size = 257,
+    .dim = 32,
+    .depth = 2,
+    .heads = 2,
+    .head_dim = 16,
+    .mlp_hidden = 128,
+    .max_height = 8,
+    .max_width = 16,
+    .mask_token = 256,
+    .tokenizer = ENG_TOKENIZER_BYTE,
+    .rope_base = 10000,
+    .norm_eps = 1e-5f,
+    .window = windows,
+    .dilation = dilations,
 };
 
 /* An opaque-id model with the mask in the middle of the vocabulary. */
 static const eng_hparams id_hp = {
-    .vocab_size = 10, .dim = 32, .depth = 2, .heads = 2, .head_dim = 16,
-    .mlp_hidden = 128, .max_height = 4, .max_width = 4, .mask_token = 5,
-    .tokenizer = ENG_TOKENIZER_NONE, .rope_base = 10000, .norm_eps = 1e-5f,
-    .window = windows, .dilation = dilations,
+    .vocab_size = 10,
+    .dim = 32,
+    .depth = 2,
+    .heads = 2,
+    .head_dim = 16,
+    .mlp_hidden = 128,
+    .max_height = 4,
+    .max_width = 4,
+    .mask_token = 5,
+    .tokenizer = ENG_TOKENIZER_NONE,
+    .rope_base = 10000,
+    .norm_eps = 1e-5f,
+    .window = windows,
+    .dilation = dilations,
 };
 
 static const proto_limits lim = {.max_iterations = 32, .max_cells = 100, .max_deadline_ms = 60000};
@@ -41,8 +61,7 @@ static proto_err run(const char *body, const eng_hparams *hp, proto_request *req
 {
     memset(err, 0, sizeof *err);
     proto_err e = proto_parse_generate(body, strlen(body), req, err);
-    if (e)
-        return e;
+    if (e) return e;
     return proto_validate_generate(req, hp, &lim, err);
 }
 
@@ -67,8 +86,13 @@ static void expect_refused(const char *body, const eng_hparams *hp, proto_err wa
 
 static void test_invalid_json(void **state)
 {
-    const char *bodies[] = {"", "{", "{\"height\": 2,}", "nope", "{\"height\": 2} x",
-                            "{\"a\":1,\"a\":2}", "{\"text\": [\"\xff\"]}"};
+    const char *bodies[] = {"",
+                            "{",
+                            "{\"height\": 2,}",
+                            "nope",
+                            "{\"height\": 2} x",
+                            "{\"a\":1,\"a\":2}",
+                            "{\"text\": [\"\xff\"]}"};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         proto_request req;
         proto_error err;
@@ -118,8 +142,8 @@ static void test_unknown_missing_and_conflicting_fields(void **state)
 {
     expect_refused("{\"height\": 2, \"width\": 2, \"temprature\": 0.5}", &byte_hp,
                    PROTO_E_INVALID_FIELD, "temprature", "unknown");
-    expect_refused("{\"given\": [[1]], \"text\": [\"a\"]}", &byte_hp, PROTO_E_INVALID_FIELD,
-                   "text", "given");
+    expect_refused("{\"given\": [[1]], \"text\": [\"a\"]}", &byte_hp, PROTO_E_INVALID_FIELD, "text",
+                   "given");
     expect_refused("{\"width\": 2}", &byte_hp, PROTO_E_INVALID_FIELD, "height", "required");
     expect_refused("{\"height\": 2}", &byte_hp, PROTO_E_INVALID_FIELD, "width", "required");
     expect_refused("{\"given\": []}", &byte_hp, PROTO_E_INVALID_FIELD, "height", NULL);
@@ -151,8 +175,7 @@ static void test_out_of_range_names_field_and_bound(void **state)
         {"{\"height\": 2, \"width\": 2, \"top_k\": 258}", "top_k", "257", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"seed\": -1}", "seed", "0", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"deadline_ms\": 0}", "deadline_ms", "1", &byte_hp},
-        {"{\"height\": 2, \"width\": 2, \"deadline_ms\": 60001}", "deadline_ms", "60000",
-         &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"deadline_ms\": 60001}", "deadline_ms", "60000", &byte_hp},
         /* ids: outside the vocabulary, negative, the mask token as a fixed cell */
         {"{\"given\": [[1, 2], [3, 10]]}", "given[1][1]", "0..9", &id_hp},
         {"{\"given\": [[1, -1]]}", "given[0][1]", "null", &id_hp},
@@ -237,8 +260,8 @@ static void test_every_field(void **state)
     assert_string_equal(req.model, "tiny");
     assert_int_equal(req.height, 3);
     assert_int_equal(req.width, 4);
-    const int32_t want[12] = {1, ENG_OPEN, 3, ENG_OPEN, ENG_OPEN, ENG_OPEN,
-                              ENG_OPEN, ENG_OPEN, 9, 9, 9, 9};
+    const int32_t want[12] = {1,        ENG_OPEN, 3, ENG_OPEN, ENG_OPEN, ENG_OPEN,
+                              ENG_OPEN, ENG_OPEN, 9, 9,        9,        9};
     assert_memory_equal(req.given, want, sizeof want);
     assert_int_equal(req.iterations, 12);
     assert_true(req.sampling.temperature == 0.0f);
@@ -255,8 +278,7 @@ static void test_size_inferred_from_rows(void **state)
 {
     proto_request req;
     proto_error err;
-    assert_int_equal(run("{\"given\": [[1], [2, 3, 4], [null, 6]]}", &id_hp, &req, &err),
-                     PROTO_OK);
+    assert_int_equal(run("{\"given\": [[1], [2, 3, 4], [null, 6]]}", &id_hp, &req, &err), PROTO_OK);
     assert_int_equal(req.height, 3);
     assert_int_equal(req.width, 3);
     const int32_t want[9] = {1, ENG_OPEN, ENG_OPEN, 2, 3, 4, ENG_OPEN, 6, ENG_OPEN};
@@ -317,7 +339,11 @@ static void test_content_type(void **state)
                           "application/json;charset=\"UTF-8\"", " application/json"};
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
         assert_int_equal(proto_check_content_type(good[i], &err), PROTO_OK);
-    const char *bad[] = {NULL, "", "text/plain", "application/jsonx", "application/x-www-form-urlencoded",
+    const char *bad[] = {NULL,
+                         "",
+                         "text/plain",
+                         "application/jsonx",
+                         "application/x-www-form-urlencoded",
                          "application/json; charset=latin1"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         memset(&err, 0, sizeof err);
@@ -342,6 +368,64 @@ static void test_body_not_terminated(void **state)
     free(body);
 }
 
+/*
+ * Mutated bodies (bytes flipped, inserted, cut) never crash or leak, and
+ * every outcome is a known class; run under ASan this is a small fuzzer.
+ */
+static void test_mutated_bodies(void **state)
+{
+    const char *seeds[] = {
+        "{\"height\": 2, \"width\": 3, \"given\": [[1, null, 3], [4]], \"seed\": 5}",
+        "{\"text\": [\"a_b\", \"\\u00e9\"], \"open\": \"_\", \"top_p\": 0.5, \"stream\": true}",
+        "{\"model\": \"m\", \"iterations\": 4, \"temperature\": 0.7, \"deadline_ms\": 10}",
+    };
+    const char alphabet[] = "{}[]\",:0123456789-.eE_ntrufalse\\ \x01\xc3\xa9\xff";
+    uint64_t x = 0x9E3779B97F4A7C15u;
+    char body[256];
+    int ok = 0;
+    for (int trial = 0; trial < 30000; trial++) {
+        const char *seed = seeds[trial % 3];
+        size_t n = strlen(seed);
+        memcpy(body, seed, n);
+        int edits = 1 + trial % 4;
+        for (int k = 0; k < edits; k++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            size_t at = n ? (size_t)(x >> 8) % n : 0;
+            char c = alphabet[(x >> 32) % (sizeof alphabet - 1)];
+            switch ((x >> 40) % 3) {
+            case 0:
+                body[at] = c;
+                break;
+            case 1:
+                if (n < sizeof body - 1) {
+                    memmove(body + at + 1, body + at, n - at);
+                    body[at] = c;
+                    n++;
+                }
+                break;
+            default:
+                n = at;
+            }
+        }
+        proto_request req;
+        proto_error err;
+        proto_err e = proto_parse_generate(body, n, &req, &err);
+        if (!e) e = proto_validate_generate(&req, &byte_hp, &lim, &err);
+        assert_true(e >= PROTO_OK && e < PROTO_E_COUNT);
+        if (e) {
+            int st = proto_err_status(e);
+            assert_true(st == 400 || st == 422 || st == 500);
+            assert_true(err.message[0] != '\0');
+        } else {
+            ok++;
+            assert_true(req.height >= 1 && req.height <= byte_hp.max_height);
+            assert_non_null(req.given);
+        }
+        proto_request_free(&req);
+    }
+    assert_true(ok > 0); /* some mutations stay valid, so both paths ran */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -355,6 +439,7 @@ int main(void)
         cmocka_unit_test(test_text_rows),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_body_not_terminated),
+        cmocka_unit_test(test_mutated_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -29,14 +29,12 @@ static char *render(const int32_t *t, int n, const char *open)
 
 /* Renders a row, parses it back as JSON (jansson refuses invalid UTF-8) and
  * compares the decoded string with want (want_len bytes). */
-static void expect_row(const int32_t *t, int n, const char *open, const char *want,
-                       size_t want_len)
+static void expect_row(const int32_t *t, int n, const char *open, const char *want, size_t want_len)
 {
     char *s = render(t, n, open);
     json_error_t jerr;
     json_t *v = json_loads(s, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
-    if (!v)
-        fail_msg("rendered %s is not valid JSON: %s", s, jerr.text);
+    if (!v) fail_msg("rendered %s is not valid JSON: %s", s, jerr.text);
     assert_true(json_is_string(v));
     assert_int_equal(json_string_length(v), want_len);
     assert_memory_equal(json_string_value(v), want, want_len);
@@ -50,8 +48,8 @@ static void expect_row(const int32_t *t, int n, const char *open, const char *wa
 static void test_valid_utf8_passes_through(void **state)
 {
     expect_row(ROW('h', 'i'), "_", STR("hi"));
-    expect_row(ROW(0xC3, 0xA9), "_", STR("\xC3\xA9"));                    /* U+00E9 */
-    expect_row(ROW(0xE2, 0x82, 0xAC), "_", STR("\xE2\x82\xAC"));          /* U+20AC */
+    expect_row(ROW(0xC3, 0xA9), "_", STR("\xC3\xA9"));                     /* U+00E9 */
+    expect_row(ROW(0xE2, 0x82, 0xAC), "_", STR("\xE2\x82\xAC"));           /* U+20AC */
     expect_row(ROW(0xF0, 0x9F, 0x99, 0x82), "_", STR("\xF0\x9F\x99\x82")); /* U+1F642 */
     expect_row(ROW(0xF4, 0x8F, 0xBF, 0xBF), "_", STR("\xF4\x8F\xBF\xBF")); /* U+10FFFF */
     expect_row(ROW(0xEF, 0xBF, 0xBD), "_", STR(FFFD)); /* a real U+FFFD stays one */
@@ -61,15 +59,15 @@ static void test_invalid_bytes_become_one_fffd_each(void **state)
 {
     expect_row(ROW(0xFF), "_", STR(FFFD));
     expect_row(ROW('a', 0x80, 'b'), "_", STR("a" FFFD "b"));     /* lone continuation */
-    expect_row(ROW(0xC3), "_", STR(FFFD));                        /* truncated at row end */
-    expect_row(ROW(0xE2, 0x82), "_", STR(FFFD FFFD));             /* truncated 3-byte */
-    expect_row(ROW(0xC0, 0xAF), "_", STR(FFFD FFFD));             /* overlong '/' */
-    expect_row(ROW(0xE0, 0x80, 0xAF), "_", STR(FFFD FFFD FFFD));  /* overlong, 3 bytes */
+    expect_row(ROW(0xC3), "_", STR(FFFD));                       /* truncated at row end */
+    expect_row(ROW(0xE2, 0x82), "_", STR(FFFD FFFD));            /* truncated 3-byte */
+    expect_row(ROW(0xC0, 0xAF), "_", STR(FFFD FFFD));            /* overlong '/' */
+    expect_row(ROW(0xE0, 0x80, 0xAF), "_", STR(FFFD FFFD FFFD)); /* overlong, 3 bytes */
     expect_row(ROW(0xF0, 0x80, 0x80, 0xAF), "_", STR(FFFD FFFD FFFD FFFD));
-    expect_row(ROW(0xED, 0xA0, 0x80), "_", STR(FFFD FFFD FFFD));  /* surrogate U+D800 */
+    expect_row(ROW(0xED, 0xA0, 0x80), "_", STR(FFFD FFFD FFFD));            /* surrogate U+D800 */
     expect_row(ROW(0xF4, 0x90, 0x80, 0x80), "_", STR(FFFD FFFD FFFD FFFD)); /* > U+10FFFF */
     expect_row(ROW(0xF5, 0x80), "_", STR(FFFD FFFD));
-    expect_row(ROW(0xE2, 'x', 0xAC), "_", STR(FFFD "x" FFFD));  /* broken by ASCII */
+    expect_row(ROW(0xE2, 'x', 0xAC), "_", STR(FFFD "x" FFFD)); /* broken by ASCII */
     /* ids that are not bytes */
     expect_row(ROW(300, 'a', -7, 65536), "_", STR(FFFD "a" FFFD FFFD));
 }
@@ -97,17 +95,18 @@ static void test_controls_are_escaped(void **state)
 static int ref_len(const unsigned char *s, size_t n)
 {
     static const uint32_t min[5] = {0, 0, 0x80, 0x800, 0x10000};
-    int len = s[0] < 0x80 ? 1 : (s[0] >> 5) == 6 ? 2 : (s[0] >> 4) == 14 ? 3 : (s[0] >> 3) == 30 ? 4 : 0;
-    if (!len || (size_t)len > n)
-        return 0;
+    int len = s[0] < 0x80         ? 1
+              : (s[0] >> 5) == 6  ? 2
+              : (s[0] >> 4) == 14 ? 3
+              : (s[0] >> 3) == 30 ? 4
+                                  : 0;
+    if (!len || (size_t)len > n) return 0;
     uint32_t cp = len == 1 ? s[0] : s[0] & (0x7F >> len);
     for (int i = 1; i < len; i++) {
-        if ((s[i] & 0xC0) != 0x80)
-            return 0;
+        if ((s[i] & 0xC0) != 0x80) return 0;
         cp = cp << 6 | (s[i] & 0x3F);
     }
-    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF))
-        return 0;
+    if (cp < min[len] || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
     return len;
 }
 
@@ -149,8 +148,10 @@ static void test_random_rows(void **state)
         int n = 1 + (int)(next() % 64);
         for (int i = 0; i < n; i++) {
             uint32_t r = next() % 16;
-            row[i] = r == 0 ? MASK : r < 4 ? (int32_t)(next() % 128)
-                                           : r < 14 ? (int32_t)(0x80 + next() % 0x80) : 0xE0 + (int32_t)(next() % 16);
+            row[i] = r == 0   ? MASK
+                     : r < 4  ? (int32_t)(next() % 128)
+                     : r < 14 ? (int32_t)(0x80 + next() % 0x80)
+                              : 0xE0 + (int32_t)(next() % 16);
         }
         char want[64 * 4];
         size_t wl = 0;

@@ -1,0 +1,384 @@
+#!/usr/bin/python3
+"""Self-check of tools/heptapod_ref.py against MODEL.md, written as naive transcriptions
+of the page (per-cell loops, scalar RoPE) that the vectorised reference must match.
+
+    /usr/bin/python3 tools/test_ref.py
+"""
+
+import math
+import os
+import struct
+import sys
+import tempfile
+import traceback
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import heptapod_ref as ref  # noqa: E402
+
+torch.set_num_threads(1)
+
+
+def meta(**kw):
+    md = {"format": "heptapod", "arch": "heptapod-v1", "tokenizer": "none",
+          "max_height": "16", "max_width": "16", "vocab_size": "11", "dim": "16",
+          "depth": "2", "heads": "2", "window": "1", "mask_token": "10"}
+    md.update({k: str(v) for k, v in kw.items()})
+    return md
+
+
+def tiny_model(seed=0, **kw):
+    m = ref.HeptapodModel(ref.parse_hparams(meta(**kw)))
+    # Large enough weights that attention is far from uniform.
+    return ref.init_random(m, seed, std=0.2, overrides={"tok_emb.weight": 1.0}).eval()
+
+
+# --- naive transcriptions of MODEL.md ------------------------------------------------
+
+def naive_rope(t, y, x, base):
+    """Section 3.1 pseudo-code on one head vector (list of floats)."""
+    t = list(t)
+    dh = len(t)
+    m = dh // 2
+    for off, p in ((0, y), (m, x)):
+        for j in range(m // 2):
+            w = base ** (-2 * j / m)
+            a, b = t[off + j], t[off + j + m // 2]
+            t[off + j] = a * math.cos(p * w) - b * math.sin(p * w)
+            t[off + j + m // 2] = b * math.cos(p * w) + a * math.sin(p * w)
+    return t
+
+
+def neighbours(y, x, H, W, r, d):
+    if r == ref.GLOBAL:
+        return [(yy, xx) for yy in range(H) for xx in range(W)]
+    return [(y + d * i, x + d * j) for i in range(-r, r + 1) for j in range(-r, r + 1)
+            if 0 <= y + d * i < H and 0 <= x + d * j < W]
+
+
+def naive_attention(q, k, v, r, d):
+    """Section 3.2, one cell at a time; q, k, v [B, nh, H, W, dh] float64."""
+    B, nh, H, W, dh = q.shape
+    out = torch.zeros_like(q)
+    for b in range(B):
+        for h in range(nh):
+            for y in range(H):
+                for x in range(W):
+                    nb = neighbours(y, x, H, W, r, d)
+                    s = torch.stack([q[b, h, y, x] @ k[b, h, yy, xx] for yy, xx in nb])
+                    p = torch.softmax(s / math.sqrt(dh), 0)
+                    out[b, h, y, x] = sum(p[n] * v[b, h, yy, xx] for n, (yy, xx) in enumerate(nb))
+    return out
+
+
+def naive_forward(model, grid):
+    """Section 3 pseudo-code for one grid, cell by cell, in float64."""
+    hp = model.hp
+    P = {k: v.double() for k, v in model.state_dict().items()}
+    D, nh, eps = hp["dim"], hp["heads"], hp["norm_eps"]
+    dh = D // nh
+    H, W = len(grid), len(grid[0])
+
+    def ln(x, name):
+        mu = x.mean()
+        var = ((x - mu) ** 2).mean()
+        return (x - mu) / math.sqrt(var + eps) * P[name + ".weight"] + P[name + ".bias"]
+
+    def lin(x, name):
+        return P[name + ".weight"] @ x + P[name + ".bias"]
+
+    def gelu(x):
+        return torch.tensor([0.5 * e * (1 + math.erf(e / math.sqrt(2))) for e in x.tolist()],
+                            dtype=torch.float64)
+
+    h = {(y, x): P["tok_emb.weight"][grid[y][x]].clone() for y in range(H) for x in range(W)}
+    for l in range(hp["depth"]):
+        pre = f"blocks.{l}."
+        q, k, v = {}, {}, {}
+        for c, hc in h.items():
+            u = ln(hc, pre + "norm1")
+            qkv = lin(u, pre + "attn.qkv")
+            q[c], k[c], v[c] = qkv[:D], qkv[D:2 * D], qkv[2 * D:]
+            for j in range(nh):
+                sl = slice(j * dh, (j + 1) * dh)
+                q[c][sl] = torch.tensor(naive_rope(q[c][sl].tolist(), c[0], c[1], hp["rope_base"]),
+                                        dtype=torch.float64)
+                k[c][sl] = torch.tensor(naive_rope(k[c][sl].tolist(), c[0], c[1], hp["rope_base"]),
+                                        dtype=torch.float64)
+        new = {}
+        for (y, x), hc in h.items():
+            a = torch.zeros(D, dtype=torch.float64)
+            nb = neighbours(y, x, H, W, hp["window"][l], hp["dilation"][l])
+            for j in range(nh):
+                sl = slice(j * dh, (j + 1) * dh)
+                s = torch.stack([q[(y, x)][sl] @ k[n][sl] for n in nb]) / math.sqrt(dh)
+                p = torch.softmax(s, 0)
+                a[sl] = sum(p[i] * v[n][sl] for i, n in enumerate(nb))
+            hc = hc + lin(a, pre + "attn.proj")
+            u = ln(hc, pre + "norm2")
+            new[(y, x)] = hc + lin(gelu(lin(u, pre + "mlp.fc1")), pre + "mlp.fc2")
+        h = new
+    Z = torch.zeros(H, W, hp["vocab_size"], dtype=torch.float64)
+    for (y, x), hc in h.items():
+        Z[y, x] = lin(ln(hc, "norm"), "head")
+    return Z
+
+
+# --- tests ------------------------------------------------------------------------------
+
+def test_rope_matches_pseudo_code():
+    dh, H, W, base = 16, 5, 7, 10000.0
+    cos, sin = ref.rope_tables(H, W, dh, base)
+    t = torch.randn(H, W, dh, dtype=torch.float64)
+    got = ref.rope2d(t, cos.double(), sin.double())
+    for y in range(H):
+        for x in range(W):
+            want = torch.tensor(naive_rope(t[y, x].tolist(), y, x, base), dtype=torch.float64)
+            assert torch.allclose(got[y, x], want, atol=1e-6), (y, x)
+
+
+def test_rope_scores_depend_only_on_offset():
+    dh, H, W = 16, 12, 12
+    cos, sin = ref.rope_tables(H, W, dh, 10000.0)
+    g = torch.Generator().manual_seed(1)
+    qv, kv = torch.randn(dh, generator=g), torch.randn(dh, generator=g)
+    qr = ref.rope2d(qv.expand(H, W, dh), cos, sin)
+    kr = ref.rope2d(kv.expand(H, W, dh), cos, sin)
+    s1 = float(qr[2, 3] @ kr[5, 1])     # offset (+3, -2)
+    s2 = float(qr[7, 9] @ kr[10, 7])    # offset (+3, -2)
+    s3 = float(qr[2, 3] @ kr[1, 5])     # offset (-1, +2), a different one
+    s4 = float(qr[2, 3] @ kr[5, 3])     # offset (+3, 0): rows and columns both matter
+    assert abs(s1 - s2) < 1e-4, (s1, s2)
+    assert abs(s1 - s3) > 1e-2 and abs(s1 - s4) > 1e-2, (s1, s3, s4)
+
+
+def test_neighbour_counts():
+    # Corner with r = 3 sees 16 cells, an inner cell 49: uniform attention (q = 0) on a
+    # value that is 1 only at the query cell yields 1 / |neighbour set|.
+    H, W, dh = 11, 11, 4
+    q = torch.zeros(1, 1, H, W, dh)
+    k = torch.randn(1, 1, H, W, dh)
+    for (y, x), n in (((0, 0), 16), ((5, 5), 49), ((0, 5), 28), ((10, 10), 16)):
+        v = torch.zeros(1, 1, H, W, dh)
+        v[0, 0, y, x] = 1.0
+        a = ref.local_attention(q, k, v, 3, 1)
+        assert abs(float(a[0, 0, y, x, 0]) - 1.0 / n) < 1e-6, ((y, x), float(a[0, 0, y, x, 0]))
+    assert len(neighbours(0, 0, H, W, 3, 1)) == 16 and len(neighbours(5, 5, H, W, 3, 1)) == 49
+
+
+def test_attention_matches_naive():
+    g = torch.Generator().manual_seed(2)
+    for (H, W, r, d) in [(5, 6, 1, 1), (4, 7, 3, 1), (6, 5, 2, 2), (1, 9, 2, 3), (7, 1, 1, 2),
+                         (1, 1, 3, 1), (3, 4, 0, 1), (3, 4, 9, 1), (5, 5, ref.GLOBAL, 1)]:
+        q, k, v = (torch.randn(2, 2, H, W, 8, generator=g, dtype=torch.float64) * 2
+                   for _ in range(3))
+        got = ref.local_attention(q, k, v, r, d)
+        want = naive_attention(q, k, v, r, d)
+        err = float((got - want).abs().max())
+        assert err < 1e-10, ((H, W, r, d), err)
+
+
+def test_forward_matches_naive_model():
+    cases = [({"window": "1,2", "mlp_hidden": 20}, [(3, 4), (1, 5)]),
+             ({"depth": 3, "heads": 4, "window": "2,0,global", "dilation": "2,1,3",
+               "rope_base": 100, "norm_eps": "1e-3"}, [(4, 5), (2, 1)])]
+    for kw, sizes in cases:
+        m = tiny_model(3, **kw)
+        g = torch.Generator().manual_seed(4)
+        for H, W in sizes:
+            grid = torch.randint(0, 11, (H, W), generator=g)
+            with torch.no_grad():
+                z = m(grid.unsqueeze(0))[0].double()
+            want = naive_forward(m, grid.tolist())
+            err = float((z - want).abs().max())
+            assert err < 1e-4 * (1 + float(want.abs().max())), (kw, (H, W), err)
+            assert float(want.abs().max()) > 1.0  # weights large enough to mean something
+
+
+def test_global_equals_large_window_and_batches_independent():
+    a = tiny_model(5, window="global,1")
+    b = ref.HeptapodModel(ref.parse_hparams(meta(window="40,1", dilation="1")))
+    c = ref.HeptapodModel(ref.parse_hparams(meta(window="global,1", dilation="3,1")))
+    b.load_state_dict(a.state_dict())
+    c.load_state_dict(a.state_dict())
+    x = torch.randint(0, 11, (3, 6, 9), generator=torch.Generator().manual_seed(6))
+    with torch.no_grad():
+        za, zb, zc = a(x), b(x), c(x)
+        assert float((za - zb).abs().max()) < 1e-5
+        assert float((za - zc).abs().max()) == 0.0  # dilation does not apply to global
+        # A window of 2 is different from global on this grid (the test can fail).
+        d = ref.HeptapodModel(ref.parse_hparams(meta(window="2,1")))
+        d.load_state_dict(a.state_dict())
+        assert float((za - d(x)).abs().max()) > 1e-2
+        for i in range(3):
+            assert float((a(x[i:i + 1])[0] - za[i]).abs().max()) < 1e-5
+
+
+def test_safetensors_round_trip():
+    m = tiny_model(7, window="1,global", mlp_hidden=12)
+    md = meta(window="1,global", mlp_hidden=12)
+    md["train_note"] = "informational keys survive"
+    sd = m.state_dict()
+    with tempfile.TemporaryDirectory() as tmp:
+        for dt, conv in (("F32", torch.float32), ("F16", torch.float16),
+                         ("BF16", torch.bfloat16)):
+            p = os.path.join(tmp, f"m_{dt}.safetensors")
+            ref.save_checkpoint(p, m, md, dt)
+            m2, md2 = ref.load_checkpoint(p)
+            assert md2["train_note"] == md["train_note"] and md2["window"] == "1,global"
+            for k, v in m2.state_dict().items():
+                want = sd[k].to(conv).float()
+                assert v.dtype == torch.float32 and torch.equal(v, want), (dt, k)
+            if dt != "F32":  # rounding really happened
+                assert any(not torch.equal(m2.state_dict()[k], sd[k]) for k in sd)
+            raw = open(p, "rb").read()
+            (n,) = struct.unpack("<Q", raw[:8])
+            assert (8 + n) % 8 == 0
+            _, _, dts = ref.read_safetensors(p)
+            assert set(dts.values()) == {dt}
+        # BF16 bit pattern of 1.0 and -2.0 (sign, exponent, 7-bit mantissa).
+        sd2 = {k: v.clone() for k, v in sd.items()}
+        sd2["head.bias"][0], sd2["head.bias"][1] = 1.0, -2.0
+        p = os.path.join(tmp, "bits.safetensors")
+        ref.save_checkpoint(p, sd2, md, "BF16")
+        raw = open(p, "rb").read()
+        (n,) = struct.unpack("<Q", raw[:8])
+        import json
+        off = json.loads(raw[8:8 + n])["head.bias"]["data_offsets"][0] + 8 + n
+        assert raw[off:off + 4] == bytes([0x80, 0x3F, 0x00, 0xC0])
+
+
+def test_loader_refuses_bad_files():
+    m = tiny_model(8)
+    md = meta()
+    with tempfile.TemporaryDirectory() as tmp:
+        good = os.path.join(tmp, "good.safetensors")
+        ref.save_checkpoint(good, m, md)
+        raw = open(good, "rb").read()
+        (n,) = struct.unpack("<Q", raw[:8])
+        import json
+        hdr = json.loads(raw[8:8 + n])
+
+        def rewrite(h, body=None):
+            hb = json.dumps(h).encode()
+            return struct.pack("<Q", len(hb)) + hb + (raw[8 + n:] if body is None else body)
+
+        bad = {
+            "truncated": raw[:-5],
+            "short": raw[:5],
+            "json": struct.pack("<Q", 5) + b"{nope" + raw[8 + n:],
+            "header_past_end": struct.pack("<Q", len(raw)) + raw[8:],
+        }
+        h = json.loads(json.dumps(hdr))
+        h["norm.bias"]["data_offsets"] = [o - 4 for o in h["norm.bias"]["data_offsets"]]
+        bad["overlap"] = rewrite(h)
+        h = json.loads(json.dumps(hdr))
+        del h["head.bias"]
+        bad["missing"] = rewrite(h, raw[8 + n:-44])
+        h = json.loads(json.dumps(hdr))
+        h["head.bias"]["shape"] = [11, 1]
+        bad["shape"] = rewrite(h)
+        bad["trailing"] = raw + b"\0" * 4
+        h = json.loads(json.dumps(hdr))
+        h["__metadata__"]["heads"] = "3"
+        bad["metadata"] = rewrite(h)
+        h = json.loads(json.dumps(hdr))
+        h["head.bias"]["dtype"] = "I32"
+        bad["dtype"] = rewrite(h)
+        for name, data in bad.items():
+            p = os.path.join(tmp, f"bad_{name}.safetensors")
+            open(p, "wb").write(data)
+            try:
+                ref.load_checkpoint(p)
+            except ValueError as e:
+                assert p in str(e), (name, str(e))
+            else:
+                raise AssertionError(f"loader accepted {name}")
+        ref.load_checkpoint(good)
+
+
+def test_parse_hparams():
+    hp = ref.parse_hparams(meta(depth=3, window="2,global,0"))
+    assert hp["window"] == [2, -1, 0] and hp["dilation"] == [1, 1, 1]
+    assert hp["mlp_hidden"] == 64 and hp["rope_base"] == 10000.0 and hp["norm_eps"] == 1e-5
+    assert ref.parse_hparams(ref.hparams_metadata(hp)) == hp
+    for bad in ({"heads": 4, "dim": 8}, {"window": "1,2,3"}, {"window": "-1"},
+                {"dilation": "0"}, {"mask_token": 11}, {"format": "gguf"},
+                {"vocab_size": "1e3"}, {"tokenizer": "byte"}, {"rope_base": 1}):
+        try:
+            ref.parse_hparams(meta(**bad))
+        except ValueError:
+            continue
+        raise AssertionError(f"accepted {bad}")
+
+
+class FixedLogits(torch.nn.Module):
+    """Returns preset logits [H*W, V] whatever the grid holds."""
+
+    def __init__(self, logits, V, mask):
+        super().__init__()
+        self.z = logits
+        self.hp = {"vocab_size": V, "mask_token": mask}
+        self.calls = []
+
+    def forward(self, tokens):
+        self.calls.append(tokens.clone())
+        H, W = tokens.shape[1:]
+        return self.z.reshape(1, H, W, -1)
+
+
+def test_generate_tie_rules():
+    V, mask = 4, 3
+    # Equal logits for ids 1 and 2 (tie -> 1), the mask token highest of all (excluded),
+    # the same in every cell: every conf ties, so the highest indices are re-masked first.
+    z = torch.tensor([0.0, 2.0, 2.0, 9.0]).repeat(5, 1)
+    m = FixedLogits(z, V, mask)
+    out = ref.generate(m, [[-1] * 5], 2)
+    k1 = math.floor(5 * math.cos(math.pi / 2 * 1 / 2))  # 3
+    assert k1 == 3
+    assert out[0] == [[1, 1, mask, mask, mask]], out
+    assert out[1] == [[1, 1, 1, 1, 1]], out
+    # Distinct confidences: the least confident cells are re-masked, given cells stay.
+    z = torch.tensor([[5.0, 0, 0, 0], [0, 1.0, 0, 0], [0, 0, 3.0, 0],
+                      [0.5, 0, 0, 0], [0, 0, 0, 0], [0, 0, 4.0, 0]])
+    m = FixedLogits(z, V, mask)
+    out = ref.generate(m, [[-1, -1, -1], [-1, 2, -1]], 3)
+    # N_open 5: keep floor(5 cos(pi/6)) = 4 masked after t=1, floor(5 cos(pi/3)) = 2 after t=2.
+    assert out[0] == [[0, mask, mask], [mask, 2, mask]], out
+    assert out[1] == [[0, mask, 2], [mask, 2, 2]], out
+    assert out[2] == [[0, 1, 2], [0, 2, 2]], out
+    assert len(m.calls) == 3 and int(m.calls[0][0, 1, 1]) == 2 and int(m.calls[0][0, 0, 0]) == mask
+
+
+def test_generate_sampling_is_seeded_and_filtered():
+    m = tiny_model(9, window="global,1")
+    given = [[-1] * 5 for _ in range(4)]
+    given[1][2] = 4
+    a = ref.generate(m, given, 3, temperature=1.0, top_k=3, top_p=0.9, seed=11)
+    b = ref.generate(m, given, 3, temperature=1.0, top_k=3, top_p=0.9, seed=11)
+    assert a == b
+    c = ref.generate(m, given, 3, temperature=5.0, seed=12)
+    assert c != a and all(v != 10 for row in c[-1] for v in row)
+    # top_k = 1 is greedy whatever the temperature.
+    assert ref.generate(m, given, 3, temperature=3.0, top_k=1, seed=1) == \
+        ref.generate(m, given, 3)
+
+
+def main():
+    tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok    {name}")
+        except Exception:
+            failed += 1
+            print(f"FAIL  {name}")
+            traceback.print_exc()
+    print(f"{len(tests) - failed}/{len(tests)} passed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
