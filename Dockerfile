@@ -35,8 +35,8 @@ RUN apt-get update \
  && rm -rf /var/lib/apt/lists/*
 
 # A fixed numeric uid so that Kubernetes' runAsNonRoot can verify it.
-RUN groupadd --system --gid 10001 heptapod \
- && useradd --system --uid 10001 --gid heptapod --no-create-home \
+RUN groupadd --gid 10001 heptapod \
+ && useradd --uid 10001 --gid heptapod --no-create-home --no-log-init \
         --home-dir /nonexistent --shell /usr/sbin/nologin heptapod
 
 COPY --from=build /src/build/heptapod /usr/local/bin/heptapod

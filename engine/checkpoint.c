@@ -44,6 +44,7 @@ typedef struct expect {
     unsigned char shape[2];
 } expect;
 
+/* clang-format off */
 #define GLOBAL_T(name, field, a, b) {name, offsetof(eng_model, field), {a, b}}
 static const expect global_tensors[] = {
     GLOBAL_T("tok_emb.weight", tok_emb, S_V, S_D), GLOBAL_T("norm.weight", norm_w, S_D, S_NONE),
@@ -59,6 +60,7 @@ static const expect layer_tensors[] = {
     LAYER_T("mlp.fc1.weight", fc1_w, S_F, S_D),     LAYER_T("mlp.fc1.bias", fc1_b, S_F, S_NONE),
     LAYER_T("mlp.fc2.weight", fc2_w, S_D, S_F),     LAYER_T("mlp.fc2.bias", fc2_b, S_D, S_NONE),
 };
+/* clang-format on */
 #define N_GLOBAL (sizeof global_tensors / sizeof global_tensors[0])
 #define N_LAYER (sizeof layer_tensors / sizeof layer_tensors[0])
 
@@ -104,8 +106,7 @@ static const char *shape_str(const eng__jnode *shape, char *buf, size_t n)
         w = snprintf(buf + used, n - used, "%s%s", d == shape->child ? "" : ", ", d->str);
         used += w > 0 ? (size_t)w : 0;
     }
-    if (used < n)
-        snprintf(buf + used, n - used, "]");
+    if (used < n) snprintf(buf + used, n - used, "]");
     return buf;
 }
 
@@ -114,8 +115,7 @@ static int map_file(loader *ld)
     eng_model *m = ld->m;
     struct stat st;
     int fd = open(ld->path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return lfail(ld, ENG_EIO, "cannot open: %s", strerror(errno));
+    if (fd < 0) return lfail(ld, ENG_EIO, "cannot open: %s", strerror(errno));
     if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
         int rc = lfail(ld, ENG_EIO, "not a regular file");
         close(fd);
@@ -133,8 +133,7 @@ static int map_file(loader *ld)
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int mmap_errno = errno;
     close(fd); /* the mapping keeps the file */
-    if (map == MAP_FAILED)
-        return lfail(ld, ENG_EIO, "cannot map: %s", strerror(mmap_errno));
+    if (map == MAP_FAILED) return lfail(ld, ENG_EIO, "cannot map: %s", strerror(mmap_errno));
     m->map = map;
     m->map_len = (size_t)st.st_size;
     return ENG_OK;
@@ -153,10 +152,8 @@ static int read_header(loader *ld)
                      "header length %llu runs past the end of the file (%llu bytes): truncated",
                      (unsigned long long)n, (unsigned long long)size);
     int rc = eng__json_parse((const char *)p + 8, (size_t)n, &ld->doc, msg, sizeof msg);
-    if (rc == ENG_ENOMEM)
-        return lfail(ld, rc, "out of memory");
-    if (rc != ENG_OK)
-        return lfail(ld, rc, "header is not valid JSON: %s", msg);
+    if (rc == ENG_ENOMEM) return lfail(ld, rc, "out of memory");
+    if (rc != ENG_OK) return lfail(ld, rc, "header is not valid JSON: %s", msg);
     if (eng__json_root(ld->doc)->type != ENG__JOBJECT)
         return lfail(ld, ENG_EFORMAT, "header is not a JSON object");
     ld->data = p + 8 + n;
@@ -177,7 +174,9 @@ static int check_entry(loader *ld, const eng__jnode *e, tensor *t)
                      *off = eng__json_get(e, "data_offsets");
     if (!dt || !shape || !off)
         return lfail(ld, ENG_EFORMAT, "tensor %s: missing %s", name,
-                     !dt ? "dtype" : !shape ? "shape" : "data_offsets");
+                     !dt      ? "dtype"
+                     : !shape ? "shape"
+                              : "data_offsets");
     if (dt->type != ENG__JSTRING)
         return lfail(ld, ENG_EFORMAT, "tensor %s: dtype is not a string", name);
     size_t k = 0;
@@ -203,8 +202,8 @@ static int check_entry(loader *ld, const eng__jnode *e, tensor *t)
     const eng__jnode *b = off->type == ENG__JARRAY && off->len == 2 ? off->child : NULL;
     if (!b || eng__json_u64(b, &t->begin) != 0 || eng__json_u64(b->next, &t->end) != 0 ||
         t->begin > t->end)
-        return lfail(ld, ENG_EFORMAT, "tensor %s: data_offsets is not [begin, end] with begin <= end",
-                     name);
+        return lfail(ld, ENG_EFORMAT,
+                     "tensor %s: data_offsets is not [begin, end] with begin <= end", name);
     if (t->end - t->begin != bytes)
         return lfail(ld, ENG_EFORMAT,
                      "tensor %s: data_offsets span %llu bytes, but shape %s of %s needs %llu: "
@@ -221,8 +220,7 @@ static int check_entry(loader *ld, const eng__jnode *e, tensor *t)
 static int cmp_offsets(const void *a, const void *b)
 {
     const tensor *x = a, *y = b;
-    if (x->begin != y->begin)
-        return x->begin < y->begin ? -1 : 1;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
     return x->end < y->end ? -1 : x->end > y->end;
 }
 
@@ -234,16 +232,13 @@ static int check_entries(loader *ld)
     char q[100], q2[100];
     int rc, seen_meta = 0;
     ld->t = calloc(root->len ? root->len : 1, sizeof *ld->t);
-    if (!ld->t)
-        return lfail(ld, ENG_ENOMEM, "out of memory");
+    if (!ld->t) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (const eng__jnode *e = root->child; e; e = e->next) {
         if (strcmp(e->key, "__metadata__") == 0 && e->key_len == 12) {
-            if (seen_meta++)
-                return lfail(ld, ENG_EFORMAT, "duplicate __metadata__");
+            if (seen_meta++) return lfail(ld, ENG_EFORMAT, "duplicate __metadata__");
             continue;
         }
-        if ((rc = check_entry(ld, e, &ld->t[ld->n_t])) != ENG_OK)
-            return rc;
+        if ((rc = check_entry(ld, e, &ld->t[ld->n_t])) != ENG_OK) return rc;
         ld->n_t++;
     }
     for (size_t i = 0; i < ld->n_t; i++)
@@ -264,7 +259,8 @@ static int check_entries(loader *ld)
                          eng__ckpt_safe(t->name, q2, sizeof q2));
         if (t->begin > pos)
             return lfail(ld, ENG_EFORMAT, "gap of %llu unused bytes before tensor %s",
-                         (unsigned long long)(t->begin - pos), eng__ckpt_safe(t->name, q, sizeof q));
+                         (unsigned long long)(t->begin - pos),
+                         eng__ckpt_safe(t->name, q, sizeof q));
         pos = t->end;
     }
     if (pos < ld->data_len)
@@ -298,19 +294,15 @@ static void slot_name(size_t k, char *buf, size_t n)
 static long name_slot(const char *name, int depth)
 {
     for (size_t k = 0; k < N_GLOBAL; k++)
-        if (strcmp(name, global_tensors[k].name) == 0)
-            return (long)k;
-    if (strncmp(name, "blocks.", 7) != 0)
-        return -1;
+        if (strcmp(name, global_tensors[k].name) == 0) return (long)k;
+    if (strncmp(name, "blocks.", 7) != 0) return -1;
     const char *p = name + 7;
     long l = 0;
     if (*p < '0' || *p > '9' || (p[0] == '0' && p[1] >= '0' && p[1] <= '9'))
         return -1; /* no digits, or a leading zero: "blocks.01" is not block 1 */
     for (; *p >= '0' && *p <= '9'; p++)
-        if ((l = l * 10 + (*p - '0')) >= depth)
-            return -1;
-    if (*p++ != '.')
-        return -1;
+        if ((l = l * 10 + (*p - '0')) >= depth) return -1;
+    if (*p++ != '.') return -1;
     for (size_t k = 0; k < N_LAYER; k++)
         if (strcmp(p, layer_tensors[k].name) == 0)
             return (long)(N_GLOBAL + (size_t)l * N_LAYER + k);
@@ -321,20 +313,23 @@ static long name_slot(const char *name, int depth)
 static int bind_names(loader *ld)
 {
     const eng_hparams *hp = &ld->m->hp;
-    const uint64_t dims[] = {[S_V] = (uint64_t)hp->vocab_size, [S_D] = (uint64_t)hp->dim,
-                             [S_3D] = 3 * (uint64_t)hp->dim, [S_F] = (uint64_t)hp->mlp_hidden};
+    const uint64_t dims[] = {[S_V] = (uint64_t)hp->vocab_size,
+                             [S_D] = (uint64_t)hp->dim,
+                             [S_3D] = 3 * (uint64_t)hp->dim,
+                             [S_F] = (uint64_t)hp->mlp_hidden};
     size_t n_slots = N_GLOBAL + N_LAYER * (size_t)hp->depth;
     char q[100], got[128];
     ld->slot = calloc(n_slots, sizeof *ld->slot);
-    if (!ld->slot)
-        return lfail(ld, ENG_ENOMEM, "out of memory");
+    if (!ld->slot) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (size_t i = 0; i < ld->n_t; i++) {
         tensor *t = &ld->t[i];
         long k = name_slot(t->name, hp->depth);
         if (k < 0)
-            return lfail(ld, ENG_EFORMAT, "unexpected tensor %s", eng__ckpt_safe(t->name, q, sizeof q));
+            return lfail(ld, ENG_EFORMAT, "unexpected tensor %s",
+                         eng__ckpt_safe(t->name, q, sizeof q));
         if (ld->slot[k])
-            return lfail(ld, ENG_EFORMAT, "duplicate tensor %s", eng__ckpt_safe(t->name, q, sizeof q));
+            return lfail(ld, ENG_EFORMAT, "duplicate tensor %s",
+                         eng__ckpt_safe(t->name, q, sizeof q));
         ld->slot[k] = t;
         int layer;
         const expect *x = slot_expect((size_t)k, &layer);
@@ -377,8 +372,7 @@ static int bind_weights(loader *ld)
     eng_model *m = ld->m;
     size_t n_slots = N_GLOBAL + N_LAYER * (size_t)m->hp.depth, owned = 0;
     m->layers = calloc((size_t)m->hp.depth, sizeof *m->layers);
-    if (!m->layers)
-        return lfail(ld, ENG_ENOMEM, "out of memory");
+    if (!m->layers) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (size_t k = 0; k < n_slots; k++)
         if (!in_place(ld, ld->slot[k]))
             owned += (size_t)ld->slot[k]->nelem; /* bounded by the file size: no overflow */
@@ -441,10 +435,8 @@ eng_model *eng_model_load(const char *path, char *err, size_t errlen)
 
 void eng_model_free(eng_model *m)
 {
-    if (!m)
-        return;
-    if (m->map)
-        munmap(m->map, m->map_len);
+    if (!m) return;
+    if (m->map) munmap(m->map, m->map_len);
     for (int i = 0; i < m->n_meta; i++) {
         free(m->meta[i].key);
         free(m->meta[i].value);
@@ -488,8 +480,6 @@ int eng_model_meta_count(const eng_model *m)
 void eng_model_meta_at(const eng_model *m, int i, const char **key, const char **value)
 {
     int ok = i >= 0 && i < m->n_meta;
-    if (key)
-        *key = ok ? m->meta[i].key : NULL;
-    if (value)
-        *value = ok ? m->meta[i].value : NULL;
+    if (key) *key = ok ? m->meta[i].key : NULL;
+    if (value) *value = ok ? m->meta[i].value : NULL;
 }

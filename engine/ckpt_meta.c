@@ -28,7 +28,7 @@
 #define LIM_DIM (1L << 16)
 #define LIM_DEPTH 1024L
 #define LIM_HIDDEN (1L << 20)
-#define LIM_GRID (1L << 15)  /* max_height, max_width */
+#define LIM_GRID (1L << 15)   /* max_height, max_width */
 #define LIM_RADIUS (1L << 14) /* window radius and dilation */
 
 typedef struct mctx {
@@ -53,13 +53,11 @@ static int mfail(mctx *c, int code, const char *fmt, ...)
 const char *eng__ckpt_safe(const char *s, char *buf, size_t n)
 {
     size_t i = 0;
-    if (n == 0)
-        return buf;
+    if (n == 0) return buf;
     for (; s[i] && i + 1 < n; i++)
         buf[i] = (s[i] >= 0x20 && s[i] < 0x7f) ? s[i] : '?';
     buf[i] = 0;
-    if (s[i] && n >= 4)
-        memcpy(buf + n - 4, "...", 4);
+    if (s[i] && n >= 4) memcpy(buf + n - 4, "...", 4);
     return buf;
 }
 
@@ -72,13 +70,10 @@ static int copy_meta(mctx *c, const eng__jnode *meta)
 {
     eng_model *m = c->m;
     char q[100];
-    if (!meta)
-        return mfail(c, ENG_EFORMAT, "missing __metadata__");
-    if (meta->type != ENG__JOBJECT)
-        return mfail(c, ENG_EFORMAT, "__metadata__ is not an object");
+    if (!meta) return mfail(c, ENG_EFORMAT, "missing __metadata__");
+    if (meta->type != ENG__JOBJECT) return mfail(c, ENG_EFORMAT, "__metadata__ is not an object");
     m->meta = calloc(meta->len ? meta->len : 1, sizeof *m->meta);
-    if (!m->meta)
-        return mfail(c, ENG_ENOMEM, "out of memory");
+    if (!m->meta) return mfail(c, ENG_ENOMEM, "out of memory");
     for (const eng__jnode *e = meta->child; e; e = e->next) {
         if (e->type != ENG__JSTRING)
             return mfail(c, ENG_EFORMAT, "__metadata__ value of %s is not a string",
@@ -90,8 +85,7 @@ static int copy_meta(mctx *c, const eng__jnode *meta)
         me->key = strdup(e->key);
         me->value = strdup(e->str);
         m->n_meta++; /* counted now so that eng_model_free frees a half-made pair too */
-        if (!me->key || !me->value)
-            return mfail(c, ENG_ENOMEM, "out of memory");
+        if (!me->key || !me->value) return mfail(c, ENG_ENOMEM, "out of memory");
     }
     /* Sorted for eng_model_meta's binary search; neighbours reveal duplicates. */
     qsort(m->meta, (size_t)m->n_meta, sizeof *m->meta, cmp_meta);
@@ -107,11 +101,9 @@ static int copy_meta(mctx *c, const eng__jnode *meta)
 static int parse_long(const char *s, long *out)
 {
     const char *p = s + (*s == '-');
-    if (*p < '0' || *p > '9')
-        return -1;
+    if (*p < '0' || *p > '9') return -1;
     for (const char *d = p; *d; d++)
-        if (*d < '0' || *d > '9')
-            return -1;
+        if (*d < '0' || *d > '9') return -1;
     errno = 0;
     char *end;
     *out = strtol(s, &end, 10);
@@ -126,8 +118,7 @@ static int get_int(mctx *c, const char *key, long lo, long hi, int has_def, long
     char q[100];
     long x;
     if (!v) {
-        if (!has_def)
-            return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
+        if (!has_def) return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
         *out = (int)def;
         return ENG_OK;
     }
@@ -146,15 +137,12 @@ static int get_int(mctx *c, const char *key, long lo, long hi, int has_def, long
  * no spaces), as a float; rc as parse_long. */
 static int parse_float(const char *s, float *out)
 {
-    if (!*s || strspn(s, "0123456789+-.eE") != strlen(s))
-        return -1;
+    if (!*s || strspn(s, "0123456789+-.eE") != strlen(s)) return -1;
     errno = 0;
     char *end;
     double d = strtod(s, &end);
-    if (*end)
-        return -1;
-    if (!isfinite(d) || !isfinite((float)d))
-        return -2;
+    if (*end) return -1;
+    if (!isfinite(d) || !isfinite((float)d)) return -2;
     *out = (float)d;
     return 0;
 }
@@ -189,8 +177,7 @@ static int get_list(mctx *c, const char *key, int allow_global, long lo, long hi
     int depth = c->m->hp.depth, n = 1;
     char q[100], entry[64];
     if (!v) {
-        if (!has_def)
-            return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
+        if (!has_def) return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
         for (int l = 0; l < depth; l++)
             out[l] = (int)def;
         return ENG_OK;
@@ -198,8 +185,9 @@ static int get_list(mctx *c, const char *key, int allow_global, long lo, long hi
     for (const char *p = v; *p; p++)
         n += *p == ',';
     if (n != 1 && n != depth)
-        return mfail(c, ENG_EFORMAT, "metadata %s = \"%s\" has %d entries, expected 1 or depth = %d",
-                     key, eng__ckpt_safe(v, q, sizeof q), n, depth);
+        return mfail(c, ENG_EFORMAT,
+                     "metadata %s = \"%s\" has %d entries, expected 1 or depth = %d", key,
+                     eng__ckpt_safe(v, q, sizeof q), n, depth);
     const char *p = v;
     for (int i = 0; i < n; i++) {
         size_t len = strcspn(p, ",");
@@ -218,8 +206,7 @@ static int get_list(mctx *c, const char *key, int allow_global, long lo, long hi
                 rc = 0;
             } else {
                 rc = parse_long(entry, &x);
-                if (rc == 0 && (x < lo || x > hi))
-                    rc = -2;
+                if (rc == 0 && (x < lo || x > hi)) rc = -2;
             }
         }
         if (rc == -1)
@@ -240,8 +227,7 @@ static int check_text(mctx *c, const char *key, const char *want)
 {
     const char *v = eng_model_meta(c->m, key);
     char q[100];
-    if (!v)
-        return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
+    if (!v) return mfail(c, ENG_EFORMAT, "missing metadata %s", key);
     if (strcmp(v, want) != 0)
         return mfail(c, ENG_EFORMAT, "metadata %s = \"%s\", expected \"%s\"", key,
                      eng__ckpt_safe(v, q, sizeof q), want);
@@ -279,8 +265,7 @@ int eng__ckpt_meta(eng_model *m, const eng__jnode *meta, char *msg, size_t msgle
 
     m->window = malloc((size_t)hp->depth * sizeof *m->window);
     m->dilation = malloc((size_t)hp->depth * sizeof *m->dilation);
-    if (!m->window || !m->dilation)
-        return mfail(&c, ENG_ENOMEM, "out of memory");
+    if (!m->window || !m->dilation) return mfail(&c, ENG_ENOMEM, "out of memory");
     hp->window = m->window;
     hp->dilation = m->dilation;
     if ((rc = get_list(&c, "window", 1, 0, LIM_RADIUS, 0, 0, m->window)) ||

@@ -16,8 +16,7 @@ static const char *const messages[] = {
 
 const char *eng_strerror(int err)
 {
-    if (err == ENG_OK)
-        return "success";
+    if (err == ENG_OK) return "success";
     /* Codes are -(index + 1); anything outside the table is unknown. */
     if (err < 0 && -(long)err - 1 < (long)(sizeof messages / sizeof messages[0]))
         return messages[-(long)err - 1];

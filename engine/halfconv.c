@@ -24,8 +24,7 @@ float eng__f16_to_f32(uint16_t h)
         return from_bits(sign | 0x7f800000u | (mant << 13));
     if (exp != 0) /* normal: rebias 15 -> 127 */
         return from_bits(sign | ((exp + 112u) << 23) | (mant << 13));
-    if (mant == 0)
-        return from_bits(sign); /* signed zero */
+    if (mant == 0) return from_bits(sign); /* signed zero */
     /* Subnormal, mant * 2^-24: shift the leading one up to the implicit bit
      * position; each shift lowers the exponent by one. The result is a
      * normal float32 because 2^-24 is far above float32's normal range floor. */

@@ -85,13 +85,10 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
         } else {
             return i;
         }
-        if (len - i <= need)
-            return i;
-        if (s[i + 1] < lo || s[i + 1] > hi)
-            return i;
+        if (len - i <= need) return i;
+        if (s[i + 1] < lo || s[i + 1] > hi) return i;
         for (size_t k = 2; k <= need; k++)
-            if ((s[i + k] & 0xc0) != 0x80)
-                return i;
+            if ((s[i + k] & 0xc0) != 0x80) return i;
         i += need + 1;
     }
     return NONE;
@@ -99,17 +96,14 @@ static size_t utf8_invalid_at(const unsigned char *s, size_t len)
 
 static int grow(parser *p, void **arr, size_t *cap, size_t need, size_t elem)
 {
-    if (need <= *cap)
-        return 0;
+    if (need <= *cap) return 0;
     size_t ncap = *cap ? *cap : 64;
     while (ncap < need) {
-        if (ncap > ((size_t)-1 / 2) / elem)
-            return fail(p, ENG_ENOMEM, "out of memory");
+        if (ncap > ((size_t)-1 / 2) / elem) return fail(p, ENG_ENOMEM, "out of memory");
         ncap *= 2;
     }
     void *n = realloc(*arr, ncap * elem);
-    if (!n)
-        return fail(p, ENG_ENOMEM, "out of memory");
+    if (!n) return fail(p, ENG_ENOMEM, "out of memory");
     *arr = n;
     *cap = ncap;
     return 0;
@@ -117,8 +111,7 @@ static int grow(parser *p, void **arr, size_t *cap, size_t need, size_t elem)
 
 static int put_bytes(parser *p, const void *b, size_t n)
 {
-    if (grow(p, (void **)&p->chars, &p->cap_chars, p->n_chars + n, 1) < 0)
-        return -1;
+    if (grow(p, (void **)&p->chars, &p->cap_chars, p->n_chars + n, 1) < 0) return -1;
     memcpy(p->chars + p->n_chars, b, n);
     p->n_chars += n;
     return 0;
@@ -131,8 +124,7 @@ static int put_byte(parser *p, unsigned char c)
 
 static int new_node(parser *p, eng__jtype type, size_t *idx)
 {
-    if (grow(p, (void **)&p->nodes, &p->cap_nodes, p->n_nodes + 1, sizeof(jtmp)) < 0)
-        return -1;
+    if (grow(p, (void **)&p->nodes, &p->cap_nodes, p->n_nodes + 1, sizeof(jtmp)) < 0) return -1;
     p->nodes[p->n_nodes] = (jtmp){type, NONE, 0, NONE, 0, NONE, NONE};
     *idx = p->n_nodes++;
     return 0;
@@ -142,8 +134,7 @@ static void skip_ws(parser *p)
 {
     while (p->pos < p->len) {
         unsigned char c = p->s[p->pos];
-        if (c != ' ' && c != '\t' && c != '\n' && c != '\r')
-            break;
+        if (c != ' ' && c != '\t' && c != '\n' && c != '\r') break;
         p->pos++;
     }
 }
@@ -199,27 +190,23 @@ static int put_utf8(parser *p, unsigned cp)
 /* An escape after the backslash at p->pos - 1; surrogate pairs must be whole. */
 static int parse_escape(parser *p)
 {
-    if (p->pos >= p->len)
-        return fail(p, ENG_EFORMAT, "unterminated string at byte %zu", p->pos);
+    if (p->pos >= p->len) return fail(p, ENG_EFORMAT, "unterminated string at byte %zu", p->pos);
     unsigned char e = p->s[p->pos++];
     static const char from[] = "\"\\/bfnrt", to[] = "\"\\/\b\f\n\r\t";
     const char *hit = e ? strchr(from, e) : NULL;
-    if (hit)
-        return put_byte(p, (unsigned char)to[hit - from]);
+    if (hit) return put_byte(p, (unsigned char)to[hit - from]);
     if (e != 'u')
-        return fail(p, ENG_EFORMAT, "invalid escape '\\%c' at byte %zu", e >= 0x20 && e < 0x7f ? e : '?',
-                    p->pos - 1);
+        return fail(p, ENG_EFORMAT, "invalid escape '\\%c' at byte %zu",
+                    e >= 0x20 && e < 0x7f ? e : '?', p->pos - 1);
     unsigned cp, lo;
-    if (hex4(p, &cp) < 0)
-        return -1;
+    if (hex4(p, &cp) < 0) return -1;
     if (cp >= 0xdc00 && cp <= 0xdfff)
         return fail(p, ENG_EFORMAT, "lone low surrogate at byte %zu", p->pos - 6);
     if (cp >= 0xd800 && cp <= 0xdbff) {
         if (p->len - p->pos < 2 || p->s[p->pos] != '\\' || p->s[p->pos + 1] != 'u')
             return fail(p, ENG_EFORMAT, "lone high surrogate at byte %zu", p->pos - 6);
         p->pos += 2;
-        if (hex4(p, &lo) < 0)
-            return -1;
+        if (hex4(p, &lo) < 0) return -1;
         if (lo < 0xdc00 || lo > 0xdfff)
             return fail(p, ENG_EFORMAT, "lone high surrogate at byte %zu", p->pos - 12);
         cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00);
@@ -245,8 +232,7 @@ static int parse_string(parser *p, size_t *off, size_t *len)
             return fail(p, ENG_EFORMAT, "control character in string at byte %zu", p->pos);
         p->pos++;
         if (c == '\\') {
-            if (parse_escape(p) < 0)
-                return -1;
+            if (parse_escape(p) < 0) return -1;
         } else if (put_byte(p, c) < 0) { /* UTF-8 was checked for the whole text */
             return -1;
         }
@@ -267,28 +253,23 @@ static size_t digits(parser *p)
 static int parse_number(parser *p, size_t *off, size_t *len)
 {
     size_t start = p->pos;
-    if (p->s[p->pos] == '-')
-        p->pos++;
+    if (p->s[p->pos] == '-') p->pos++;
     if (p->pos < p->len && p->s[p->pos] == '0')
         p->pos++;
     else if (digits(p) == 0)
         return fail(p, ENG_EFORMAT, "invalid number at byte %zu", start);
     if (p->pos < p->len && p->s[p->pos] == '.') {
         p->pos++;
-        if (digits(p) == 0)
-            return fail(p, ENG_EFORMAT, "invalid number at byte %zu", start);
+        if (digits(p) == 0) return fail(p, ENG_EFORMAT, "invalid number at byte %zu", start);
     }
     if (p->pos < p->len && (p->s[p->pos] == 'e' || p->s[p->pos] == 'E')) {
         p->pos++;
-        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-'))
-            p->pos++;
-        if (digits(p) == 0)
-            return fail(p, ENG_EFORMAT, "invalid number at byte %zu", start);
+        if (p->pos < p->len && (p->s[p->pos] == '+' || p->s[p->pos] == '-')) p->pos++;
+        if (digits(p) == 0) return fail(p, ENG_EFORMAT, "invalid number at byte %zu", start);
     }
     *off = p->n_chars;
     *len = p->pos - start;
-    if (put_bytes(p, p->s + start, *len) < 0)
-        return -1;
+    if (put_bytes(p, p->s + start, *len) < 0) return -1;
     return put_byte(p, 0);
 }
 
@@ -312,15 +293,13 @@ static int parse_children(parser *p, int depth, size_t parent, int is_object)
         if (is_object) {
             if (p->pos >= p->len || p->s[p->pos] != '"')
                 return fail(p, ENG_EFORMAT, "expected a string key at byte %zu", p->pos);
-            if (parse_string(p, &key, &key_len) < 0)
-                return -1;
+            if (parse_string(p, &key, &key_len) < 0) return -1;
             skip_ws(p);
             if (p->pos >= p->len || p->s[p->pos] != ':')
                 return fail(p, ENG_EFORMAT, "expected ':' at byte %zu", p->pos);
             p->pos++;
         }
-        if (parse_value(p, depth + 1, &child) < 0)
-            return -1;
+        if (parse_value(p, depth + 1, &child) < 0) return -1;
         p->nodes[child].key = key;
         p->nodes[child].key_len = key_len;
         if (prev == NONE)
@@ -345,8 +324,7 @@ static int parse_children(parser *p, int depth, size_t parent, int is_object)
 static int parse_value(parser *p, int depth, size_t *idx)
 {
     skip_ws(p);
-    if (p->pos >= p->len)
-        return fail(p, ENG_EFORMAT, "unexpected end of text at byte %zu", p->pos);
+    if (p->pos >= p->len) return fail(p, ENG_EFORMAT, "unexpected end of text at byte %zu", p->pos);
     unsigned char c = p->s[p->pos];
     static const struct {
         const char *word;
@@ -355,16 +333,15 @@ static int parse_value(parser *p, int depth, size_t *idx)
 
     if (c == '{' || c == '[') {
         if (depth >= ENG__JSON_MAX_DEPTH)
-            return fail(p, ENG_EFORMAT, "nesting deeper than %d at byte %zu", ENG__JSON_MAX_DEPTH, p->pos);
-        if (new_node(p, c == '{' ? ENG__JOBJECT : ENG__JARRAY, idx) < 0)
-            return -1;
+            return fail(p, ENG_EFORMAT, "nesting deeper than %d at byte %zu", ENG__JSON_MAX_DEPTH,
+                        p->pos);
+        if (new_node(p, c == '{' ? ENG__JOBJECT : ENG__JARRAY, idx) < 0) return -1;
         return parse_children(p, depth, *idx, c == '{');
     }
     if (c == '"' || c == '-' || (c >= '0' && c <= '9')) {
         size_t off, len;
         int rc = c == '"' ? parse_string(p, &off, &len) : parse_number(p, &off, &len);
-        if (rc < 0 || new_node(p, c == '"' ? ENG__JSTRING : ENG__JNUMBER, idx) < 0)
-            return -1;
+        if (rc < 0 || new_node(p, c == '"' ? ENG__JSTRING : ENG__JNUMBER, idx) < 0) return -1;
         p->nodes[*idx].str = off;
         p->nodes[*idx].len = len;
         return 0;
@@ -429,8 +406,7 @@ int eng__json_parse(const char *text, size_t len, eng__jdoc **out, char *err, si
 
 void eng__json_free(eng__jdoc *doc)
 {
-    if (!doc)
-        return;
+    if (!doc) return;
     free(doc->nodes);
     free(doc->chars);
     free(doc);
@@ -443,26 +419,21 @@ const eng__jnode *eng__json_root(const eng__jdoc *doc)
 
 const eng__jnode *eng__json_get(const eng__jnode *obj, const char *key)
 {
-    if (!obj || obj->type != ENG__JOBJECT)
-        return NULL;
+    if (!obj || obj->type != ENG__JOBJECT) return NULL;
     size_t n = strlen(key);
     for (const eng__jnode *c = obj->child; c; c = c->next)
-        if (c->key_len == n && memcmp(c->key, key, n) == 0)
-            return c;
+        if (c->key_len == n && memcmp(c->key, key, n) == 0) return c;
     return NULL;
 }
 
 int eng__json_u64(const eng__jnode *n, uint64_t *out)
 {
-    if (!n || n->type != ENG__JNUMBER || n->len == 0)
-        return -1;
+    if (!n || n->type != ENG__JNUMBER || n->len == 0) return -1;
     uint64_t v = 0;
     for (size_t i = 0; i < n->len; i++) {
         unsigned char c = (unsigned char)n->str[i];
-        if (c < '0' || c > '9')
-            return -1; /* '-', '.', 'e': not a non-negative integer */
-        if (v > (UINT64_MAX - (c - '0')) / 10)
-            return -1;
+        if (c < '0' || c > '9') return -1; /* '-', '.', 'e': not a non-negative integer */
+        if (v > (UINT64_MAX - (c - '0')) / 10) return -1;
         v = v * 10 + (c - '0');
     }
     *out = v;

@@ -29,10 +29,10 @@ typedef enum eng__jtype {
 typedef struct eng__jnode eng__jnode;
 struct eng__jnode {
     eng__jtype type;
-    const char *key;      /* member of an object: its decoded name, NUL-terminated; else NULL */
-    size_t key_len;       /* bytes of key (it may hold a \u0000) */
-    const char *str;      /* string: decoded bytes; number: its text; both NUL-terminated */
-    size_t len;           /* bytes of str, or the number of children of an array/object */
+    const char *key;         /* member of an object: its decoded name, NUL-terminated; else NULL */
+    size_t key_len;          /* bytes of key (it may hold a \u0000) */
+    const char *str;         /* string: decoded bytes; number: its text; both NUL-terminated */
+    size_t len;              /* bytes of str, or the number of children of an array/object */
     const eng__jnode *child; /* first element or member, NULL if none */
     const eng__jnode *next;  /* next sibling in the parent, NULL if last */
 };

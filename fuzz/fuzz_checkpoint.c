@@ -46,14 +46,12 @@ static void read_all(const eng_model *m)
                 touch(y->qkv_b, 3 * D) + touch(y->proj_w, D * D) + touch(y->proj_b, D) +
                 touch(y->norm2_w, D) + touch(y->norm2_b, D) + touch(y->fc1_w, F * D) +
                 touch(y->fc1_b, F) + touch(y->fc2_w, D * F) + touch(y->fc2_b, D);
-        if (hp->window[l] < ENG_WINDOW_GLOBAL || hp->dilation[l] < 1)
-            abort();
+        if (hp->window[l] < ENG_WINDOW_GLOBAL || hp->dilation[l] < 1) abort();
     }
     for (int i = 0; i < eng_model_meta_count(m); i++) {
         const char *k, *v;
         eng_model_meta_at(m, i, &k, &v);
-        if (eng_model_meta(m, k) != v)
-            abort();
+        if (eng_model_meta(m, k) != v) abort();
     }
     (void)sink;
 }
@@ -65,12 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     char err[512];
     if (fd < 0) {
         fd = memfd_create("checkpoint", MFD_CLOEXEC);
-        if (fd < 0)
-            abort();
+        if (fd < 0) abort();
         snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
     }
-    if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size))
-        abort();
+    if (ftruncate(fd, 0) != 0 || (size && pwrite(fd, data, size, 0) != (ssize_t)size)) abort();
     eng_model *m = eng_model_load(path, err, sizeof err);
     if (m) {
         read_all(m);

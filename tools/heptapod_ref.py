@@ -1,9 +1,9 @@
 #!/usr/bin/python3
-"""PyTorch reference implementation of the HeptaPod grid transformer (docs: MODEL.md).
+"""PyTorch reference implementation of the HeptaPod grid transformer.
 
-This module is the reference for /work/shared/MODEL.md ("The Heptapod grid
-transformer: model and checkpoint contract"). It is written from that page alone and
-favours clarity over speed; the C engine and the trainer are checked against it.
+This module is the reference for MODEL.md ("The Heptapod grid transformer: model and
+checkpoint contract"). It is written from that page alone and favours clarity over
+speed; the C engine and the trainer are checked against it.
 
     parse_hparams(metadata) -> hp           section 2 (strings -> typed values)
     hparams_metadata(hp) -> {str: str}      the inverse, for writing a checkpoint

@@ -29,26 +29,26 @@ typedef struct wtensor {
     char dtype[16];
     int ndim;
     uint64_t shape[4];
-    const char *raw;          /* if set, emitted verbatim as the entry's value */
-    size_t gap_before;        /* zero bytes put before this tensor's data */
+    const char *raw;                /* if set, emitted verbatim as the entry's value */
+    size_t gap_before;              /* zero bytes put before this tensor's data */
     int64_t begin_delta, end_delta; /* added to the header's data_offsets only */
-    uint64_t begin, end;      /* where the writer put the data */
+    uint64_t begin, end;            /* where the writer put the data */
 } wtensor;
 
 typedef struct wspec {
     int V, D, L, F;
     const char *key[W_MAXM], *val[W_MAXM];
     int n_meta;
-    int no_meta;              /* leave out __metadata__ */
-    const char *meta_raw;     /* if set, the __metadata__ value verbatim */
+    int no_meta;          /* leave out __metadata__ */
+    const char *meta_raw; /* if set, the __metadata__ value verbatim */
     wtensor t[W_MAXT];
     int n_t;
-    const char *raw_header;   /* if set, the whole header verbatim */
-    size_t data_align;        /* the data region starts at 8 + N = data_align (mod 8) */
-    int override_len;         /* write header_len instead of the real header length */
+    const char *raw_header; /* if set, the whole header verbatim */
+    size_t data_align;      /* the data region starts at 8 + N = data_align (mod 8) */
+    int override_len;       /* write header_len instead of the real header length */
     uint64_t header_len;
-    size_t trailing;          /* zero bytes appended to the file */
-    size_t truncate;          /* bytes cut from the end of the file */
+    size_t trailing; /* zero bytes appended to the file */
+    size_t truncate; /* bytes cut from the end of the file */
 } wspec;
 
 typedef struct wbuf {
@@ -61,8 +61,7 @@ W_FN void wb_put(wbuf *b, const void *p, size_t n)
     if (b->n + n + 1 > b->cap) {
         b->cap = (b->n + n + 1) * 2;
         b->s = realloc(b->s, b->cap);
-        if (!b->s)
-            abort();
+        if (!b->s) abort();
     }
     memcpy(b->s + b->n, p, n);
     b->n += n;
@@ -77,8 +76,7 @@ W_FN void wb_printf(wbuf *b, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n < 0 || (size_t)n >= sizeof tmp)
-        abort();
+    if (n < 0 || (size_t)n >= sizeof tmp) abort();
     wb_put(b, tmp, (size_t)n);
 }
 
@@ -100,11 +98,9 @@ W_FN uint32_t w_bits(float f)
 W_FN uint16_t w_f16(float f)
 {
     uint32_t u = w_bits(f), sign = (u >> 16) & 0x8000u;
-    if ((u & 0x7fffffffu) == 0)
-        return (uint16_t)sign;
+    if ((u & 0x7fffffffu) == 0) return (uint16_t)sign;
     int e = (int)((u >> 23) & 0xff) - 127 + 15;
-    if (e < 1 || e > 30 || (u & 0x1fffu))
-        abort();
+    if (e < 1 || e > 30 || (u & 0x1fffu)) abort();
     return (uint16_t)(sign | (uint32_t)e << 10 | ((u >> 13) & 0x3ffu));
 }
 
@@ -140,8 +136,7 @@ W_FN void w_set(wspec *s, const char *key, const char *val)
 W_FN wtensor *w_find(wspec *s, const char *name)
 {
     for (int i = 0; i < s->n_t; i++)
-        if (strcmp(s->t[i].name, name) == 0)
-            return &s->t[i];
+        if (strcmp(s->t[i].name, name) == 0) return &s->t[i];
     abort();
 }
 
@@ -160,10 +155,13 @@ W_FN void w_init(wspec *s, int L, const char *dtype)
     s->V = 7, s->D = 8, s->L = L, s->F = 12;
     snprintf(depth, sizeof depth, "%d", L);
     const char *meta[][2] = {
-        {"format", "heptapod"}, {"arch", "heptapod-v1"}, {"vocab_size", "7"}, {"dim", "8"},
-        {"depth", depth},       {"heads", "2"},          {"window", "1"},     {"dilation", "1"},
-        {"mlp_hidden", "12"},   {"rope_base", "10000"},  {"norm_eps", "1e-05"},
-        {"mask_token", "6"},    {"tokenizer", "byte"},   {"max_height", "16"},
+        {"format", "heptapod"}, {"arch", "heptapod-v1"},
+        {"vocab_size", "7"},    {"dim", "8"},
+        {"depth", depth},       {"heads", "2"},
+        {"window", "1"},        {"dilation", "1"},
+        {"mlp_hidden", "12"},   {"rope_base", "10000"},
+        {"norm_eps", "1e-05"},  {"mask_token", "6"},
+        {"tokenizer", "byte"},  {"max_height", "16"},
         {"max_width", "24"},    {"trained_on", "unit test"},
     };
     for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
@@ -172,7 +170,7 @@ W_FN void w_init(wspec *s, int L, const char *dtype)
     w_add(s, dtype, "tok_emb.weight", 2, V, D);
     for (int l = 0; l < L; l++) {
         char n[64];
-#define W_LAYER(suffix, nd, a, b) \
+#define W_LAYER(suffix, nd, a, b)                                                                  \
     (snprintf(n, sizeof n, "blocks.%d.%s", l, suffix), w_add(s, dtype, n, nd, a, b))
         W_LAYER("norm1.weight", 1, D, 0);
         W_LAYER("norm1.bias", 1, D, 0);
@@ -214,16 +212,15 @@ W_FN void w_write(wspec *s, const char *path)
     for (int i = 0; i < s->n_t; i++) {
         wtensor *t = &s->t[i];
         static const char zeros[64];
-        if (t->gap_before > sizeof zeros)
-            abort();
+        if (t->gap_before > sizeof zeros) abort();
         wb_put(&data, zeros, t->gap_before);
         t->begin = data.n;
         for (uint64_t j = 0; j < w_nelem(t); j++) {
             float v = w_value(i, j);
             uint32_t u = w_bits(v);
             uint16_t h = strcmp(t->dtype, "F16") == 0 ? w_f16(v) : (uint16_t)(u >> 16);
-            unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8), (unsigned char)(u >> 16),
-                                  (unsigned char)(u >> 24)};
+            unsigned char b[4] = {(unsigned char)u, (unsigned char)(u >> 8),
+                                  (unsigned char)(u >> 16), (unsigned char)(u >> 24)};
             unsigned char b2[2] = {(unsigned char)h, (unsigned char)(h >> 8)};
             if (w_esize(t->dtype) == 2)
                 wb_put(&data, b2, 2);
@@ -260,8 +257,8 @@ W_FN void w_write(wspec *s, const char *path)
             wb_printf(&head, "{\"dtype\":\"%s\",\"shape\":[", t->dtype);
             for (int d = 0; d < t->ndim; d++)
                 wb_printf(&head, "%s%llu", d ? "," : "", (unsigned long long)t->shape[d]);
-            wb_printf(&head, "],\"data_offsets\":[%lld,%lld]}", (long long)t->begin + t->begin_delta,
-                      (long long)t->end + t->end_delta);
+            wb_printf(&head, "],\"data_offsets\":[%lld,%lld]}",
+                      (long long)t->begin + t->begin_delta, (long long)t->end + t->end_delta);
         }
         wb_printf(&head, "}");
     }
@@ -274,14 +271,12 @@ W_FN void w_write(wspec *s, const char *path)
     wbuf file = {0};
     wb_put(&file, len, 8);
     wb_put(&file, head.s, head.n);
-    if (data.n)
-        wb_put(&file, data.s, data.n);
+    if (data.n) wb_put(&file, data.s, data.n);
     for (size_t i = 0; i < s->trailing; i++)
         wb_put(&file, "", 1);
     size_t total = file.n >= s->truncate ? file.n - s->truncate : 0;
     FILE *f = fopen(path, "wb");
-    if (!f || fwrite(file.s, 1, total, f) != total || fclose(f) != 0)
-        abort();
+    if (!f || fwrite(file.s, 1, total, f) != total || fclose(f) != 0) abort();
     free(data.s);
     free(head.s);
     free(file.s);
@@ -308,8 +303,7 @@ W_FN int group_teardown(void **state)
             snprintf(p, sizeof p, "%s/%s", tmpdir, e->d_name);
             unlink(p);
         }
-    if (d)
-        closedir(d);
+    if (d) closedir(d);
     return rmdir(tmpdir);
 }
 
@@ -329,8 +323,7 @@ W_FN eng_model *write_load(wspec *s)
 W_FN eng_model *load_ok(wspec *s)
 {
     eng_model *m = write_load(s);
-    if (!m)
-        fail_msg("unexpected refusal: %s", err);
+    if (!m) fail_msg("unexpected refusal: %s", err);
     return m;
 }
 
@@ -343,19 +336,18 @@ W_FN void check_refusal(const char *first, ...)
     va_list ap;
     va_start(ap, first);
     for (const char *w = first; w; w = va_arg(ap, const char *))
-        if (!strstr(err + n, w))
-            fail_msg("message \"%s\" lacks \"%s\"", err, w);
+        if (!strstr(err + n, w)) fail_msg("message \"%s\" lacks \"%s\"", err, w);
     va_end(ap);
 }
 
-#define EXPECT_REFUSED(spec, ...)                  \
-    do {                                           \
-        eng_model *m_ = write_load(spec);          \
-        if (m_) {                                  \
-            eng_model_free(m_);                    \
-            fail_msg("a broken file was accepted"); \
-        }                                          \
-        check_refusal(__VA_ARGS__, (char *)NULL);  \
+#define EXPECT_REFUSED(spec, ...)                                                                  \
+    do {                                                                                           \
+        eng_model *m_ = write_load(spec);                                                          \
+        if (m_) {                                                                                  \
+            eng_model_free(m_);                                                                    \
+            fail_msg("a broken file was accepted");                                                \
+        }                                                                                          \
+        check_refusal(__VA_ARGS__, (char *)NULL);                                                  \
     } while (0)
 
 /* Refusal of the default checkpoint with metadata key set to val (NULL: removed). */

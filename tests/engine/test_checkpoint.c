@@ -30,27 +30,28 @@ static const struct {
     const char *name;
     size_t off;
 } layer_fields[] = {
-    {"norm1.weight", offsetof(eng_layer, norm1_w)},  {"norm1.bias", offsetof(eng_layer, norm1_b)},
-    {"attn.qkv.weight", offsetof(eng_layer, qkv_w)}, {"attn.qkv.bias", offsetof(eng_layer, qkv_b)},
-    {"attn.proj.weight", offsetof(eng_layer, proj_w)}, {"attn.proj.bias", offsetof(eng_layer, proj_b)},
-    {"norm2.weight", offsetof(eng_layer, norm2_w)},  {"norm2.bias", offsetof(eng_layer, norm2_b)},
-    {"mlp.fc1.weight", offsetof(eng_layer, fc1_w)},  {"mlp.fc1.bias", offsetof(eng_layer, fc1_b)},
-    {"mlp.fc2.weight", offsetof(eng_layer, fc2_w)},  {"mlp.fc2.bias", offsetof(eng_layer, fc2_b)},
+    {"norm1.weight", offsetof(eng_layer, norm1_w)},
+    {"norm1.bias", offsetof(eng_layer, norm1_b)},
+    {"attn.qkv.weight", offsetof(eng_layer, qkv_w)},
+    {"attn.qkv.bias", offsetof(eng_layer, qkv_b)},
+    {"attn.proj.weight", offsetof(eng_layer, proj_w)},
+    {"attn.proj.bias", offsetof(eng_layer, proj_b)},
+    {"norm2.weight", offsetof(eng_layer, norm2_w)},
+    {"norm2.bias", offsetof(eng_layer, norm2_b)},
+    {"mlp.fc1.weight", offsetof(eng_layer, fc1_w)},
+    {"mlp.fc1.bias", offsetof(eng_layer, fc1_b)},
+    {"mlp.fc2.weight", offsetof(eng_layer, fc2_w)},
+    {"mlp.fc2.bias", offsetof(eng_layer, fc2_b)},
 };
 
 static const float *weight_of(const eng_model *m, const char *name)
 {
     int l, n = 0;
-    if (!strcmp(name, "tok_emb.weight"))
-        return m->tok_emb;
-    if (!strcmp(name, "norm.weight"))
-        return m->norm_w;
-    if (!strcmp(name, "norm.bias"))
-        return m->norm_b;
-    if (!strcmp(name, "head.weight"))
-        return m->head_w;
-    if (!strcmp(name, "head.bias"))
-        return m->head_b;
+    if (!strcmp(name, "tok_emb.weight")) return m->tok_emb;
+    if (!strcmp(name, "norm.weight")) return m->norm_w;
+    if (!strcmp(name, "norm.bias")) return m->norm_b;
+    if (!strcmp(name, "head.weight")) return m->head_w;
+    if (!strcmp(name, "head.bias")) return m->head_b;
     if (sscanf(name, "blocks.%d.%n", &l, &n) == 1 && n > 0 && l >= 0 && l < m->hp.depth)
         for (size_t k = 0; k < sizeof layer_fields / sizeof layer_fields[0]; k++)
             if (!strcmp(name + n, layer_fields[k].name)) {
@@ -73,10 +74,8 @@ static void check_weights(const eng_model *m, const wspec *s, enum where where)
         const float *w = weight_of(m, t->name);
         uint64_t n = w_nelem(t);
         int in_map = (const char *)w >= map && (const char *)(w + n) <= map + m->map_len;
-        if (where == IN_MAP)
-            assert_true(in_map);
-        if (where == IN_OWNED)
-            assert_false(in_map);
+        if (where == IN_MAP) assert_true(in_map);
+        if (where == IN_OWNED) assert_false(in_map);
         if (in_map) /* used in place: aligned F32 from this tensor's own bytes */
             assert_true((uintptr_t)w % 4 == 0 && strcmp(t->dtype, "F32") == 0);
         else
@@ -194,8 +193,7 @@ static void test_defaults_apply(void **state)
         w_set(&s, optional[i], NULL);
     for (int i = 0; i < s.n_t; i++) /* F defaults to 4 * D = 32 */
         for (int d = 0; d < s.t[i].ndim; d++)
-            if (strstr(s.t[i].name, "mlp.fc") && s.t[i].shape[d] == 12)
-                s.t[i].shape[d] = 32;
+            if (strstr(s.t[i].name, "mlp.fc") && s.t[i].shape[d] == 12) s.t[i].shape[d] = 32;
     eng_model *m = load_ok(&s);
     const eng_hparams *hp = eng_model_hparams(m);
     assert_int_equal(hp->mlp_hidden, 32);
@@ -256,8 +254,7 @@ static void test_fixtures_load(void **state)
         fail_msg("no fixture checkpoints match %s (make fixtures)", pattern);
     for (size_t i = 0; i < gl.gl_pathc; i++) {
         eng_model *m = eng_model_load(gl.gl_pathv[i], err, sizeof err);
-        if (!m)
-            fail_msg("%s", err);
+        if (!m) fail_msg("%s", err);
         const eng_hparams *hp = eng_model_hparams(m);
         assert_true(hp->depth >= 1 && hp->vocab_size >= 2 && hp->head_dim % 4 == 0);
         assert_string_equal(eng_model_meta(m, "format"), "heptapod");
@@ -311,11 +308,28 @@ static void test_header_past_end(void **state)
 static void test_header_not_json(void **state)
 {
     static const char *const bad[] = {
-        "",          "{",           "{\"a\":1,}",      "{\"a\" 1}",       "{\"a\":01}",
-        "{\"a\":NaN}", "{\"a\":1.}",  "{\"a\":-}",      "{\"a\":1e}",      "{\"a\":tru}",
-        "{'a':1}",   "{\"a\":[1,]}", "{\"a\":\"x\"} x", "{\"a\":\"\\q\"}", "{\"a\":\"\x01\"}",
-        "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\u12\"}", "{\"a\":1}{}",
-        "{\"a\":\"unterminated}", "{\"a\":1} \x01", "{\"a\":\"\\u0041\\uZZZZ\"}",
+        "",
+        "{",
+        "{\"a\":1,}",
+        "{\"a\" 1}",
+        "{\"a\":01}",
+        "{\"a\":NaN}",
+        "{\"a\":1.}",
+        "{\"a\":-}",
+        "{\"a\":1e}",
+        "{\"a\":tru}",
+        "{'a':1}",
+        "{\"a\":[1,]}",
+        "{\"a\":\"x\"} x",
+        "{\"a\":\"\\q\"}",
+        "{\"a\":\"\x01\"}",
+        "{\"a\":\"\\ud800\"}",
+        "{\"a\":\"\\udc00\"}",
+        "{\"a\":\"\\u12\"}",
+        "{\"a\":1}{}",
+        "{\"a\":\"unterminated}",
+        "{\"a\":1} \x01",
+        "{\"a\":\"\\u0041\\uZZZZ\"}",
         NULL, /* nesting deeper than the parser allows, built below */
     };
     char deep[2 * (ENG__JSON_MAX_DEPTH + 2) + 8];
@@ -337,13 +351,13 @@ static void test_header_not_json(void **state)
 static void test_header_not_utf8(void **state)
 {
     static const char *const bad[] = {
-        "{\"a\xff\":1}",         /* never valid */
-        "{\"a\":\"\xc0\xaf\"}",  /* overlong '/' */
-        "{\"a\":\"\xe0\x80\xaf\"}", /* overlong '/' in three bytes */
+        "{\"a\xff\":1}",                /* never valid */
+        "{\"a\":\"\xc0\xaf\"}",         /* overlong '/' */
+        "{\"a\":\"\xe0\x80\xaf\"}",     /* overlong '/' in three bytes */
         "{\"a\":\"\xf0\x80\x80\xaf\"}", /* and in four */
-        "{\"a\":\"\xed\xa0\x80\"}", /* encoded surrogate */
+        "{\"a\":\"\xed\xa0\x80\"}",     /* encoded surrogate */
         "{\"a\":\"\xf4\x90\x80\x80\"}", /* above U+10FFFF */
-        "{\"a\":\"\xe2\x82\"}",  /* cut short */
+        "{\"a\":\"\xe2\x82\"}",         /* cut short */
     };
     wspec s;
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {

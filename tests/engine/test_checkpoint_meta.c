@@ -61,7 +61,8 @@ static void test_meta_depth(void **state)
     refuse_meta("depth", NULL, "missing metadata depth", NULL);
     refuse_meta("depth", "0", "depth", "out of range");
     refuse_meta("depth", "-2", "depth", "out of range");
-    refuse_meta("depth", "3", "missing tensor blocks.2.", NULL); /* fine metadata, too few tensors */
+    refuse_meta("depth", "3", "missing tensor blocks.2.",
+                NULL); /* fine metadata, too few tensors */
 }
 
 static void test_meta_window(void **state)

@@ -55,10 +55,10 @@ static void test_f16_chosen_values(void **state)
         uint16_t h;
         float f;
     } cases[] = {
-        {0x0000, 0.0f},           {0x3c00, 1.0f},          {0xc000, -2.0f},
-        {0x3555, 0x1.554p-2f},    {0x7bff, 65504.0f},      {0x0400, 0x1p-14f}, /* smallest normal */
-        {0x0001, 0x1p-24f},       {0x8001, -0x1p-24f},     {0x03ff, 0x1.ff8p-15f}, /* subnormals */
-        {0x0200, 0x1p-15f},       {0x7c00, INFINITY},      {0xfc00, -INFINITY},
+        {0x0000, 0.0f},        {0x3c00, 1.0f},      {0xc000, -2.0f},
+        {0x3555, 0x1.554p-2f}, {0x7bff, 65504.0f},  {0x0400, 0x1p-14f},     /* smallest normal */
+        {0x0001, 0x1p-24f},    {0x8001, -0x1p-24f}, {0x03ff, 0x1.ff8p-15f}, /* subnormals */
+        {0x0200, 0x1p-15f},    {0x7c00, INFINITY},  {0xfc00, -INFINITY},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         float f = eng__f16_to_f32(cases[i].h);
@@ -88,9 +88,9 @@ static void test_bf16_chosen_values(void **state)
         uint16_t b;
         float f;
     } cases[] = {
-        {0x3f80, 1.0f},       {0xc040, -3.0f},     {0x7f7f, 0x1.fep127f}, /* largest finite */
-        {0x0080, 0x1p-126f},  {0x0001, 0x1p-133f}, {0x8040, -0x1p-127f}, /* subnormals */
-        {0x7f80, INFINITY},   {0xff80, -INFINITY}, {0x0000, 0.0f},
+        {0x3f80, 1.0f},      {0xc040, -3.0f},     {0x7f7f, 0x1.fep127f}, /* largest finite */
+        {0x0080, 0x1p-126f}, {0x0001, 0x1p-133f}, {0x8040, -0x1p-127f},  /* subnormals */
+        {0x7f80, INFINITY},  {0xff80, -INFINITY}, {0x0000, 0.0f},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         float f = eng__bf16_to_f32(cases[i].b);

@@ -134,8 +134,7 @@ static void test_length_bounds_the_text(void **state)
 
 static void test_u64(void **state)
 {
-    eng__jdoc *doc =
-        parse_ok("[0,18446744073709551615,18446744073709551616,-1,1.0,1e3,\"7\",42]");
+    eng__jdoc *doc = parse_ok("[0,18446744073709551615,18446744073709551616,-1,1.0,1e3,\"7\",42]");
     const eng__jnode *n = eng__json_root(doc)->child;
     uint64_t v = 99;
     assert_int_equal(eng__json_u64(n, &v), 0);

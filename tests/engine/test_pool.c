@@ -1,0 +1,121 @@
+/*
+ * test_pool.c - the workspace's thread pool (engine/pool.c): every index of
+ * [0, n) runs exactly once, each thread gets one contiguous chunk that
+ * depends only on n and the thread count, all threads take part, and the
+ * pool survives many back-to-back jobs.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/internal.h"
+
+#define MAXN 5000
+#define MAXT 8
+
+typedef struct record {
+    int hits[MAXN];
+    int begin[MAXT], end[MAXT], calls[MAXT];
+    pthread_t who[MAXT];
+} record;
+
+static void note(void *arg, int begin, int end, int thread)
+{
+    record *r = arg;
+    for (int i = begin; i < end; i++)
+        r->hits[i]++; /* chunks are disjoint, so no two threads share an index */
+    r->begin[thread] = begin;
+    r->end[thread] = end;
+    r->calls[thread]++;
+    r->who[thread] = pthread_self();
+}
+
+static void test_every_index_once_in_fixed_chunks(void **state)
+{
+    (void)state;
+    static record r;
+    int ns[] = {1, 2, 3, 7, 64, 1000, MAXN};
+    for (int threads = 1; threads <= MAXT; threads++) {
+        eng_pool *p = eng__pool_create(threads);
+        assert_non_null(p);
+        assert_int_equal(eng__pool_threads(p), threads);
+        for (size_t k = 0; k < sizeof ns / sizeof *ns; k++) {
+            int n = ns[k];
+            memset(&r, 0, sizeof r);
+            eng__pool_run(p, n, note, &r);
+            for (int i = 0; i < n; i++)
+                assert_int_equal(r.hits[i], 1);
+            /* Thread t's chunk is [n t / T, n (t + 1) / T), nothing else. */
+            for (int t = 0; t < threads; t++) {
+                int b = (int)((long)n * t / threads), e = (int)((long)n * (t + 1) / threads);
+                assert_int_equal(r.calls[t], b < e ? 1 : 0);
+                if (b < e) {
+                    assert_int_equal(r.begin[t], b);
+                    assert_int_equal(r.end[t], e);
+                }
+            }
+        }
+        eng__pool_free(p);
+    }
+}
+
+static void test_chunks_run_on_distinct_threads(void **state)
+{
+    (void)state;
+    static record r;
+    eng_pool *p = eng__pool_create(4);
+    assert_non_null(p);
+    memset(&r, 0, sizeof r);
+    eng__pool_run(p, 4, note, &r);
+    /* The caller runs chunk 0; the other chunks run on the pool's threads. */
+    assert_true(pthread_equal(r.who[0], pthread_self()));
+    for (int a = 0; a < 4; a++)
+        for (int b = a + 1; b < 4; b++)
+            assert_false(pthread_equal(r.who[a], r.who[b]));
+    eng__pool_free(p);
+}
+
+static void add_one(void *arg, int begin, int end, int thread)
+{
+    int *v = arg;
+    for (int i = begin; i < end; i++)
+        v[i]++;
+}
+
+static void test_many_jobs_in_a_row(void **state)
+{
+    (void)state;
+    eng_pool *p = eng__pool_create(3);
+    assert_non_null(p);
+    int v[100] = {0};
+    for (int j = 0; j < 5000; j++)
+        eng__pool_run(p, 1 + j % 100, add_one, v);
+    /* index i runs in job j whenever i < 1 + j % 100 */
+    for (int i = 0; i < 100; i++)
+        assert_int_equal(v[i], 50 * (100 - i));
+    eng__pool_run(p, 0, add_one, v); /* an empty job is a no-op */
+    eng__pool_free(p);
+}
+
+static void test_create_refuses_no_threads(void **state)
+{
+    (void)state;
+    assert_null(eng__pool_create(0));
+    eng__pool_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_every_index_once_in_fixed_chunks),
+        cmocka_unit_test(test_chunks_run_on_distinct_threads),
+        cmocka_unit_test(test_many_jobs_in_a_row),
+        cmocka_unit_test(test_create_refuses_no_threads),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
