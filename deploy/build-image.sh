@@ -137,7 +137,10 @@ say "resident memory after one request: $rss bytes"
 # largest grid the model allows, so that the stream outlasts the signal.
 curl -fsS "$URL/v1/models" >"$TMP/models"
 limit() { grep -o "\"$1\":[0-9]*" "$TMP/models" | head -n 1 | cut -d: -f2; }
-big="{\"height\": $(limit max_height), \"width\": $(limit max_width), \"iterations\": $(limit max_iterations), \"seed\": 2, \"stream\": true}"
+w=$(limit max_width)
+h=$(limit max_height)
+[ $((h * w)) -le "$(limit max_cells)" ] || h=$(($(limit max_cells) / w))
+big="{\"height\": $h, \"width\": $w, \"iterations\": $(limit max_iterations), \"seed\": 2, \"stream\": true}"
 say "POST /generate $big, then SIGTERM"
 curl -sS -N -H 'Content-Type: application/json' -d "$big" "$URL/generate" >"$TMP/stream" &
 CURL=$!

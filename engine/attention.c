@@ -22,10 +22,16 @@
  * radius up to 31; longer rows (global, larger radii) are cut. */
 #define ROW_BLOCK 64
 
+/* Sum of the ENG__LANES partial sums, halving as a vector reduction does;
+ * written as loops over arrays, which GCC keeps in registers. */
 ENG__INLINE float lane_sum(const float p[ENG__LANES])
 {
-    float a0 = p[0] + p[4], a1 = p[1] + p[5], a2 = p[2] + p[6], a3 = p[3] + p[7];
-    return (a0 + a2) + (a1 + a3);
+    float a[ENG__LANES / 2], b[ENG__LANES / 4];
+    for (int t = 0; t < ENG__LANES / 2; t++)
+        a[t] = p[t] + p[t + ENG__LANES / 2];
+    for (int t = 0; t < ENG__LANES / 4; t++)
+        b[t] = a[t] + a[t + ENG__LANES / 4];
+    return b[0] + b[1];
 }
 
 /* q . k over n floats (n a multiple of 4), ENG__LANES partial sums. */
@@ -52,15 +58,29 @@ ENG__INLINE void scale(float *restrict acc, float c, int n)
         acc[i] *= c;
 }
 
-/* acc += p * v over n floats. */
-ENG__INLINE void axpy(float *restrict acc, float p, const float *restrict v, int n)
+/*
+ * acc += sum_j p[j] * v[j * step] over dh floats. The block's sum is built
+ * ENG__LANES columns at a time in a local array that GCC keeps in a
+ * register across the keys, then added to acc once.
+ */
+ENG__INLINE void weighted_sum(float *restrict acc, const float *restrict p,
+                              const float *restrict v, size_t step, int n, int dh)
 {
     int i = 0;
-    for (; i + ENG__LANES <= n; i += ENG__LANES)
+    for (; i + ENG__LANES <= dh; i += ENG__LANES) {
+        float a[ENG__LANES] = {0};
+        for (int j = 0; j < n; j++)
+            for (int t = 0; t < ENG__LANES; t++)
+                a[t] += p[j] * v[(size_t)j * step + i + t];
         for (int t = 0; t < ENG__LANES; t++)
-            acc[i + t] += p * v[i + t];
-    for (; i < n; i++)
-        acc[i] += p * v[i];
+            acc[i + t] += a[t];
+    }
+    for (; i < dh; i++) {
+        float a = 0.0f;
+        for (int j = 0; j < n; j++)
+            a += p[j] * v[(size_t)j * step + i];
+        acc[i] += a;
+    }
 }
 
 /* The online softmax state of one query cell. */
@@ -97,10 +117,9 @@ ENG__INLINE void add_keys(online *st, const float *restrict q, const float *k,
     for (int j = 0; j < padded; j += ENG__LANES)
         for (int t = 0; t < ENG__LANES; t++)
             s[j + t] = eng__vexp_neg(s[j + t] - st->m);
-    for (int j = 0; j < n; j++) {
+    for (int j = 0; j < n; j++)
         st->l += s[j];
-        axpy(st->acc, s[j], v + (size_t)j * step, dh);
-    }
+    weighted_sum(st->acc, s, v, step, n, dh);
 }
 
 /* First and last window offset i (in steps of d) that stay inside [0, size). */

@@ -29,6 +29,11 @@
 #error "F32 tensors are used in place: the engine needs a little-endian host"
 #endif
 
+/* Headers hold names, shapes and a few metadata strings: kilobytes. The
+ * ceiling (safetensors' own) keeps a hostile header from making the parser
+ * allocate gigabytes of nodes. */
+#define MAX_HEADER (100u << 20)
+
 enum dtype { DT_F32, DT_F16, DT_BF16 };
 static const struct {
     const char *name;
@@ -130,6 +135,9 @@ static int map_file(loader *ld)
         close(fd);
         return lfail(ld, ENG_ENOMEM, "file too large to map");
     }
+    /* Read-only and private: the model never writes, and nothing here checks
+     * the file again, so it must not be rewritten in place while loaded (a
+     * file truncated under a mapping faults on access, as with any mmap). */
     void *map = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
     int mmap_errno = errno;
     close(fd); /* the mapping keeps the file */
@@ -151,6 +159,9 @@ static int read_header(loader *ld)
         return lfail(ld, ENG_EFORMAT,
                      "header length %llu runs past the end of the file (%llu bytes): truncated",
                      (unsigned long long)n, (unsigned long long)size);
+    if (n > MAX_HEADER)
+        return lfail(ld, ENG_EFORMAT, "header length %llu is too large (limit %u bytes)",
+                     (unsigned long long)n, MAX_HEADER);
     int rc = eng__json_parse((const char *)p + 8, (size_t)n, &ld->doc, msg, sizeof msg);
     if (rc == ENG_ENOMEM) return lfail(ld, rc, "out of memory");
     if (rc != ENG_OK) return lfail(ld, rc, "header is not valid JSON: %s", msg);

@@ -127,12 +127,12 @@ static void sample_cells(void *arg, int begin, int end, int thread)
         int lo = begin > base ? begin - base : 0;
         int hi = end - base < cells ? end - base : cells;
         uint32_t t = (uint32_t)g->iter + 1;
-        int random = g->sampling.temperature > 0.0f;
+        int drawn = g->sampling.temperature > 0.0f;
         for (int c = lo; c < hi; c++) {
             if (g->cell[c] != ENG_CELL_OPEN)
                 continue;
             const float *z = job->logits + (size_t)(base + c) * (size_t)job->vocab;
-            double u = random ? eng__uniform(g->sampling.seed, t, (uint32_t)c) : 0.0;
+            double u = drawn ? eng__uniform(g->sampling.seed, t, (uint32_t)c) : 0.0;
             int s = eng__sample(z, job->vocab, job->mask, &g->sampling, u, scratch);
             g->tokens[c] = s;
             g->conf[c] = eng__confidence(z, job->vocab, job->mask, s);

@@ -303,6 +303,17 @@ static void test_header_past_end(void **state)
     EXPECT_REFUSED(&s, "header length 1048576", "past the end");
     s.header_len = UINT64_MAX; /* 8 + N would wrap around */
     EXPECT_REFUSED(&s, "header length", "past the end");
+    /* Inside the file but beyond any sane header: a sparse file of 100 MiB. */
+    snprintf(path, sizeof path, "%s/huge.safetensors", tmpdir);
+    FILE *f = fopen(path, "wb");
+    const unsigned char len[8] = {1, 0, 0x40, 6}; /* 100 MiB + 1, little-endian */
+    assert_non_null(f);
+    assert_int_equal(fwrite(len, 1, 8, f), 8);
+    assert_int_equal(ftruncate(fileno(f), 8 + (100 << 20) + 64), 0);
+    fclose(f);
+    assert_null(eng_model_load(path, err, sizeof err));
+    check_refusal("header length 104857601 is too large", (char *)NULL);
+    unlink(path);
 }
 
 static void test_header_not_json(void **state)

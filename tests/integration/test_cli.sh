@@ -73,27 +73,36 @@ run 2 "$BIN" generate --model "$MODEL" --seed -3 && one_line_error "--seed '-3'"
 
 # --- forward ------------------------------------------------------------------
 
-# Input grids of the fixture, as forward reads them.
-$PY -c 'import json,sys; f=json.load(open(sys.argv[1])); json.dump(f["grids"], sys.stdout)' \
-    "$FWD" >"$TMP/grids.json"
-run 0 "$BIN" forward --model "$MODEL" --input "$TMP/grids.json" --output "$TMP/logits.json" \
-    --threads 2
-# Max |difference| within MODEL.md 3.3's 1e-4 * (1 + max|Z|), per grid.
-$PY - "$FWD" "$TMP/logits.json" <<'EOF' || fail "forward logits differ from the reference"
+# Every forward fixture, each file's grids in one call: logits within the
+# file's tolerance, 1e-4 * (1 + max|Z|) (MODEL.md 3.3).
+for fx in $FIX/forward_*.json; do
+    m=$FIX/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$fx")
+    $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["grids"], sys.stdout)' \
+        "$fx" >"$TMP/grids.json"
+    run 0 "$BIN" forward --model "$m" --input "$TMP/grids.json" --output "$TMP/logits.json" \
+        --threads 2 || continue
+    $PY - "$fx" "$TMP/logits.json" <<'EOF' || fail "$fx: forward logits differ from the reference"
 import json, sys
-want = json.load(open(sys.argv[1]))["logits"]
+fx = json.load(open(sys.argv[1]))
 got = json.load(open(sys.argv[2]))
 def flat(a):
     return [x for b in a for x in flat(b)] if isinstance(a, list) else [a]
-assert len(got) == len(want), (len(got), len(want))
-for i, (g, w) in enumerate(zip(got, want)):
+assert len(got) == len(fx["logits"]), (len(got), len(fx["logits"]))
+for i, (g, w) in enumerate(zip(got, fx["logits"])):
+    assert len(g) == len(w) and len(g[0]) == len(w[0]), i  # same H and W
     g, w = flat(g), flat(w)
     assert len(g) == len(w), (i, len(g), len(w))
     diff = max(abs(a - b) for a, b in zip(g, w))
-    tol = 1e-4 * (1 + max(abs(b) for b in w))
-    print("grid %d: %d logits, max |diff| %.3g (tolerance %.3g)" % (i, len(g), diff, tol))
-    assert diff <= tol
+    print("  grid %d: %d logits, max |diff| %.3g (tolerance %.3g)" % (i, len(g), diff,
+                                                                     fx["tolerance"]))
+    assert diff <= fx["tolerance"]
 EOF
+done
+
+# The byte model's fixture for the checks below.
+$PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["grids"], sys.stdout)' \
+    "$FWD" >"$TMP/grids.json"
+run 0 "$BIN" forward --model "$MODEL" --input "$TMP/grids.json" --output "$TMP/logits.json"
 
 # --binary: the same float32 values, grid after grid, little-endian.
 run 0 "$BIN" forward --model "$MODEL" --input - --output - --binary <"$TMP/grids.json"
@@ -119,6 +128,8 @@ run 2 "$BIN" forward --model "$MODEL" --input "$TMP/vocab.json" --output - &&
 echo '[[]]' >"$TMP/empty.json"
 run 2 "$BIN" forward --model "$MODEL" --input "$TMP/empty.json" --output - &&
     one_line_error "non-empty"
+run 1 "$BIN" forward --model "$MODEL" --input "$TMP/grids.json" --output "$TMP/no/such.json" &&
+    one_line_error "cannot open for writing"
 echo '[[[1,2],' >"$TMP/bad.json"
 run 1 "$BIN" forward --model "$MODEL" --input "$TMP/bad.json" --output - &&
     one_line_error "bad.json"
@@ -147,6 +158,20 @@ for l in lines:
     masked = sum(v == l["mask_token"] for r in l["grid"] for v in r)
     assert masked == l["masked"], l
 assert lines[-1]["masked"] == 0
+EOF
+
+# Greedy generation through the CLI equals the reference's grids.
+GEN=$FIX/generate_byte_3x12_k4.json
+$PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["given"], sys.stdout)' \
+    "$GEN" >"$TMP/gen_given.json"
+gm=$FIX/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$GEN")
+k=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["iterations"])' "$GEN")
+run 0 "$BIN" generate --model "$gm" --given "$TMP/gen_given.json" --iterations "$k" --json
+$PY - "$GEN" "$TMP/out" <<'EOF' || fail "generate differs from $GEN"
+import json, sys
+want = json.load(open(sys.argv[1]))["grids"]
+got = [json.loads(l)["grid"] for l in open(sys.argv[2])]
+assert got == want, (got, want)
 EOF
 
 # --given: given cells stay, the size comes from the file.

@@ -88,12 +88,14 @@ done
 
 # --- the container image --------------------------------------------------------
 
-# Every shared library the binary needs, other than libc's own, comes from a
-# package the runtime stage installs.
+# Every shared library the binary needs, other than libc's own (and the
+# sanitizer runtimes of a SANITIZER= build), comes from a package the
+# runtime stage installs.
 runtime_pkgs=$(awk '/^FROM/ { stage++ } stage == 2' Dockerfile)
 for so in $(readelf -d "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
     case $so in
     libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;
+    libasan.so.* | libubsan.so.* | libtsan.so.* | liblsan.so.*) continue ;;
     esac
     path=$(ldd "$BIN" | awk -v so="$so" '$1 == so { print $3 }')
     pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n 1 | cut -d: -f1)
