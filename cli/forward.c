@@ -62,8 +62,7 @@ static int read_batch(const char *path, const eng_hparams *hp, batch *b)
 {
     char err[512];
     json_t *root = cli__load_json(path, err, sizeof err);
-    if (!root)
-        return cli__fail(CMD, 1, "%s", err);
+    if (!root) return cli__fail(CMD, 1, "%s", err);
     int rc = 2;
     size_t n = json_array_size(root);
     if (!json_is_array(root)) {
@@ -87,8 +86,8 @@ static int read_batch(const char *path, const eng_hparams *hp, batch *b)
         b->n++; /* ids[i] is owned from here */
         g->tokens = b->ids[i];
         if (g->height > hp->max_height || g->width > hp->max_width) {
-            cli__fail(CMD, 2, "%s: grid %zu is %dx%d, larger than the model allows (%dx%d)",
-                      path, i, g->height, g->width, hp->max_height, hp->max_width);
+            cli__fail(CMD, 2, "%s: grid %zu is %dx%d, larger than the model allows (%dx%d)", path,
+                      i, g->height, g->width, hp->max_height, hp->max_width);
             goto done;
         }
         cells += (long long)g->height * g->width;
@@ -115,8 +114,7 @@ static void write_json(FILE *f, const batch *b, const float *z, int v)
             for (int x = 0; x < g->width; x++) {
                 fputs(x ? ",[" : "[", f);
                 for (int k = 0; k < v; k++, z++) {
-                    if (k)
-                        fputc(',', f);
+                    if (k) fputc(',', f);
                     if (isfinite(*z))
                         fprintf(f, "%.9g", (double)*z);
                     else
@@ -135,8 +133,7 @@ static void write_json(FILE *f, const batch *b, const float *z, int v)
 static void write_binary(FILE *f, const float *z, size_t count)
 {
     const uint32_t probe = 1;
-    if (count == 0)
-        return;
+    if (count == 0) return;
     if (*(const unsigned char *)&probe == 1) {
         fwrite(z, sizeof *z, count, f);
         return;
@@ -153,6 +150,8 @@ int cli_forward(int argc, char **argv)
 {
     const char *model_path = NULL, *input = NULL, *output = NULL;
     int threads = 1, binary = 0;
+    /* One option a line, as in generate.c. */
+    /* clang-format off */
     const cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_path, NULL},
         {"--input", CLI_OPT_STRING, &input, NULL},
@@ -160,29 +159,26 @@ int cli_forward(int argc, char **argv)
         {"--threads", CLI_OPT_INT, &threads, NULL},
         {"--binary", CLI_OPT_FLAG, &binary, NULL},
     };
+    /* clang-format on */
     int parsed = cli__parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (parsed == CLI_HELP) {
         fputs(usage, stdout);
         return 0;
     }
-    if (parsed != CLI_PARSED)
-        return 2;
+    if (parsed != CLI_PARSED) return 2;
     if (!model_path || !input || !output)
         return cli__fail(CMD, 2, "--model, --input and --output are required (try --help)");
-    if (threads < 1)
-        return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
+    if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 
     char err[512];
     eng_model *m = eng_model_load(model_path, err, sizeof err);
-    if (!m)
-        return cli__fail(CMD, 1, "%s", err);
+    if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     batch b = {0};
     eng_workspace *ws = NULL;
     FILE *out = NULL;
     int rc = read_batch(input, hp, &b);
-    if (rc != 0)
-        goto done;
+    if (rc != 0) goto done;
     const float *logits = NULL;
     if (b.n > 0) {
         ws = eng_workspace_create(m, b.cells, threads, err, sizeof err);
@@ -205,8 +201,7 @@ int cli_forward(int argc, char **argv)
         write_binary(out, logits, (size_t)b.cells * (size_t)hp->vocab_size);
     else
         write_json(out, &b, logits, hp->vocab_size);
-    if (fflush(out) != 0 || ferror(out))
-        rc = cli__fail(CMD, 1, "%s: write failed", output);
+    if (fflush(out) != 0 || ferror(out)) rc = cli__fail(CMD, 1, "%s: write failed", output);
 done:
     if (out && out != stdout && fclose(out) != 0 && rc == 0)
         rc = cli__fail(CMD, 1, "%s: write failed", output);

@@ -67,11 +67,10 @@ static int prompt_cells(const char *text, int h, int w, int32_t *given)
             x = 0;
             continue;
         }
-        if (y >= h)
-            return cli__fail(CMD, 2, "--prompt has more lines than the grid's %d rows", h);
+        if (y >= h) return cli__fail(CMD, 2, "--prompt has more lines than the grid's %d rows", h);
         if (x >= w)
-            return cli__fail(CMD, 2, "--prompt line %d is longer than the grid's %d columns",
-                             y + 1, w);
+            return cli__fail(CMD, 2, "--prompt line %d is longer than the grid's %d columns", y + 1,
+                             w);
         given[y * w + x++] = *p;
     }
     return 0;
@@ -120,13 +119,11 @@ static int read_given(const char *path, int *h, int *w, int h_set, int w_set, in
 {
     char err[512];
     json_t *root = cli__load_json(path, err, sizeof err);
-    if (!root)
-        return cli__fail(CMD, 1, "%s", err);
+    if (!root) return cli__fail(CMD, 1, "%s", err);
     int gh, gw;
     int bad = cli__parse_grid(root, 0, 1, given, &gh, &gw, err, sizeof err);
     json_decref(root);
-    if (bad)
-        return cli__fail(CMD, 2, "%s: %s", path, err);
+    if (bad) return cli__fail(CMD, 2, "%s: %s", path, err);
     if ((h_set && *h != gh) || (w_set && *w != gw)) {
         free(*given);
         *given = NULL;
@@ -163,32 +160,24 @@ int cli_generate(int argc, char **argv)
         fputs(usage, stdout);
         return 0;
     }
-    if (parsed != CLI_PARSED)
-        return 2;
-    if (!model_path)
-        return cli__fail(CMD, 2, "--model is required (try --help)");
-    if (prompt && given_path)
-        return cli__fail(CMD, 2, "--prompt and --given exclude each other");
-    if (threads < 1)
-        return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
+    if (parsed != CLI_PARSED) return 2;
+    if (!model_path) return cli__fail(CMD, 2, "--model is required (try --help)");
+    if (prompt && given_path) return cli__fail(CMD, 2, "--prompt and --given exclude each other");
+    if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 
     char err[512];
     eng_model *m = eng_model_load(model_path, err, sizeof err);
-    if (!m)
-        return cli__fail(CMD, 1, "%s", err);
+    if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     int32_t *given = NULL;
     eng_workspace *ws = NULL;
     eng_gen g = {0};
     int rc = 0;
-    if (!h_set)
-        height = hp->max_height < 16 ? hp->max_height : 16;
-    if (!w_set)
-        width = hp->max_width < 64 ? hp->max_width : 64;
+    if (!h_set) height = hp->max_height < 16 ? hp->max_height : 16;
+    if (!w_set) width = hp->max_width < 64 ? hp->max_width : 64;
     if (given_path) {
         rc = read_given(given_path, &height, &width, h_set, w_set, &given);
-        if (rc)
-            goto done;
+        if (rc) goto done;
     } else if (prompt) {
         if (hp->tokenizer != ENG_TOKENIZER_BYTE) {
             rc = cli__fail(CMD, 2, "--prompt needs a tokenizer=byte model; use --given");
@@ -203,8 +192,7 @@ int cli_generate(int argc, char **argv)
                 goto done;
             }
             rc = prompt_cells(prompt, height, width, given);
-            if (rc)
-                goto done;
+            if (rc) goto done;
         }
     }
     int irc = eng_gen_init(&g, m, height, width, given, iterations, &s, err, sizeof err);

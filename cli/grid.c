@@ -8,10 +8,8 @@
 json_t *cli__load_json(const char *path, char *err, size_t errlen)
 {
     json_error_t jerr;
-    json_t *root = strcmp(path, "-") ? json_load_file(path, 0, &jerr)
-                                     : json_loadf(stdin, 0, &jerr);
-    if (!root)
-        snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
+    json_t *root = strcmp(path, "-") ? json_load_file(path, 0, &jerr) : json_loadf(stdin, 0, &jerr);
+    if (!root) snprintf(err, errlen, "%s: line %d: %s", path, jerr.line, jerr.text);
     return root;
 }
 
@@ -20,8 +18,7 @@ int cli__parse_grid(const json_t *rows, int vocab, int open_ok, int32_t **out, i
 {
     *out = NULL;
     if (!json_is_array(rows) || json_array_size(rows) == 0 ||
-        !json_is_array(json_array_get(rows, 0)) ||
-        json_array_size(json_array_get(rows, 0)) == 0) {
+        !json_is_array(json_array_get(rows, 0)) || json_array_size(json_array_get(rows, 0)) == 0) {
         snprintf(err, errlen, "a grid must be a non-empty array of non-empty rows");
         return -1;
     }
@@ -38,8 +35,10 @@ int cli__parse_grid(const json_t *rows, int vocab, int open_ok, int32_t **out, i
     for (size_t y = 0; y < height; y++) {
         const json_t *row = json_array_get(rows, y);
         if (!json_is_array(row) || json_array_size(row) != width) {
-            snprintf(err, errlen, "row %zu is not an array of %zu cells like row 0 "
-                     "(grids must be rectangular)", y, width);
+            snprintf(err, errlen,
+                     "row %zu is not an array of %zu cells like row 0 "
+                     "(grids must be rectangular)",
+                     y, width);
             goto fail;
         }
         for (size_t x = 0; x < width; x++) {

@@ -15,12 +15,10 @@
 #include "engine/internal.h"
 #include "engine/sample.h"
 
-int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,
-                 const int32_t *given, int iterations, const eng_sampling *s,
-                 char *err, size_t errlen)
+int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const int32_t *given,
+                 int iterations, const eng_sampling *s, char *err, size_t errlen)
 {
-    if (!g)
-        return eng__fail(err, errlen, ENG_EINVAL, "no generation state");
+    if (!g) return eng__fail(err, errlen, ENG_EINVAL, "no generation state");
     memset(g, 0, sizeof *g);
     if (!m || !s)
         return eng__fail(err, errlen, ENG_EINVAL, "generation needs a model and sampling settings");
@@ -36,11 +34,9 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,
     if (!isfinite(s->temperature) || s->temperature < 0.0f)
         return eng__fail(err, errlen, ENG_ERANGE, "temperature %g is not a finite value >= 0",
                          (double)s->temperature);
-    if (s->top_k < 0)
-        return eng__fail(err, errlen, ENG_ERANGE, "top_k %d is negative", s->top_k);
+    if (s->top_k < 0) return eng__fail(err, errlen, ENG_ERANGE, "top_k %d is negative", s->top_k);
     if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
-        return eng__fail(err, errlen, ENG_ERANGE, "top_p %g is outside (0, 1]",
-                         (double)s->top_p);
+        return eng__fail(err, errlen, ENG_ERANGE, "top_p %g is outside (0, 1]", (double)s->top_p);
 
     int cells = height * width, n_open = 0;
     for (int c = 0; c < cells; c++) {
@@ -49,12 +45,12 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,
             n_open++;
         else if (id < 0 || id >= hp->vocab_size)
             return eng__fail(err, errlen, ENG_ERANGE,
-                             "given token %d at (%d,%d) is outside the vocabulary (%d)",
-                             (int)id, c / width, c % width, hp->vocab_size);
+                             "given token %d at (%d,%d) is outside the vocabulary (%d)", (int)id,
+                             c / width, c % width, hp->vocab_size);
         else if (id == hp->mask_token)
             return eng__fail(err, errlen, ENG_ERANGE,
-                             "the mask token %d cannot be given (at (%d,%d))", (int)id,
-                             c / width, c % width);
+                             "the mask token %d cannot be given (at (%d,%d))", (int)id, c / width,
+                             c % width);
     }
 
     g->tokens = malloc((size_t)cells * sizeof *g->tokens);
@@ -63,8 +59,7 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,
     g->order = malloc((size_t)cells * sizeof *g->order);
     if (!g->tokens || !g->cell || !g->conf || !g->order) {
         eng_gen_close(g);
-        return eng__fail(err, errlen, ENG_ENOMEM, "no memory for a %dx%d grid", height,
-                         width);
+        return eng__fail(err, errlen, ENG_ENOMEM, "no memory for a %dx%d grid", height, width);
     }
     for (int c = 0; c < cells; c++) {
         int open = !given || given[c] == ENG_OPEN;
@@ -83,8 +78,7 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,
 
 void eng_gen_close(eng_gen *g)
 {
-    if (!g)
-        return;
+    if (!g) return;
     free(g->tokens);
     free(g->cell);
     free(g->conf);
@@ -121,16 +115,14 @@ static void sample_cells(void *arg, int begin, int end, int thread)
     int base = 0;
     for (int i = 0; i < job->n && base < end; i++) {
         eng_gen *g = job->gens[i];
-        if (!in_batch(g))
-            continue;
+        if (!in_batch(g)) continue;
         int cells = g->height * g->width;
         int lo = begin > base ? begin - base : 0;
         int hi = end - base < cells ? end - base : cells;
         uint32_t t = (uint32_t)g->iter + 1;
         int drawn = g->sampling.temperature > 0.0f;
         for (int c = lo; c < hi; c++) {
-            if (g->cell[c] != ENG_CELL_OPEN)
-                continue;
+            if (g->cell[c] != ENG_CELL_OPEN) continue;
             const float *z = job->logits + (size_t)(base + c) * (size_t)job->vocab;
             double u = drawn ? eng__uniform(g->sampling.seed, t, (uint32_t)c) : 0.0;
             int s = eng__sample(z, job->vocab, job->mask, &g->sampling, u, scratch);
@@ -149,16 +141,14 @@ static void finish_iteration(eng_gen *g, int mask)
     if (g->n_open > 0) {
         int cells = g->height * g->width, m = 0;
         for (int c = 0; c < cells; c++)
-            if (g->cell[c] == ENG_CELL_OPEN)
-                g->order[m++] = c;
+            if (g->cell[c] == ENG_CELL_OPEN) g->order[m++] = c;
         int keep = eng__keep_masked(g->n_open, t, g->iterations);
-        if (keep > m)
-            keep = m;
-        eng__rank_desc(g->conf, g->order, m);
-        for (int j = 0; j < m - keep; j++)
-            g->cell[g->order[j]] = ENG_CELL_COMMITTED;
-        for (int j = m - keep; j < m; j++)
+        if (keep > m) keep = m;
+        eng__sort_worst_first(g->conf, g->order, m);
+        for (int j = 0; j < keep; j++)
             g->tokens[g->order[j]] = mask;
+        for (int j = keep; j < m; j++)
+            g->cell[g->order[j]] = ENG_CELL_COMMITTED;
         g->n_masked = keep;
     }
     g->iter = t;
@@ -171,25 +161,25 @@ int eng_step(eng_workspace *ws, eng_gen *const *gens, int n)
     int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;
     for (int i = 0; i < n; i++) {
         const eng_gen *g = gens[i];
-        if (!in_batch(g))
-            continue;
+        if (!in_batch(g)) continue;
         int c = g->height * g->width;
-        if (c > max_cells - cells)
-            return ENG_ECAPACITY;
+        if (c > max_cells - cells) return ENG_ECAPACITY;
         grids[batch++] = (eng_grid){.height = g->height, .width = g->width, .tokens = g->tokens};
         cells += c;
     }
     if (batch > 0) {
         const float *logits;
         int rc = eng_forward(ws, grids, batch, &logits);
-        if (rc != ENG_OK)
-            return rc;
-        step_job job = {.ws = ws, .gens = gens, .n = n, .logits = logits,
-                        .vocab = hp->vocab_size, .mask = hp->mask_token};
+        if (rc != ENG_OK) return rc;
+        step_job job = {.ws = ws,
+                        .gens = gens,
+                        .n = n,
+                        .logits = logits,
+                        .vocab = hp->vocab_size,
+                        .mask = hp->mask_token};
         eng__pool_run(eng__ws_pool(ws), cells, sample_cells, &job);
     }
     for (int i = 0; i < n; i++)
-        if (!eng_gen_done(gens[i]))
-            finish_iteration(gens[i], hp->mask_token);
+        if (!eng_gen_done(gens[i])) finish_iteration(gens[i], hp->mask_token);
     return ENG_OK;
 }

@@ -6,10 +6,18 @@
  * probabilities equal; top_k = 1 is therefore exactly greedy. The draw itself
  * always walks the kept tokens in id order, so a filter that keeps everything
  * draws exactly what no filter draws.
+ *
+ * The reference sorts every candidate; the fast sampler ranks only what the
+ * filters need: the top_k by insertion (a heap beyond a small k), and for
+ * top_p alone a heap of the candidates heavy enough to matter, popped until
+ * the mass is reached. Both sum the same weights in the same order, so they
+ * agree exactly (tests/engine/test_sample.c holds one against the other).
  */
 #include "engine/sample.h"
 
 #include <math.h>
+
+#include "engine/vmath.h"
 
 /* splitmix64's finaliser: a bijection of 64 bits with full avalanche. */
 static uint64_t mix64(uint64_t x)
@@ -27,43 +35,91 @@ double eng__uniform(uint64_t seed, uint32_t t, uint32_t cell)
     return (double)(x >> 11) * 0x1.0p-53;
 }
 
-int eng__argmax(const float *z, int v, int mask)
+ENG__HOT int eng__argmax(const float *z, int v, int mask)
 {
-    int best = mask == 0 ? 1 : 0;
-    for (int i = best + 1; i < v; i++)
-        if (i != mask && z[i] > z[best])
-            best = i;
-    return best;
+    /* The largest value in vectorisable lanes, then its first id. */
+    float lane[ENG__LANES];
+    for (int j = 0; j < ENG__LANES; j++)
+        lane[j] = -INFINITY;
+    int i = 0;
+    for (; i + ENG__LANES <= v; i += ENG__LANES)
+        for (int j = 0; j < ENG__LANES; j++) {
+            float x = eng__vsel(i + j == mask, -INFINITY, z[i + j]);
+            lane[j] = eng__vsel(x > lane[j], x, lane[j]);
+        }
+    float m = -INFINITY;
+    for (int j = 0; j < ENG__LANES; j++)
+        m = lane[j] > m ? lane[j] : m;
+    for (; i < v; i++)
+        if (i != mask && z[i] > m) m = z[i];
+    for (i = 0; i < v; i++)
+        if (i != mask && z[i] == m) return i;
+    return mask == 0 ? 1 : 0; /* every logit NaN: any valid id */
 }
 
-float eng__confidence(const float *z, int v, int mask, int s)
+/* w[i] = exp((z[i] - m) / temperature), 0 for the mask; returns the sum of
+ * w in ENG__LANES float partial sums added in a fixed order. Dividing the
+ * difference (not multiplying by 1/T) keeps tiny temperatures finite: the
+ * best token weighs 1. Differences above 0 (only the mask's) are clamped
+ * before the exponential, whose input must be <= 0. */
+ENG__HOT static double weights(const float *restrict z, int v, int mask, float m, float temperature,
+                               float *restrict w)
+{
+    float part[ENG__LANES] = {0};
+    int i = 0;
+    for (; i + ENG__LANES <= v; i += ENG__LANES)
+        for (int j = 0; j < ENG__LANES; j++) {
+            float d = (z[i + j] - m) / temperature;
+            float e = eng__vexp_neg(eng__vsel(d > 0.0f, 0.0f, d));
+            w[i + j] = eng__vsel(i + j == mask, 0.0f, e);
+            part[j] += w[i + j];
+        }
+    double sum = 0.0;
+    for (int j = 0; j < ENG__LANES; j++)
+        sum += part[j];
+    for (; i < v; i++) {
+        float d = (z[i] - m) / temperature;
+        w[i] = i == mask ? 0.0f : eng__vexp_neg(d > 0.0f ? 0.0f : d);
+        sum += w[i];
+    }
+    return sum;
+}
+
+ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
 {
     float m = z[eng__argmax(z, v, mask)];
+    float part[ENG__LANES] = {0};
+    int i = 0;
+    for (; i + ENG__LANES <= v; i += ENG__LANES)
+        for (int j = 0; j < ENG__LANES; j++) {
+            float d = z[i + j] - m;
+            float e = eng__vexp_neg(eng__vsel(d > 0.0f, 0.0f, d));
+            part[j] += eng__vsel(i + j == mask, 0.0f, e);
+        }
     double sum = 0.0;
-    for (int i = 0; i < v; i++)
-        if (i != mask)
-            sum += expf(z[i] - m);
-    float p = (float)(expf(z[s] - m) / sum);
+    for (int j = 0; j < ENG__LANES; j++)
+        sum += part[j];
+    for (; i < v; i++)
+        if (i != mask) sum += eng__vexp_neg(z[i] - m);
+    float p = (float)(eng__vexp_neg(z[s] - m) / sum);
     return p == p ? p : -1.0f;
 }
 
-/* z[a] ranks before z[b]: larger logit, or equal logit and lower id. */
+/* key[a] ranks before key[b]: larger key, or equal key and lower index. */
 static inline int before(const float *key, int32_t a, int32_t b)
 {
-    return key[a] > key[b] || (key[a] == key[b] && a < b);
+    if (key[a] != key[b]) return key[a] > key[b];
+    return a < b;
 }
 
-/* Restores the heap below i; the root is the element that ranks last. */
+/* Restores the heap below i: every parent ranks before its children. */
 static void sift(const float *key, int32_t *h, int i, int n)
 {
     for (;;) {
         int c = 2 * i + 1;
-        if (c >= n)
-            return;
-        if (c + 1 < n && before(key, h[c], h[c + 1]))
-            c++;
-        if (!before(key, h[i], h[c]))
-            return;
+        if (c >= n) return;
+        if (c + 1 < n && before(key, h[c + 1], h[c])) c++;
+        if (!before(key, h[c], h[i])) return;
         int32_t tmp = h[i];
         h[i] = h[c];
         h[c] = tmp;
@@ -71,60 +127,59 @@ static void sift(const float *key, int32_t *h, int i, int n)
     }
 }
 
-void eng__rank_desc(const float *key, int32_t *idx, int m)
+static void heapify(const float *key, int32_t *h, int n)
 {
-    for (int i = m / 2 - 1; i >= 0; i--)
-        sift(key, idx, i, m);
-    for (int n = m - 1; n > 0; n--) {
-        int32_t tmp = idx[0];
-        idx[0] = idx[n];
-        idx[n] = tmp;
-        sift(key, idx, 0, n);
-    }
+    for (int i = n / 2 - 1; i >= 0; i--)
+        sift(key, h, i, n);
+}
+
+/* Takes the best-ranked of the heap h[0..n) to h[n - 1] and returns it;
+ * h[0..n-1) stays a heap. */
+static int32_t pop(const float *key, int32_t *h, int n)
+{
+    int32_t top = h[0];
+    h[0] = h[n - 1];
+    h[n - 1] = top;
+    sift(key, h, 0, n - 1);
+    return top;
+}
+
+void eng__sort_worst_first(const float *key, int32_t *idx, int m)
+{
+    heapify(key, idx, m);
+    for (int n = m; n > 1; n--)
+        pop(key, idx, n);
 }
 
 int eng__keep_masked(int n_open, int t, int k)
 {
-    if (n_open <= 0 || t >= k)
-        return 0;
+    if (n_open <= 0 || t >= k) return 0;
     /* Same operation order as the reference: ((pi / 2) * t) / K. */
     double keep = floor((double)n_open * cos(M_PI / 2.0 * (double)t / (double)k));
-    if (keep <= 0.0)
-        return 0;
+    if (keep <= 0.0) return 0;
     return keep >= n_open ? n_open : (int)keep;
 }
 
-/* w[i] = exp((z[i] - max) / T), 0 for the mask. Dividing the difference (not
- * multiplying by 1/T) keeps tiny temperatures finite: the best token weighs 1. */
-static void weights(const float *restrict z, int v, int mask, float temperature,
-                    float *restrict w)
+/* Sum of w over the ids ranking no later than `last`, in id order. */
+static double mass_upto(const float *z, const float *w, int v, int last)
 {
-    float m = z[eng__argmax(z, v, mask)];
+    double sum = 0.0;
     for (int i = 0; i < v; i++)
-        w[i] = i == mask ? 0.0f : expf((z[i] - m) / temperature);
+        if (i == last || before(z, i, last)) sum += w[i];
+    return sum;
 }
 
-/* Number of leading entries of ord[0..k) whose weight reaches top_p of theirs. */
-static int top_p_prefix(const float *w, const int32_t *ord, int k, float top_p)
+/* Zeroes the weight of every id ranking after `last`. */
+static void cut_after(const float *z, float *w, int v, int last)
 {
-    if (top_p >= 1.0f)
-        return k;
-    double total = 0.0;
-    for (int j = 0; j < k; j++)
-        total += w[ord[j]];
-    double goal = (double)top_p * total, cum = 0.0;
-    for (int j = 0; j < k; j++) {
-        cum += w[ord[j]];
-        if (cum >= goal)
-            return j + 1;
-    }
-    return k;
+    for (int i = 0; i < v; i++)
+        if (i != last && !before(z, i, last)) w[i] = 0.0f;
 }
 
 /* Inverse CDF over the positive weights in id order. If rounding leaves
- * u * total at or past the last cumulative sum, the last positive weight's id;
- * -1 only when no weight is positive (NaN logits). */
-static int draw(const float *w, int v, double u)
+ * u * total at or past the last cumulative sum, the last positive weight's
+ * id; if no weight is positive (NaN logits), the argmax. */
+static int draw(const float *w, const float *z, int v, int mask, double u)
 {
     double total = 0.0;
     for (int i = 0; i < v; i++)
@@ -135,17 +190,10 @@ static int draw(const float *w, int v, double u)
         if (w[i] > 0.0f) {
             cum += w[i];
             last = i;
-            if (target < cum)
-                return i;
+            if (target < cum) return i;
         }
     }
-    return last;
-}
-
-static int draw_or_argmax(const float *w, const float *z, int v, int mask, double u)
-{
-    int t = draw(w, v, u);
-    return t >= 0 ? t : eng__argmax(z, v, mask);
+    return last >= 0 ? last : eng__argmax(z, v, mask);
 }
 
 /* Tokens kept by top_k: all candidates (every id but the mask) when 0. */
@@ -154,69 +202,132 @@ static int kept_by_top_k(int v, int top_k)
     return top_k <= 0 || top_k >= v - 1 ? v - 1 : top_k;
 }
 
-/* Above this k a full heapsort beats insertion into the k best. */
-#define INSERTION_MAX_K 32
-
-int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u,
-                void *scratch)
+/* The id at which the running sum of w over ord[0..k), best first, reaches
+ * goal; the k-th if rounding keeps it short. */
+static int prefix_end(const float *w, const int32_t *ord, int k, double goal)
 {
-    if (s->temperature == 0.0f)
-        return eng__argmax(z, v, mask);
-    float *w = scratch;
-    int32_t *ord = (int32_t *)(w + v);
-    weights(z, v, mask, s->temperature, w);
-
-    int k = kept_by_top_k(v, s->top_k);
-    if (k == v - 1 && s->top_p >= 1.0f)
-        return draw_or_argmax(w, z, v, mask, u);
-
-    if (k <= INSERTION_MAX_K) {
-        /* Ids arrive in increasing order, so an id only passes those it beats. */
-        int n = 0;
-        for (int i = 0; i < v; i++) {
-            if (i == mask || (n == k && !before(z, i, ord[k - 1])))
-                continue;
-            int j = n < k ? n++ : k - 1;
-            for (; j > 0 && before(z, i, ord[j - 1]); j--)
-                ord[j] = ord[j - 1];
-            ord[j] = i;
-        }
-    } else {
-        int n = 0;
-        for (int i = 0; i < v; i++)
-            if (i != mask)
-                ord[n++] = i;
-        eng__rank_desc(z, ord, n);
+    double cum = 0.0;
+    for (int j = 0; j < k - 1; j++) {
+        cum += w[ord[j]];
+        if (cum >= goal) return ord[j];
     }
-    int last = ord[top_p_prefix(w, ord, k, s->top_p) - 1];
-    /* The ranking is a strict total order: kept means ranking no later than last. */
-    for (int i = 0; i < v; i++)
-        if (i != last && !before(z, i, last))
-            w[i] = 0.0f;
-    return draw_or_argmax(w, z, v, mask, u);
+    return ord[k - 1];
 }
 
-int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, double u,
-                    void *scratch)
+/* Insertion into the k best costs O(V k) at worst (logits rising with the
+ * id); beyond this k a heap's O(V + k log V) is the safer bound. */
+#define INSERTION_MAX_K 32
+
+/* The k best candidates, best first, into ord[0..k). Ids arrive in
+ * increasing order, so an id only passes those it beats. */
+static void insert_top_k(const float *z, int v, int mask, int k, int32_t *ord)
 {
-    if (s->temperature == 0.0f)
-        return eng__argmax(z, v, mask);
+    int n = 0;
+    for (int i = 0; i < v; i++) {
+        if (i == mask || (n == k && !before(z, i, ord[k - 1]))) continue;
+        int j = n < k ? n++ : k - 1;
+        for (; j > 0 && before(z, i, ord[j - 1]); j--)
+            ord[j] = ord[j - 1];
+        ord[j] = i;
+    }
+}
+
+/* Heapifies the n ids in ord and pops them best first until their weights
+ * reach goal or `limit` are popped; returns the id it stopped at, or -1 if
+ * the heap ran out first. The j-th popped (0-based) is left at ord[n-1-j]. */
+static int heap_prefix(const float *z, const float *w, int32_t *ord, int n, int limit, double goal)
+{
+    heapify(z, ord, n);
+    double cum = 0.0;
+    for (int j = 0; j < n; j++) {
+        int32_t id = pop(z, ord, n - j);
+        cum += w[id];
+        if (cum >= goal || j == limit - 1) return id;
+    }
+    return -1;
+}
+
+/* Last kept id under top_p alone (k = every candidate). Tokens lighter than
+ * (1 - top_p) * total / n cannot be needed: all of them together weigh less
+ * than the mass top_p leaves out. So only the candidates at or above the
+ * lowest logit of the heavier ones are ranked (a set closed under the
+ * ranking, so it is ranked exactly as in the full order), a handful for a
+ * peaked distribution. If rounding defeats the bound, all are ranked. */
+static int top_p_only(const float *z, const float *w, int v, int mask, float top_p, double total,
+                      int32_t *ord)
+{
+    double goal = (double)top_p * total;
+    float floor_w = (float)((1.0 - (double)top_p) * total / (v - 1) * 0.999);
+    float floor_z = INFINITY;
+    for (int i = 0; i < v; i++)
+        if (i != mask && w[i] >= floor_w && z[i] < floor_z) floor_z = z[i];
+    int c = 0;
+    for (int i = 0; i < v; i++)
+        if (i != mask && z[i] >= floor_z) ord[c++] = i;
+    int last = heap_prefix(z, w, ord, c, c + 1, goal);
+    if (last >= 0) return last;
+    c = 0;
+    for (int i = 0; i < v; i++)
+        if (i != mask) ord[c++] = i;
+    return heap_prefix(z, w, ord, c, c, goal);
+}
+
+int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u, void *scratch)
+{
+    int best = eng__argmax(z, v, mask);
+    if (s->temperature == 0.0f) return best;
     float *w = scratch;
-    int32_t *ord = (int32_t *)(w + v);
-    weights(z, v, mask, s->temperature, w);
+    int32_t *ord = (int32_t *)((char *)scratch + (size_t)v * sizeof *w);
+    double all = weights(z, v, mask, z[best], s->temperature, w);
+    int n = v - 1, k = kept_by_top_k(v, s->top_k);
+    if (k == n && s->top_p >= 1.0f) return draw(w, z, v, mask, u);
+    int last;
+    if (k == n) {
+        last = top_p_only(z, w, v, mask, s->top_p, all, ord);
+    } else {
+        int32_t *top = ord; /* the k best, best first */
+        if (k <= INSERTION_MAX_K) {
+            insert_top_k(z, v, mask, k, ord);
+        } else {
+            for (int i = 0, c = 0; i < v; i++)
+                if (i != mask) ord[c++] = i;
+            heap_prefix(z, w, ord, n, k, INFINITY);
+            top = ord + n - k; /* popped best last: reverse */
+            for (int a = 0, b = k - 1; a < b; a++, b--) {
+                int32_t tmp = top[a];
+                top[a] = top[b];
+                top[b] = tmp;
+            }
+        }
+        last = top[k - 1];
+        if (s->top_p < 1.0f)
+            last = prefix_end(w, top, k, (double)s->top_p * mass_upto(z, w, v, last));
+    }
+    cut_after(z, w, v, last);
+    return draw(w, z, v, mask, u);
+}
+
+int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, double u, void *scratch)
+{
+    int best = eng__argmax(z, v, mask);
+    if (s->temperature == 0.0f) return best;
+    float *w = scratch;
+    int32_t *ord = (int32_t *)((char *)scratch + (size_t)v * sizeof *w);
+    double all = weights(z, v, mask, z[best], s->temperature, w);
 
     /* Stable insertion sort of every candidate by logit, descending. */
     int n = 0;
     for (int i = 0; i < v; i++) {
-        if (i == mask)
-            continue;
+        if (i == mask) continue;
         int j = n++;
         for (; j > 0 && z[ord[j - 1]] < z[i]; j--)
             ord[j] = ord[j - 1];
         ord[j] = i;
     }
-    int keep = top_p_prefix(w, ord, kept_by_top_k(v, s->top_k), s->top_p);
-    for (int j = keep; j < n; j++)
-        w[ord[j]] = 0.0f;
-    return draw_or_argmax(w, z, v, mask, u);
+    int k = kept_by_top_k(v, s->top_k);
+    int last = ord[k - 1];
+    if (s->top_p < 1.0f)
+        last = prefix_end(w, ord, k, (double)s->top_p * (k < n ? mass_upto(z, w, v, last) : all));
+    cut_after(z, w, v, last);
+    return draw(w, z, v, mask, u);
 }

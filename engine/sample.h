@@ -43,8 +43,7 @@ float eng__confidence(const float *z, int v, int mask, int s);
  * "Heaviest" ranks by logit, then lower id. scratch holds ENG__SAMPLE_SCRATCH(v)
  * bytes, suitably aligned for float. Never returns the mask.
  */
-int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u,
-                void *scratch);
+int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u, void *scratch);
 
 /** The same draw by the plain definition (full insertion sort): the test
  *  reference of eng__sample, which must agree with it exactly. */
@@ -58,12 +57,13 @@ int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, doub
 int eng__keep_masked(int n_open, int t, int k);
 
 /**
- * Sorts the m indices in idx[] by key[idx] descending, equal keys by lower
- * index first: a strict total order, so the result is unique. Heapsort in
- * place: no allocation, O(m log m). For re-masking, idx holds the uncommitted
- * cells and key their conf: the first m - keep are committed and the last
- * `keep` (lowest conf, the higher index among equals) re-masked.
+ * Sorts the m indices in idx[] from the worst-ranked to the best, where a
+ * higher key ranks better and, among equal keys, the lower index: a strict
+ * total order, so the result is unique. Heapsort in place: no allocation,
+ * O(m log m). For re-masking, idx holds the uncommitted cells and key their
+ * conf: the first `keep` (lowest conf, the higher index among equals) are
+ * re-masked and the rest committed.
  */
-void eng__rank_desc(const float *key, int32_t *idx, int m);
+void eng__sort_worst_first(const float *key, int32_t *idx, int m);
 
 #endif

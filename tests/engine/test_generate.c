@@ -33,8 +33,7 @@ static glob_t fixture_files(void)
     snprintf(pattern, sizeof pattern, "%s/generate_*.json", fixtures_dir());
     glob_t gl;
     int rc = glob(pattern, 0, NULL, &gl);
-    if (rc != 0)
-        fail_msg("no fixtures match %s", pattern);
+    if (rc != 0) fail_msg("no fixtures match %s", pattern);
     return gl;
 }
 
@@ -42,8 +41,7 @@ static json_t *load_json(const char *path)
 {
     json_error_t jerr;
     json_t *root = json_load_file(path, 0, &jerr);
-    if (!root)
-        fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
+    if (!root) fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
     return root;
 }
 
@@ -52,8 +50,7 @@ static eng_model *load_model(const char *file)
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/%s", fixtures_dir(), file);
     eng_model *m = eng_model_load(path, err, sizeof err);
-    if (!m)
-        fail_msg("%s", err);
+    if (!m) fail_msg("%s", err);
     return m;
 }
 
@@ -72,8 +69,7 @@ static eng_model *byte_model(void)
         json_decref(root);
     }
     globfree(&gl);
-    if (!m)
-        fail_msg("no generation fixture uses a tokenizer=byte model");
+    if (!m) fail_msg("no generation fixture uses a tokenizer=byte model");
     return m;
 }
 
@@ -81,8 +77,7 @@ static eng_workspace *workspace(const eng_model *m, int max_cells, int threads)
 {
     char err[256];
     eng_workspace *ws = eng_workspace_create(m, max_cells, threads, err, sizeof err);
-    if (!ws)
-        fail_msg("%s", err);
+    if (!ws) fail_msg("%s", err);
     return ws;
 }
 
@@ -110,6 +105,7 @@ static void test_greedy_matches_reference_fixtures(void **state)
 {
     (void)state;
     glob_t gl = fixture_files();
+    int compared = 0;
     for (size_t f = 0; f < gl.gl_pathc; f++) {
         json_t *root = load_json(gl.gl_pathv[f]);
         eng_model *m = load_model(json_string_value(json_object_get(root, "model")));
@@ -136,6 +132,7 @@ static void test_greedy_matches_reference_fixtures(void **state)
                 print_grid_diff(g.tokens, want, h, w);
                 fail();
             }
+            compared++;
         }
         assert_true(eng_gen_done(&g));
         eng_workspace_free(ws);
@@ -145,6 +142,7 @@ static void test_greedy_matches_reference_fixtures(void **state)
         eng_model_free(m);
         json_decref(root);
     }
+    print_message("%zu fixtures, %d grids equal to the reference's\n", gl.gl_pathc, compared);
     globfree(&gl);
 }
 
@@ -162,8 +160,8 @@ static void start(eng_gen *g, const eng_model *m, const request *r)
     int32_t *given = malloc(sizeof *given * (size_t)(r->h * r->w));
     for (int c = 0; c < r->h * r->w; c++) {
         int id = (c * 37 + 11) % hp->vocab_size;
-        given[c] = r->given_every && c % r->given_every == 0 && id != hp->mask_token ? id
-                                                                                    : ENG_OPEN;
+        given[c] =
+            r->given_every && c % r->given_every == 0 && id != hp->mask_token ? id : ENG_OPEN;
     }
     char err[256];
     if (eng_gen_init(g, m, r->h, r->w, given, r->k, &r->s, err, sizeof err) != ENG_OK)
@@ -172,7 +170,10 @@ static void start(eng_gen *g, const eng_model *m, const request *r)
 }
 
 static const request subject = {
-    .h = 6, .w = 9, .k = 7, .given_every = 5,
+    .h = 6,
+    .w = 9,
+    .k = 7,
+    .given_every = 5,
     .s = {.temperature = 0.9f, .top_k = 40, .top_p = 0.92f, .seed = 0xC0FFEE}};
 
 /* Runs `subject` to the end, alone or among other states that join at
@@ -184,7 +185,9 @@ static int32_t *run_subject(const eng_model *m, int threads, int crowded)
     int32_t *trace = malloc(sizeof *trace * (size_t)(cells * subject.k));
     request others[] = {
         {.h = 3, .w = 3, .k = 12, .s = {.temperature = 1.5f, .top_p = 1.0f, .seed = 1}},
-        {.h = hp->max_height < 10 ? hp->max_height : 10, .w = 4, .k = 3,
+        {.h = hp->max_height < 10 ? hp->max_height : 10,
+         .w = 4,
+         .k = 3,
          .s = {.temperature = 0.0f, .top_p = 1.0f}},
         {.h = 2, .w = 2, .k = 5, .given_every = 1, .s = {.temperature = 1.0f, .top_p = 1.0f}},
         {.h = 1, .w = 1, .k = 9, .s = {.temperature = 0.5f, .top_k = 2, .top_p = 0.5f, .seed = 5}},
@@ -376,8 +379,7 @@ static void expect_refusal(const eng_model *m, int h, int w, const int32_t *give
     eng_gen g;
     int rc = eng_gen_init(&g, m, h, w, given, k, &s, err, sizeof err);
     assert_int_equal(rc, ENG_ERANGE);
-    if (!strstr(err, message))
-        fail_msg("message \"%s\" lacks \"%s\"", err, message);
+    if (!strstr(err, message)) fail_msg("message \"%s\" lacks \"%s\"", err, message);
     eng_gen_close(&g); /* holds nothing: must be harmless */
 }
 

@@ -83,25 +83,31 @@ static void test_mask_never_sampled(void **state)
 {
     (void)state;
     float z[V];
-    random_logits(z, V, 0);
-    z[MASK] = 1000.0f;
-    assert_int_not_equal(eng__argmax(z, V, MASK), MASK);
-    eng_sampling settings[] = {sampling(1.0f, 0, 1.0f), sampling(50.0f, 0, 1.0f),
-                               sampling(1.0f, 3, 1.0f), sampling(2.0f, 0, 0.5f),
-                               sampling(1e30f, 0, 1.0f)};
-    for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++)
-        for (int c = 0; c < 2000; c++) {
-            double u = eng__uniform(1, 1, (uint32_t)c);
-            assert_int_not_equal(eng__sample(z, V, MASK, &settings[k], u, scratch), MASK);
-            assert_int_not_equal(eng__sample_ref(z, V, MASK, &settings[k], u, scratch), MASK);
-        }
-    /* u just below 1 must not walk past the last real token onto the mask. */
-    eng_sampling hot = sampling(1e30f, 0, 1.0f);
-    assert_int_equal(eng__sample(z, V, MASK, &hot, 0x1.fffffffffffffp-1, scratch), MASK - 1);
-    /* The confidence ignores the mask's logit entirely. */
-    float p = eng__confidence(z, V, MASK, eng__argmax(z, V, MASK));
-    z[MASK] = -1000.0f;
-    assert_true(p == eng__confidence(z, V, MASK, eng__argmax(z, V, MASK)));
+    /* The mask at the end (scalar tail of the vector loops), inside and first. */
+    int masks[] = {MASK, 100, 0};
+    for (size_t mi = 0; mi < sizeof masks / sizeof masks[0]; mi++) {
+        int mask = masks[mi];
+        random_logits(z, V, 0);
+        z[mask] = 1000.0f;
+        assert_int_not_equal(eng__argmax(z, V, mask), mask);
+        eng_sampling settings[] = {sampling(1.0f, 0, 1.0f),  sampling(50.0f, 0, 1.0f),
+                                   sampling(1.0f, 3, 1.0f),  sampling(2.0f, 0, 0.5f),
+                                   sampling(1e30f, 0, 1.0f), sampling(1.0f, 60, 0.9f)};
+        for (size_t k = 0; k < sizeof settings / sizeof settings[0]; k++)
+            for (int c = 0; c < 2000; c++) {
+                double u = eng__uniform(1, 1, (uint32_t)c);
+                assert_int_not_equal(eng__sample(z, V, mask, &settings[k], u, scratch), mask);
+                assert_int_not_equal(eng__sample_ref(z, V, mask, &settings[k], u, scratch), mask);
+            }
+        /* u just below 1 must not walk past the last real token onto the mask. */
+        eng_sampling hot = sampling(1e30f, 0, 1.0f);
+        assert_int_equal(eng__sample(z, V, mask, &hot, 0x1.fffffffffffffp-1, scratch),
+                         mask == V - 1 ? V - 2 : V - 1);
+        /* The confidence ignores the mask's logit entirely. */
+        float p = eng__confidence(z, V, mask, eng__argmax(z, V, mask));
+        z[mask] = -1000.0f;
+        assert_true(p == eng__confidence(z, V, mask, eng__argmax(z, V, mask)));
+    }
 }
 
 static void test_confidence_is_softmax(void **state)
@@ -111,11 +117,9 @@ static void test_confidence_is_softmax(void **state)
     random_logits(z, V, 0);
     double sum = 0.0, total = 0.0;
     for (int i = 0; i < V; i++)
-        if (i != MASK)
-            sum += exp((double)z[i]);
+        if (i != MASK) sum += exp((double)z[i]);
     for (int i = 0; i < V; i++) {
-        if (i == MASK)
-            continue;
+        if (i == MASK) continue;
         float p = eng__confidence(z, V, MASK, i);
         double want = exp((double)z[i]) / sum;
         assert_true(fabs(p - want) <= 1e-6 * want + 1e-9);
@@ -149,7 +153,7 @@ static void test_fast_sampler_matches_reference(void **state)
     (void)state;
     float z[V];
     int top_ks[] = {0, 1, 2, 5, 32, 33, 100, V - 1, V + 10};
-    float top_ps[] = {0.05f, 0.5f, 0.9f, 0.999f, 1.0f};
+    float top_ps[] = {0.05f, 0.5f, 0.9f, 0.999f, 0x1.fffffep-1f, 1.0f};
     float temps[] = {0.1f, 0.7f, 1.0f, 3.0f};
     int differing = 0;
     for (int trial = 0; trial < 60; trial++) {
@@ -182,8 +186,7 @@ static void test_filter_keeping_all_equals_no_filter(void **state)
 }
 
 /* Draws n tokens with counter-based u and returns their frequencies. */
-static void histogram(const float *z, int v, int mask, const eng_sampling *s, int n,
-                      double *freq)
+static void histogram(const float *z, int v, int mask, const eng_sampling *s, int n, double *freq)
 {
     int count[16] = {0};
     assert_true(v <= 16);
@@ -302,41 +305,40 @@ static void test_keep_masked_schedule(void **state)
         }
 }
 
-static void test_rank_desc_remask_ties(void **state)
+static void test_sort_worst_first_remask_ties(void **state)
 {
     (void)state;
     /* Cells 1, 2 and 4 tie at 0.2; re-masking two cells takes the higher
      * indices among the tie (4, then 2), so cell 1 is committed. */
     float conf[5] = {0.5f, 0.2f, 0.2f, 0.9f, 0.2f};
     int32_t order[5] = {0, 1, 2, 3, 4};
-    eng__rank_desc(conf, order, 5);
-    int32_t want[5] = {3, 0, 1, 2, 4};
+    eng__sort_worst_first(conf, order, 5);
+    int32_t want[5] = {4, 2, 1, 0, 3};
     assert_memory_equal(order, want, sizeof want);
 }
 
-static void test_rank_desc_against_pairwise_count(void **state)
+static void test_sort_worst_first_against_pairwise_count(void **state)
 {
     (void)state;
     enum { N = 300 };
     float key[N];
-    int32_t idx[N];
+    int32_t idx[N] = {0};
     for (int trial = 0; trial < 20; trial++) {
         for (int i = 0; i < N; i++)
             key[i] = (float)(int)(rnd() * (trial % 2 ? 5 : 1000));
         /* A subset in scrambled order, as the uncommitted cells would be. */
         int m = 0;
         for (int i = N - 1; i >= 0; i--)
-            if (rnd() < 0.7)
-                idx[m++] = i;
+            if (rnd() < 0.7) idx[m++] = i;
         int32_t in[N];
-        memcpy(in, idx, sizeof idx);
-        eng__rank_desc(key, idx, m);
-        /* The rank of each element is the number of elements that beat it. */
+        memcpy(in, idx, sizeof *idx * (size_t)m);
+        eng__sort_worst_first(key, idx, m);
+        /* The position of each element is the number of elements it beats. */
         for (int a = 0; a < m; a++) {
-            int rank = 0;
+            int pos = 0;
             for (int b = 0; b < m; b++)
-                rank += key[in[b]] > key[in[a]] || (key[in[b]] == key[in[a]] && in[b] < in[a]);
-            assert_int_equal(idx[rank], in[a]);
+                pos += key[in[a]] > key[in[b]] || (key[in[a]] == key[in[b]] && in[a] < in[b]);
+            assert_int_equal(idx[pos], in[a]);
         }
     }
 }
@@ -354,8 +356,8 @@ int main(void)
         cmocka_unit_test(test_histogram_matches_softmax_with_temperature),
         cmocka_unit_test(test_histogram_top_k_and_top_p),
         cmocka_unit_test(test_keep_masked_schedule),
-        cmocka_unit_test(test_rank_desc_remask_ties),
-        cmocka_unit_test(test_rank_desc_against_pairwise_count),
+        cmocka_unit_test(test_sort_worst_first_remask_ties),
+        cmocka_unit_test(test_sort_worst_first_against_pairwise_count),
     };
     scratch = malloc(ENG__SAMPLE_SCRATCH(V));
     int failed = cmocka_run_group_tests(tests, NULL, NULL);
