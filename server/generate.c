@@ -35,8 +35,7 @@ static void attach(srv_conn *c, srv_job *j)
     j->conn = c;
     c->next = s->conns;
     c->prev = NULL;
-    if (s->conns)
-        s->conns->prev = c;
+    if (s->conns) s->conns->prev = c;
     s->conns = c;
     s->n_inflight++;
 }
@@ -48,8 +47,7 @@ static void detach(srv_conn *c)
         c->prev->next = c->next;
     else
         s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
+    if (c->next) c->next->prev = c->prev;
     c->prev = c->next = NULL;
     s->n_inflight--;
     c->job->conn = NULL;
@@ -65,8 +63,7 @@ static void suspend(srv_conn *c)
 
 static void resume(srv_conn *c)
 {
-    if (!c->suspended)
-        return;
+    if (!c->suspended) return;
     c->suspended = 0;
     MHD_resume_connection(c->mhd);
 }
@@ -139,8 +136,7 @@ static void sse_fill(srv_conn *c)
         free(f);
         f = next;
     }
-    if (end == SRV_END_NONE || end == SRV_END_CANCELLED)
-        return;
+    if (end == SRV_END_NONE || end == SRV_END_CANCELLED) return;
     if (end == SRV_END_DONE) {
         proto_timings t = timings(j);
         proto_render_sse_done(&c->out, &j->req, c->request_id, j->model->name, run, &t);
@@ -157,28 +153,23 @@ static void sse_fill(srv_conn *c)
 static ssize_t sse_read(void *cls, uint64_t pos, char *buf, size_t max)
 {
     srv_conn *c = cls;
-    if (!c->job)
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (!c->job) return MHD_CONTENT_READER_END_WITH_ERROR;
     if (c->out_off == c->out.len && !c->final_rendered) {
         proto_buf_reset(&c->out);
         c->out_off = 0;
         sse_fill(c);
-        if (c->out.oom)
-            return MHD_CONTENT_READER_END_WITH_ERROR;
+        if (c->out.oom) return MHD_CONTENT_READER_END_WITH_ERROR;
     }
     if (c->out_off < c->out.len) {
         size_t n = c->out.len - c->out_off;
-        if (n > max)
-            n = max;
+        if (n > max) n = max;
         memcpy(buf, c->out.data + c->out_off, n);
         c->out_off += n;
         c->last_write = srv__now_ns();
         return (ssize_t)n;
     }
-    if (c->final_rendered)
-        return MHD_CONTENT_READER_END_OF_STREAM;
-    if (srv__job_state(c->job) == SRV_END_CANCELLED)
-        return MHD_CONTENT_READER_END_WITH_ERROR;
+    if (c->final_rendered) return MHD_CONTENT_READER_END_OF_STREAM;
+    if (srv__job_state(c->job) == SRV_END_CANCELLED) return MHD_CONTENT_READER_END_WITH_ERROR;
     if (c->keepalive_due && max >= sizeof PROTO_SSE_KEEPALIVE - 1) {
         c->keepalive_due = 0;
         c->last_write = srv__now_ns();
@@ -195,8 +186,7 @@ static enum MHD_Result start_stream(srv_conn *c)
 {
     struct MHD_Response *r =
         MHD_create_response_from_callback(MHD_SIZE_UNKNOWN, SSE_BLOCK, sse_read, c, NULL);
-    if (!r)
-        return MHD_NO;
+    if (!r) return MHD_NO;
     MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, "text/event-stream");
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* proxies: do not buffer */
@@ -219,10 +209,8 @@ static enum MHD_Result answer_json(srv_conn *c)
         suspend(c); /* woken early (a tick): keep waiting */
         return MHD_YES;
     }
-    if (end == SRV_END_CANCELLED)
-        return MHD_NO; /* the client is gone: close */
-    if (end != SRV_END_DONE)
-        return fail(c, end_error(end), "%s", end_message(end));
+    if (end == SRV_END_CANCELLED) return MHD_NO; /* the client is gone: close */
+    if (end != SRV_END_DONE) return fail(c, end_error(end), "%s", end_message(end));
     /* DONE was set by the worker after its last write to gen, under j->mu,
      * which srv__job_state took: gen is safe to read. */
     proto_timings t = timings(j);
@@ -244,11 +232,9 @@ static enum MHD_Result answer_json(srv_conn *c)
 
 static srv_model *find_model(srv_server *s, const char *name)
 {
-    if (!name)
-        return &s->models[0];
+    if (!name) return &s->models[0];
     for (int i = 0; i < s->n_models; i++)
-        if (!strcmp(s->models[i].name, name))
-            return &s->models[i];
+        if (!strcmp(s->models[i].name, name)) return &s->models[i];
     return NULL;
 }
 
@@ -282,8 +268,7 @@ static enum MHD_Result submit(srv_conn *c)
     }
     srv_job *j = srv__job_create(m, &req, c->arrival, &e);
     proto_request_free(&req);
-    if (!j)
-        return srv__http_error(c, &e);
+    if (!j) return srv__http_error(c, &e);
     int64_t ms = j->req.deadline_ms ? j->req.deadline_ms : s->cfg->default_deadline_ms;
     j->deadline = ms > 0 ? c->arrival + ms * 1000000 : 0;
     srv__job_ref(j); /* the scheduler's */
@@ -296,8 +281,7 @@ static enum MHD_Result submit(srv_conn *c)
         return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
     }
     attach(c, j);
-    if (j->req.stream)
-        return start_stream(c);
+    if (j->req.stream) return start_stream(c);
     c->phase = SRV_PH_WAIT;
     suspend(c);
     return MHD_YES;
@@ -308,14 +292,12 @@ static enum MHD_Result check_headers(srv_conn *c)
 {
     srv_server *s = c->srv;
     proto_error e;
-    if (s->draining)
-        return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
-    const char *ct = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_TYPE);
-    if (proto_check_content_type(ct, &e) != PROTO_OK)
-        return srv__http_error(c, &e);
-    const char *cl = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND,
-                                                 MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (s->draining) return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
+    const char *ct =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_TYPE);
+    if (proto_check_content_type(ct, &e) != PROTO_OK) return srv__http_error(c, &e);
+    const char *cl =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->cfg->max_body_bytes) {
         proto_error_set(&e, PROTO_E_PAYLOAD_TOO_LARGE, NULL,
                         "the body of %s bytes is above the limit of %lld", cl,
@@ -398,12 +380,10 @@ static int peer_gone(srv_conn *c)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CONNECTION_FD);
-    if (!ci)
-        return 0;
+    if (!ci) return 0;
     char b;
     ssize_t n = recv(ci->connect_fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-    if (n == 0)
-        return 1;
+    if (n == 0) return 1;
     return n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
 }
 
@@ -418,8 +398,7 @@ void srv__generate_tick(srv_server *s, int64_t now)
             resume(c);
             continue;
         }
-        if (!c->suspended)
-            continue;
+        if (!c->suspended) continue;
         if (peer_gone(c)) {
             srv__job_cancel(j, SRV_END_CANCELLED);
             resume(c);
@@ -440,16 +419,13 @@ void srv__generate_cancel_all(srv_server *s, srv_end why)
 
 void srv__generate_completed(srv_conn *c, enum MHD_RequestTerminationCode toe, srv_access *a)
 {
-    if (c->model)
-        a->model = c->model->name;
+    if (c->model) a->model = c->model->name;
     srv_job *j = c->job;
-    if (!j)
-        return;
+    if (!j) return;
     /* Whatever the reason the connection ended, unfinished work stops:
      * dropped from the queue now, or from the batch before its next
      * iteration. */
-    if (srv__job_state(j) == SRV_END_NONE)
-        srv__job_cancel(j, SRV_END_CANCELLED);
+    if (srv__job_state(j) == SRV_END_NONE) srv__job_cancel(j, SRV_END_CANCELLED);
     srv_times t;
     int run = 0;
     srv__job_times(j, &t, &run);

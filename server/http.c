@@ -30,20 +30,17 @@ static const struct route {
 static const struct route *find_route(const char *url)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
-        if (!strcmp(url, routes[i].path))
-            return &routes[i];
+        if (!strcmp(url, routes[i].path)) return &routes[i];
     return NULL;
 }
 
 static void add_common_headers(srv_conn *c, struct MHD_Response *r, const char *content_type)
 {
-    if (content_type)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
+    if (content_type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
     /* While draining, keep-alive connections would keep clients pinned to a
      * replica that is going away. */
-    if (c->srv->draining)
-        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (c->srv->draining) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
 enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
@@ -55,9 +52,8 @@ enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
 enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
                                         const char *content_type, const char *const *extra)
 {
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE
-                                                                         : MHD_RESPMEM_PERSISTENT);
+    struct MHD_Response *r = MHD_create_response_from_buffer(
+        len, body ? body : (char *)"", body ? MHD_RESPMEM_MUST_FREE : MHD_RESPMEM_PERSISTENT);
     if (!r) {
         free(body);
         return MHD_NO;
@@ -102,8 +98,7 @@ enum MHD_Result srv__http_error(srv_conn *c, const proto_error *e)
         extra[0] = MHD_HTTP_HEADER_ALLOW;
         extra[1] = c->allow ? c->allow : "GET, HEAD";
     }
-    if (!c->outcome)
-        c->outcome = proto_err_code(e->err);
+    if (!c->outcome) c->outcome = proto_err_code(e->err);
     return srv__http_reply_headers(c, status, body, len, "application/json", extra);
 }
 
@@ -123,8 +118,7 @@ static int key_matches(const char *given, const char *key)
 static int authorized(srv_conn *c, const struct route *r)
 {
     const char *key = c->srv->cfg->api_key;
-    if (!key[0] || (r->health && !c->srv->cfg->auth_health))
-        return 1;
+    if (!key[0] || (r->health && !c->srv->cfg->auth_health)) return 1;
     const char *auth =
         MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
     if (auth && !strncasecmp(auth, "Bearer ", 7)) {
@@ -163,52 +157,58 @@ static void request_id(srv_conn *c)
              (unsigned long long)(s->id_counter & 0xffffffffULL));
 }
 
+static enum MHD_Result fail_oom(srv_conn *c)
+{
+    proto_error e;
+    proto_error_set(&e, PROTO_E_INTERNAL, NULL, "out of memory");
+    return srv__http_error(c, &e);
+}
+
 static enum MHD_Result reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
 {
     size_t len = 0;
     char *body = render_or_null(b, &len);
-    if (!body) {
-        proto_error e;
-        proto_error_set(&e, PROTO_E_INTERNAL, NULL, "out of memory");
-        return srv__http_error(c, &e);
-    }
-    return srv__http_reply(c, status, body, len, ctype);
+    return body ? srv__http_reply(c, status, body, len, ctype) : fail_oom(c);
 }
 
 static enum MHD_Result handle_models(srv_conn *c)
 {
     srv_server *s = c->srv;
-    proto_model_info info[s->n_models > 0 ? s->n_models : 1];
-    const char **keys[s->n_models > 0 ? s->n_models : 1];
-    const char **vals[s->n_models > 0 ? s->n_models : 1];
-    int n = 0;
+    proto_model_info *info = calloc((size_t)s->n_models, sizeof *info);
+    const char **meta = NULL; /* per model: n keys, then n values */
+    int n = 0, total = 0;
+    for (int i = 0; i < s->n_models; i++)
+        if (atomic_load(&s->models[i].state) == SRV_MODEL_READY)
+            total += 2 * eng_model_meta_count(s->models[i].model);
+    meta = calloc((size_t)total + 1, sizeof *meta);
+    if (!info || !meta) {
+        free(info);
+        free(meta);
+        return fail_oom(c);
+    }
+    const char **next = meta;
     for (int i = 0; i < s->n_models; i++) {
         srv_model *m = &s->models[i];
-        keys[i] = vals[i] = NULL;
         if (atomic_load(&m->state) != SRV_MODEL_READY)
-            continue;
+            continue; /* listed once loaded: its hyper-parameters are known then */
         int nm = eng_model_meta_count(m->model);
-        keys[i] = calloc((size_t)nm + 1, sizeof(char *));
-        vals[i] = calloc((size_t)nm + 1, sizeof(char *));
-        if (!keys[i] || !vals[i])
-            nm = 0;
+        const char **keys = next, **vals = next + nm;
+        next += 2 * nm;
         for (int k = 0; k < nm; k++)
-            eng_model_meta_at(m->model, k, &keys[i][k], &vals[i][k]);
+            eng_model_meta_at(m->model, k, &keys[k], &vals[k]);
         info[n++] = (proto_model_info){.name = m->name,
                                        .path = m->path,
                                        .is_default = i == 0,
                                        .hp = eng_model_hparams(m->model),
                                        .n_meta = nm,
-                                       .meta_keys = keys[i],
-                                       .meta_values = vals[i]};
+                                       .meta_keys = keys,
+                                       .meta_values = vals};
     }
     proto_buf b;
     proto_buf_init(&b);
     proto_render_models(&b, info, n, &s->limits);
-    for (int i = 0; i < s->n_models; i++) {
-        free(keys[i]);
-        free(vals[i]);
-    }
+    free(info);
+    free(meta);
     return reply_buf(c, 200, &b, "application/json");
 }
 
@@ -245,8 +245,7 @@ static srv_conn *conn_new(srv_server *s, struct MHD_Connection *mc, const char *
                           const char *method)
 {
     srv_conn *c = calloc(1, sizeof *c);
-    if (!c)
-        return NULL;
+    if (!c) return NULL;
     c->srv = s;
     c->mhd = mc;
     c->arrival = srv__now_ns();
@@ -264,8 +263,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     srv_server *s = cls;
     srv_conn *c = *con_cls;
     if (c) {
-        if (c->route == SRV_ROUTE_GENERATE)
-            return srv__generate(c, upload, upload_size);
+        if (c->route == SRV_ROUTE_GENERATE) return srv__generate(c, upload, upload_size);
         if (*upload_size) { /* a body on a GET: read and ignore it */
             *upload_size = 0;
             return MHD_YES;
@@ -273,8 +271,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return c->phase == SRV_PH_REPLIED ? MHD_YES : handle_simple(c);
     }
     c = conn_new(s, mc, url, method);
-    if (!c)
-        return MHD_NO;
+    if (!c) return MHD_NO;
     *con_cls = c;
     proto_error e;
     const struct route *r = find_route(url);
@@ -297,8 +294,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     }
     /* Only now: a route's handler runs once its request passed the checks. */
     c->route = r->route;
-    if (r->route == SRV_ROUTE_GENERATE)
-        return srv__generate(c, upload, upload_size);
+    if (r->route == SRV_ROUTE_GENERATE) return srv__generate(c, upload, upload_size);
     /* Answered once the request is complete: a response queued before that
      * makes libmicrohttpd close the connection instead of keeping it. */
     return MHD_YES;
@@ -309,12 +305,10 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 {
     srv_server *s = cls;
     srv_conn *c = *con_cls;
-    if (!c)
-        return;
+    if (!c) return;
     *con_cls = NULL;
     srv_access a = {.request_id = c->request_id, .method = c->method, .path = c->path};
-    if (c->route == SRV_ROUTE_GENERATE)
-        srv__generate_completed(c, toe, &a);
+    if (c->route == SRV_ROUTE_GENERATE) srv__generate_completed(c, toe, &a);
     /* No status queued: the client left before any answer (499, as proxies
      * log it). */
     a.status = c->status ? c->status : proto_err_status(PROTO_E_CANCELLED);
@@ -323,8 +317,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                                : (toe == MHD_REQUEST_TERMINATED_COMPLETED_OK ? "ok" : "cancelled");
     a.total_ms = (double)(srv__now_ns() - c->arrival) / 1e6;
     srv__stats_request(s, c->endpoint, a.status);
-    if (s->access_fd >= 0)
-        srv__access_log(s->access_fd, &a);
+    if (s->access_fd >= 0) srv__access_log(s->access_fd, &a);
     proto_buf_free(&c->out);
     free(c->body);
     free(c);
@@ -332,8 +325,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
 
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
-    if (srv__log_level < SRV_LOG_DEBUG)
-        return;
+    if (srv__log_level < SRV_LOG_DEBUG) return;
     char msg[512];
     vsnprintf(msg, sizeof msg, fmt, ap);
     size_t n = strlen(msg);
@@ -358,11 +350,11 @@ int srv__http_start(srv_server *s)
         SRV_LOG(SRV_LOG_ERROR, "host %s is not a numeric IPv4 or IPv6 address", cfg->host);
         return -1;
     }
-    s->mhd = MHD_start_daemon(
-        flags, (uint16_t)cfg->port, NULL, NULL, on_request, s, MHD_OPTION_SOCK_ADDR, addr,
-        MHD_OPTION_NOTIFY_COMPLETED, on_completed, s, MHD_OPTION_CONNECTION_LIMIT,
-        (unsigned)cfg->max_connections, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-        MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
+                              MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
+                              s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
+                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
+                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!s->mhd) {
         SRV_LOG(SRV_LOG_ERROR, "cannot listen on %s:%lld", cfg->host, (long long)cfg->port);
         return -1;
@@ -374,8 +366,7 @@ int srv__http_start(srv_server *s)
 
 void srv__http_stop(srv_server *s)
 {
-    if (!s->mhd)
-        return;
+    if (!s->mhd) return;
     /* MHD must not be stopped with suspended connections: let each one
      * answer (its job has ended by now) before closing. */
     for (srv_conn *c = s->conns; c; c = c->next)
@@ -385,8 +376,7 @@ void srv__http_stop(srv_server *s)
         }
     for (int i = 0; i < 4; i++)
         MHD_run(s->mhd);
-    if (s->polling)
-        uv_poll_stop(&s->mhd_poll);
+    if (s->polling) uv_poll_stop(&s->mhd_poll);
     uv_timer_stop(&s->mhd_timer);
     MHD_stop_daemon(s->mhd);
     s->mhd = NULL;

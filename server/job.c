@@ -16,13 +16,13 @@ srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, prot
         return NULL;
     }
     char msg[PROTO_MSG_MAX];
-    int rc = eng_gen_init(&j->gen, m->model, req->height, req->width, req->given,
-                          req->iterations, &req->sampling, msg, sizeof msg);
+    int rc = eng_gen_init(&j->gen, m->model, req->height, req->width, req->given, req->iterations,
+                          &req->sampling, msg, sizeof msg);
     if (rc != ENG_OK) {
         /* proto validated against the same hparams, so only memory or an
          * engine rule proto does not know about ends up here. */
-        proto_error_set(err, rc == ENG_ENOMEM ? PROTO_E_INTERNAL : PROTO_E_OUT_OF_RANGE, NULL,
-                        "%s", msg);
+        proto_error_set(err, rc == ENG_ENOMEM ? PROTO_E_INTERNAL : PROTO_E_OUT_OF_RANGE, NULL, "%s",
+                        msg);
         free(j);
         return NULL;
     }
@@ -43,8 +43,7 @@ void srv__job_ref(srv_job *j)
 
 void srv__job_unref(srv_job *j)
 {
-    if (!j || atomic_fetch_sub(&j->refs, 1) != 1)
-        return;
+    if (!j || atomic_fetch_sub(&j->refs, 1) != 1) return;
     srv_frame *f = j->frames;
     while (f) {
         srv_frame *next = f->next;
@@ -63,8 +62,7 @@ int srv__job_end(srv_job *j, srv_end why)
     int first = j->end == SRV_END_NONE;
     if (first) {
         j->end = why;
-        if (!j->t.finished)
-            j->t.finished = srv__now_ns();
+        if (!j->t.finished) j->t.finished = srv__now_ns();
     }
     pthread_mutex_unlock(&j->mu);
     return first;
@@ -92,8 +90,7 @@ int srv__job_publish(srv_job *j)
     size_t cells = (size_t)j->q.cells;
     /* Allocated outside the lock; dropped if the job ended meanwhile. */
     srv_frame *f = malloc(sizeof *f + cells * sizeof(int32_t));
-    if (!f)
-        return -1;
+    if (!f) return -1;
     f->next = NULL;
     f->iteration = j->gen.iter;
     f->open = j->gen.n_masked;
@@ -117,8 +114,7 @@ void srv__job_times(srv_job *j, srv_times *t, int *iterations_run)
 {
     pthread_mutex_lock(&j->mu);
     *t = j->t;
-    if (iterations_run)
-        *iterations_run = j->iterations_run;
+    if (iterations_run) *iterations_run = j->iterations_run;
     pthread_mutex_unlock(&j->mu);
 }
 

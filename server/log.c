@@ -18,13 +18,10 @@ static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
 int srv__log_level_parse(const char *name)
 {
-    if (!name)
-        return -2;
-    if (!strcmp(name, "off"))
-        return SRV_LOG_OFF;
+    if (!name) return -2;
+    if (!strcmp(name, "off")) return SRV_LOG_OFF;
     for (int i = 0; i < 4; i++)
-        if (!strcmp(name, level_names[i]))
-            return i;
+        if (!strcmp(name, level_names[i])) return i;
     return -2;
 }
 
@@ -36,8 +33,7 @@ typedef struct line {
 static void put(line *l, const char *s, size_t n)
 {
     size_t room = sizeof l->buf - 2 - l->len; /* keep space for "}\n" */
-    if (n > room)
-        n = room;
+    if (n > room) n = room;
     memcpy(l->buf + l->len, s, n);
     l->len += n;
 }
@@ -55,8 +51,7 @@ static void putf(line *l, const char *fmt, ...)
     va_start(ap, fmt);
     int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
+    if (n > 0) put(l, tmp, (size_t)n < sizeof tmp ? (size_t)n : sizeof tmp - 1);
 }
 
 /* A JSON string, or null. Control bytes are escaped; other bytes pass. */
@@ -103,8 +98,7 @@ static void finish(line *l, int fd)
 
 void srv__log(srv_level level, const char *fmt, ...)
 {
-    if (level < SRV_LOG_ERROR || level > SRV_LOG_DEBUG)
-        return;
+    if (level < SRV_LOG_ERROR || level > SRV_LOG_DEBUG) return;
     char msg[1024];
     va_list ap;
     va_start(ap, fmt);

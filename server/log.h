@@ -20,8 +20,7 @@ extern srv_level srv__log_level;
  * evaluated otherwise. */
 #define SRV_LOG(level, ...)                                                                        \
     do {                                                                                           \
-        if ((int)(level) <= (int)srv__log_level)                                                   \
-            srv__log((level), __VA_ARGS__);                                                        \
+        if ((int)(level) <= (int)srv__log_level) srv__log((level), __VA_ARGS__);                   \
     } while (0)
 
 /** Writes {"time","level","msg"} as one line with one write(2). */

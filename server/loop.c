@@ -21,8 +21,7 @@ static void on_mhd_timer(uv_timer_t *t);
 
 void srv__loop_kick(srv_server *s)
 {
-    if (!s->mhd)
-        return;
+    if (!s->mhd) return;
     MHD_run(s->mhd);
     MHD_UNSIGNED_LONG_LONG to;
     /* MHD_NO: no timeout pending; the epoll fd alone will wake us. */
@@ -61,8 +60,7 @@ void srv__mail_wake(srv_server *s)
 
 static void stop(srv_server *s, int code)
 {
-    if (s->stopping)
-        return;
+    if (s->stopping) return;
     s->stopping = 1;
     s->exit_code = code;
     uv_stop(&s->loop);
@@ -82,7 +80,10 @@ static void check_models(srv_server *s)
             return;
         }
         if (st == SRV_MODEL_READY) {
-            srv__stats_model_loaded(s, m);
+            if (!m->announced) {
+                m->announced = 1;
+                srv__stats_model_loaded(s, m);
+            }
             ready++;
         }
     }
@@ -103,8 +104,7 @@ static void on_wake(uv_async_t *a)
     pthread_mutex_unlock(&s->mail_mu);
     while (j) {
         srv_job *next = j->mail_next;
-        if (j->conn)
-            srv__conn_wake(j->conn);
+        if (j->conn) srv__conn_wake(j->conn);
         srv__job_unref(j);
         j = next;
     }
@@ -114,8 +114,7 @@ static void on_wake(uv_async_t *a)
 
 void srv__begin_drain(srv_server *s)
 {
-    if (s->draining)
-        return;
+    if (s->draining) return;
     s->draining = 1;
     s->ready = 0;
     int64_t timeout = s->cfg->drain_timeout_s * 1000000000LL;
@@ -166,8 +165,7 @@ static void on_tick(uv_timer_t *t)
 
 int srv__loop_init(srv_server *s)
 {
-    if (uv_loop_init(&s->loop) != 0)
-        return -1;
+    if (uv_loop_init(&s->loop) != 0) return -1;
     signal(SIGPIPE, SIG_IGN); /* a gone client must be an error code, not a death */
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
@@ -188,10 +186,8 @@ int srv__loop_init(srv_server *s)
 int srv__loop_attach_mhd(srv_server *s)
 {
     const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!info)
-        return -1;
-    if (uv_poll_init(&s->loop, &s->mhd_poll, info->epoll_fd) != 0)
-        return -1;
+    if (!info) return -1;
+    if (uv_poll_init(&s->loop, &s->mhd_poll, info->epoll_fd) != 0) return -1;
     s->mhd_poll.data = s;
     s->polling = 1;
     uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
@@ -206,8 +202,7 @@ static void close_cb(uv_handle_t *h)
 
 static void close_walk(uv_handle_t *h, void *arg)
 {
-    if (!uv_is_closing(h))
-        uv_close(h, close_cb);
+    if (!uv_is_closing(h)) uv_close(h, close_cb);
 }
 
 int srv__loop_run(srv_server *s)

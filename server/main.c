@@ -24,16 +24,13 @@ static void model_name(char *out, size_t len, const char *path)
     size_t n = strlen(out);
     const char *ext = ".safetensors";
     size_t e = strlen(ext);
-    if (n > e && !strcmp(out + n - e, ext))
-        out[n - e] = '\0';
+    if (n > e && !strcmp(out + n - e, ext)) out[n - e] = '\0';
 }
 
 static int open_access_log(const char *path)
 {
-    if (!path[0])
-        return -1;
-    if (!strcmp(path, "-"))
-        return STDERR_FILENO;
+    if (!path[0]) return -1;
+    if (!strcmp(path, "-")) return STDERR_FILENO;
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
@@ -58,8 +55,8 @@ static int setup_models(srv_server *s)
         model_name(m->name, sizeof m->name, m->path);
         for (int k = 0; k < i; k++)
             if (!strcmp(s->models[k].name, m->name)) {
-                fprintf(stderr, "heptapod serve: two models are named '%s' (%s and %s)\n",
-                        m->name, s->models[k].path, m->path);
+                fprintf(stderr, "heptapod serve: two models are named '%s' (%s and %s)\n", m->name,
+                        s->models[k].path, m->path);
                 return -1;
             }
         if (srv__sched_init(&m->sched, &lim) < 0) {
@@ -77,8 +74,7 @@ static void teardown(srv_server *s)
         srv__sched_destroy(&s->models[i].sched);
     free(s->models);
     srv__registry_free(s->metrics.reg);
-    if (s->access_fd > STDERR_FILENO)
-        close(s->access_fd);
+    if (s->access_fd > STDERR_FILENO) close(s->access_fd);
 }
 
 /* After the loop stopped: nothing may still run or hold a job. Workers exit
@@ -127,8 +123,7 @@ int cli_serve(int argc, char **argv)
         return 2;
     }
     int ok = srv__stats_init(&s) == 0;
-    if (!ok)
-        fprintf(stderr, "heptapod serve: out of memory for the metrics\n");
+    if (!ok) fprintf(stderr, "heptapod serve: out of memory for the metrics\n");
     if (!ok || setup_models(&s) < 0) {
         teardown(&s);
         cfg_free(&cfg);
@@ -136,13 +131,13 @@ int cli_serve(int argc, char **argv)
     }
     if (srv__loop_init(&s) < 0 || srv__http_start(&s) < 0 || srv__loop_attach_mhd(&s) < 0) {
         SRV_LOG(SRV_LOG_ERROR, "cannot start the server");
-        if (s.mhd)
-            srv__http_stop(&s);
+        if (s.mhd) srv__http_stop(&s);
         teardown(&s);
         cfg_free(&cfg);
         return 1;
     }
-    SRV_LOG(SRV_LOG_INFO, "listening on http://%s%s%s:%d (heptapod %s, %d model%s, %lld threads each)",
+    SRV_LOG(SRV_LOG_INFO,
+            "listening on http://%s%s%s:%d (heptapod %s, %d model%s, %lld threads each)",
             strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "", s.port,
             SRV_VERSION, s.n_models, s.n_models == 1 ? "" : "s", (long long)cfg.threads);
     for (int i = 0; i < s.n_models; i++)

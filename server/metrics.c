@@ -12,9 +12,9 @@
 struct srv_series {
     srv_family *fam;
     char *values[SRV_MAX_LABELS];
-    double value;                          /* counter, gauge */
-    double sum;                            /* histogram */
-    unsigned long long count;              /* histogram */
+    double value;                             /* counter, gauge */
+    double sum;                               /* histogram */
+    unsigned long long count;                 /* histogram */
     unsigned long long hits[SRV_MAX_BUCKETS]; /* histogram: per bucket, not cumulative */
 };
 
@@ -39,8 +39,7 @@ struct srv_registry {
 srv_registry *srv__registry_create(void)
 {
     srv_registry *r = calloc(1, sizeof *r);
-    if (r)
-        pthread_mutex_init(&r->mu, NULL);
+    if (r) pthread_mutex_init(&r->mu, NULL);
     return r;
 }
 
@@ -66,8 +65,7 @@ static void family_free(srv_family *f)
 
 void srv__registry_free(srv_registry *r)
 {
-    if (!r)
-        return;
+    if (!r) return;
     for (int i = 0; i < r->n; i++)
         family_free(r->fams[i]);
     free(r->fams);
@@ -78,21 +76,17 @@ void srv__registry_free(srv_registry *r)
 /* Splits "a,b" into f->labels. Returns 0 or -1. */
 static int parse_labels(srv_family *f, const char *labels)
 {
-    if (!labels || !*labels)
-        return 0;
+    if (!labels || !*labels) return 0;
     const char *p = labels;
     while (*p) {
         const char *end = strchr(p, ',');
         size_t len = end ? (size_t)(end - p) : strlen(p);
-        if (len == 0 || f->n_labels == SRV_MAX_LABELS)
-            return -1;
+        if (len == 0 || f->n_labels == SRV_MAX_LABELS) return -1;
         f->labels[f->n_labels] = strndup(p, len);
-        if (!f->labels[f->n_labels])
-            return -1;
+        if (!f->labels[f->n_labels]) return -1;
         f->n_labels++;
         p += len;
-        if (*p == ',')
-            p++;
+        if (*p == ',') p++;
     }
     return 0;
 }
@@ -100,16 +94,12 @@ static int parse_labels(srv_family *f, const char *labels)
 srv_family *srv__family_add(srv_registry *r, srv_mtype type, const char *name, const char *help,
                             const char *labels, const double *buckets, int n_buckets)
 {
-    if (!r || !name || !help || n_buckets < 0 || n_buckets > SRV_MAX_BUCKETS)
-        return NULL;
-    if (type == SRV_HISTOGRAM && n_buckets == 0)
-        return NULL;
+    if (!r || !name || !help || n_buckets < 0 || n_buckets > SRV_MAX_BUCKETS) return NULL;
+    if (type == SRV_HISTOGRAM && n_buckets == 0) return NULL;
     for (int i = 0; i < n_buckets; i++)
-        if (!isfinite(buckets[i]) || (i > 0 && buckets[i] <= buckets[i - 1]))
-            return NULL;
+        if (!isfinite(buckets[i]) || (i > 0 && buckets[i] <= buckets[i - 1])) return NULL;
     srv_family *f = calloc(1, sizeof *f);
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     pthread_mutex_init(&f->mu, NULL);
     f->type = type;
     f->name = strdup(name);
@@ -118,8 +108,7 @@ srv_family *srv__family_add(srv_registry *r, srv_mtype type, const char *name, c
         f->n_buckets = n_buckets;
         memcpy(f->buckets, buckets, (size_t)n_buckets * sizeof *buckets);
     }
-    if (!f->name || !f->help || parse_labels(f, labels) < 0)
-        goto fail;
+    if (!f->name || !f->help || parse_labels(f, labels) < 0) goto fail;
     pthread_mutex_lock(&r->mu);
     if (r->n == r->cap) {
         int cap = r->cap ? 2 * r->cap : 16;
@@ -141,30 +130,25 @@ fail:
 
 srv_series *srv__series(srv_family *f, const char *const *values)
 {
-    if (!f)
-        return NULL;
+    if (!f) return NULL;
     srv_series *s = NULL;
     pthread_mutex_lock(&f->mu);
     for (int i = 0; i < f->n_series && !s; i++) {
         int same = 1;
         for (int j = 0; j < f->n_labels && same; j++)
             same = !strcmp(f->series[i]->values[j], values[j] ? values[j] : "");
-        if (same)
-            s = f->series[i];
+        if (same) s = f->series[i];
     }
-    if (s)
-        goto out;
+    if (s) goto out;
     if (f->n_series == f->cap_series) {
         int cap = f->cap_series ? 2 * f->cap_series : 8;
         srv_series **v = realloc(f->series, (size_t)cap * sizeof *v);
-        if (!v)
-            goto out;
+        if (!v) goto out;
         f->series = v;
         f->cap_series = cap;
     }
     s = calloc(1, sizeof *s);
-    if (!s)
-        goto out;
+    if (!s) goto out;
     s->fam = f;
     for (int j = 0; j < f->n_labels; j++) {
         s->values[j] = strdup(values[j] ? values[j] : "");
@@ -182,8 +166,7 @@ out:
 
 void srv__metric_add(srv_series *s, double v)
 {
-    if (!s)
-        return;
+    if (!s) return;
     pthread_mutex_lock(&s->fam->mu);
     s->value += v;
     pthread_mutex_unlock(&s->fam->mu);
@@ -191,8 +174,7 @@ void srv__metric_add(srv_series *s, double v)
 
 void srv__metric_set(srv_series *s, double v)
 {
-    if (!s)
-        return;
+    if (!s) return;
     pthread_mutex_lock(&s->fam->mu);
     s->value = v;
     pthread_mutex_unlock(&s->fam->mu);
@@ -200,15 +182,13 @@ void srv__metric_set(srv_series *s, double v)
 
 void srv__metric_observe(srv_series *s, double v)
 {
-    if (!s)
-        return;
+    if (!s) return;
     srv_family *f = s->fam;
     int b = 0;
     while (b < f->n_buckets && v > f->buckets[b])
         b++;
     pthread_mutex_lock(&f->mu);
-    if (b < f->n_buckets)
-        s->hits[b]++;
+    if (b < f->n_buckets) s->hits[b]++;
     s->count++;
     s->sum += v;
     pthread_mutex_unlock(&f->mu);
@@ -216,8 +196,7 @@ void srv__metric_observe(srv_series *s, double v)
 
 double srv__metric_value(srv_series *s)
 {
-    if (!s)
-        return 0;
+    if (!s) return 0;
     pthread_mutex_lock(&s->fam->mu);
     double v = s->fam->type == SRV_HISTOGRAM ? (double)s->count : s->value;
     pthread_mutex_unlock(&s->fam->mu);
@@ -242,8 +221,7 @@ void srv__fmt_double(char *buf, size_t len, double v)
     }
     for (int prec = 1; prec <= 17; prec++) {
         snprintf(buf, len, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v)
-            return;
+        if (strtod(buf, NULL) == v) return;
     }
 }
 
@@ -264,8 +242,8 @@ static void put_escaped(proto_buf *out, const char *s, int quote)
 }
 
 /* name{labels[,le="x"]} value\n */
-static void put_sample(proto_buf *out, const srv_family *f, const srv_series *s,
-                       const char *suffix, const char *le, double v)
+static void put_sample(proto_buf *out, const srv_family *f, const srv_series *s, const char *suffix,
+                       const char *le, double v)
 {
     char num[40];
     proto_buf_puts(out, f->name);
@@ -277,8 +255,7 @@ static void put_sample(proto_buf *out, const srv_family *f, const srv_series *s,
             put_escaped(out, s->values[j], 1);
             proto_buf_puts(out, "\"");
         }
-        if (le)
-            proto_buf_printf(out, "%sle=\"%s\"", f->n_labels ? "," : "", le);
+        if (le) proto_buf_printf(out, "%sle=\"%s\"", f->n_labels ? "," : "", le);
         proto_buf_puts(out, "}");
     }
     srv__fmt_double(num, sizeof num, v);

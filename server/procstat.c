@@ -15,8 +15,7 @@
 static double boot_time(void)
 {
     FILE *f = fopen("/proc/stat", "r");
-    if (!f)
-        return -1;
+    if (!f) return -1;
     char line[256];
     double bt = -1;
     while (fgets(line, sizeof line, f))
@@ -31,8 +30,7 @@ static double boot_time(void)
 static void read_stat(srv_procstat *p)
 {
     FILE *f = fopen("/proc/self/stat", "r");
-    if (!f)
-        return;
+    if (!f) return;
     char buf[1024];
     size_t n = fread(buf, 1, sizeof buf - 1, f);
     fclose(f);
@@ -40,8 +38,7 @@ static void read_stat(srv_procstat *p)
     /* The command name (field 2) may hold spaces and parentheses: the
      * fields after it start behind the last ')'. */
     char *p3 = strrchr(buf, ')');
-    if (!p3)
-        return;
+    if (!p3) return;
     unsigned long utime, stime, vsize;
     unsigned long long starttime;
     long threads, rss;
@@ -52,8 +49,7 @@ static void read_stat(srv_procstat *p)
                      " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu %*d %*d %*d %*d"
                      " %ld %*d %llu %lu %ld",
                      &utime, &stime, &threads, &starttime, &vsize, &rss);
-    if (got != 6)
-        return;
+    if (got != 6) return;
     double tick = (double)sysconf(_SC_CLK_TCK);
     double page = (double)sysconf(_SC_PAGESIZE);
     p->cpu_seconds = (double)(utime + stime) / tick;
@@ -61,20 +57,17 @@ static void read_stat(srv_procstat *p)
     p->virtual_bytes = (double)vsize;
     p->resident_bytes = (double)rss * page;
     double bt = boot_time();
-    if (bt >= 0)
-        p->start_time = bt + (double)starttime / tick;
+    if (bt >= 0) p->start_time = bt + (double)starttime / tick;
 }
 
 static double count_fds(void)
 {
     DIR *d = opendir("/proc/self/fd");
-    if (!d)
-        return -1;
+    if (!d) return -1;
     double n = 0;
     struct dirent *e;
     while ((e = readdir(d)))
-        if (e->d_name[0] != '.')
-            n++;
+        if (e->d_name[0] != '.') n++;
     closedir(d);
     return n - 1; /* the directory stream's own descriptor */
 }

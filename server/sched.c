@@ -73,8 +73,7 @@ int srv__sched_turn_cap(const srv_sched_limits *lim)
 {
     /* Every grid has at least one cell; an oversized grid runs alone. */
     int cap = lim->max_batch_cells;
-    if (lim->max_batch_grids > 0 && lim->max_batch_grids < cap)
-        cap = lim->max_batch_grids;
+    if (lim->max_batch_grids > 0 && lim->max_batch_grids < cap) cap = lim->max_batch_grids;
     return cap;
 }
 
@@ -166,10 +165,8 @@ static void drop_cancelled(srv_sched *s, srv_turn *t)
 /* Whether the queue head may join the active set now. */
 static int head_fits(const srv_sched *s, const srv_qnode *head)
 {
-    if (s->st.active == 0)
-        return 1; /* anything runs alone, even a grid above the budget */
-    if (s->lim.max_batch_grids > 0 && s->st.active >= s->lim.max_batch_grids)
-        return 0;
+    if (s->st.active == 0) return 1; /* anything runs alone, even a grid above the budget */
+    if (s->lim.max_batch_grids > 0 && s->st.active >= s->lim.max_batch_grids) return 0;
     return s->st.active_cells + head->cells <= s->lim.max_batch_cells;
 }
 
@@ -180,8 +177,7 @@ static int admit(srv_sched *s)
     int joined = 0;
     while (!list_empty(&s->queue)) {
         srv_qnode *head = s->queue.next;
-        if (!head_fits(s, head))
-            break;
+        if (!head_fits(s, head)) break;
         list_unlink(head);
         s->st.queued--;
         s->st.queued_cells -= head->cells;
@@ -201,10 +197,8 @@ static int64_t hold_until(const srv_sched *s)
 {
     if (s->lim.batch_wait_ns <= 0 || s->st.active > 0 || list_empty(&s->queue) || s->closed)
         return 0;
-    if (s->st.queued_cells >= s->lim.max_batch_cells)
-        return 0;
-    if (s->lim.max_batch_grids > 0 && s->st.queued >= s->lim.max_batch_grids)
-        return 0;
+    if (s->st.queued_cells >= s->lim.max_batch_cells) return 0;
+    if (s->lim.max_batch_grids > 0 && s->st.queued >= s->lim.max_batch_grids) return 0;
     int64_t until = s->queue.next->enqueued_ns + s->lim.batch_wait_ns;
     return until > s->clock() ? until : 0;
 }
@@ -223,10 +217,8 @@ int srv__sched_next(srv_sched *s, srv_turn *t, int wait)
     for (;;) {
         drop_cancelled(s, t);
         int64_t until = hold_until(s);
-        if (until == 0)
-            t->n_joined = admit(s);
-        if (s->st.active > 0)
-            break;
+        if (until == 0) t->n_joined = admit(s);
+        if (s->st.active > 0) break;
         if (s->closed && list_empty(&s->queue)) {
             pthread_mutex_unlock(&s->mu);
             return t->n_dropped > 0 ? SRV_SCHED_EMPTY : SRV_SCHED_DONE;

@@ -65,8 +65,8 @@ typedef struct srv_sched {
 
 /** One turn of the worker: what srv__sched_next hands back. */
 typedef struct srv_turn {
-    int cap;             /* capacity of both arrays: srv__sched_turn_cap() */
-    srv_qnode **batch;   /* [n_batch] the active set to step now, oldest first */
+    int cap;           /* capacity of both arrays: srv__sched_turn_cap() */
+    srv_qnode **batch; /* [n_batch] the active set to step now, oldest first */
     int n_batch;
     int n_joined;        /* the last n_joined of batch were admitted this turn */
     srv_qnode **dropped; /* [n_dropped] cancelled nodes taken out of the batch */

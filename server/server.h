@@ -125,13 +125,14 @@ struct srv_model {
     int index;
     char name[128]; /* what requests name in "model" */
     const char *path;
-    eng_model *model;      /* set by the worker before state turns READY */
-    eng_workspace *ws;     /* the worker's own */
-    atomic_int state;      /* SRV_MODEL_* */
-    char error[512];       /* load failure, once state is FAILED */
+    eng_model *model;  /* set by the worker before state turns READY */
+    eng_workspace *ws; /* the worker's own */
+    atomic_int state;  /* SRV_MODEL_* */
+    char error[512];   /* load failure, once state is FAILED */
     srv_sched sched;
     pthread_t thread;
     int thread_started;
+    int announced; /* loop thread: its model_info series exists */
     srv_model_metrics m;
 };
 
@@ -165,7 +166,7 @@ struct srv_server {
 
     uv_loop_t loop;
     uv_poll_t mhd_poll;
-    int polling;    /* mhd_poll is initialised */
+    int polling; /* mhd_poll is initialised */
     uv_timer_t mhd_timer, tick;
     uv_signal_t sigterm, sigint;
     uv_async_t wake;
@@ -176,13 +177,13 @@ struct srv_server {
     pthread_mutex_t mail_mu;
     srv_job *mail_head;
 
-    int ready;      /* every model loaded, not draining */
-    int draining;   /* SIGTERM/SIGINT seen */
+    int ready;    /* every model loaded, not draining */
+    int draining; /* SIGTERM/SIGINT seen */
     int64_t drain_deadline;
-    int forced;     /* the drain timeout passed: jobs cancelled */
+    int forced; /* the drain timeout passed: jobs cancelled */
     int64_t forced_at;
     int exit_code;
-    int stopping;   /* uv loop is being stopped */
+    int stopping;    /* uv loop is being stopped */
     srv_conn *conns; /* live requests with a job, for the tick */
     int n_inflight;
     uint64_t id_seed, id_counter;
@@ -284,10 +285,10 @@ struct srv_conn {
     char path[64];
     char request_id[SRV_REQUEST_ID_MAX + 1];
     int64_t arrival;
-    int status;           /* queued status, for the log and metrics */
-    const char *outcome;  /* for the access log */
-    const char *allow;    /* Allow header of a 405 */
-    int draining;         /* answer with Connection: close */
+    int status;          /* queued status, for the log and metrics */
+    const char *outcome; /* for the access log */
+    const char *allow;   /* Allow header of a 405 */
+    int draining;        /* answer with Connection: close */
 
     /* POST /generate */
     srv_phase phase;
@@ -296,13 +297,13 @@ struct srv_conn {
     size_t body_len, body_cap;
     int body_too_large;
     srv_model *model;
-    srv_job *job;       /* one reference held */
+    srv_job *job; /* one reference held */
     int suspended;
     int keepalive_due;
     int64_t last_write; /* SSE: last bytes handed to MHD */
     proto_buf out;      /* SSE bytes rendered, not yet handed to MHD */
     size_t out_off;
-    int final_rendered; /* SSE: done or error event is in `out` */
+    int final_rendered;    /* SSE: done or error event is in `out` */
     srv_conn *prev, *next; /* srv_server.conns while a job is attached */
 };
 

@@ -18,8 +18,7 @@ static const double forward_buckets[] = {0.00005, 0.0001, 0.00025, 0.0005, 0.001
                                          0.005,   0.01,   0.025,   0.05,   0.1,   0.25,
                                          0.5,     1,      2.5,     10};
 static const double grid_buckets[] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024};
-static const double cell_buckets[] = {1,    4,    16,    64,    256,    1024,
-                                      4096, 16384, 65536, 262144, 1048576};
+static const double cell_buckets[] = {1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576};
 
 static const char *const outcome_names[SRV_END_FAILED + 1] = {
     [SRV_END_NONE] = NULL,
@@ -36,27 +35,25 @@ int srv__stats_init(srv_server *s)
 {
     srv_metrics *x = &s->metrics;
     srv_registry *r = x->reg = srv__registry_create();
-    if (!r)
-        return -1;
+    if (!r) return -1;
     x->http_requests = srv__family_add(r, SRV_COUNTER, "heptapod_http_requests_total",
                                        "HTTP requests answered, by endpoint and status.",
                                        "endpoint,status", NULL, 0);
-    x->request_seconds = srv__family_add(
-        r, SRV_HISTOGRAM, "heptapod_request_duration_seconds",
-        "POST /generate from the request's arrival until its response ended.", "model",
-        request_buckets, N(request_buckets));
-    x->queue_seconds = srv__family_add(
-        r, SRV_HISTOGRAM, "heptapod_queue_duration_seconds",
-        "Time from a request's arrival until it joined a batch.", "model", request_buckets,
-        N(request_buckets));
-    x->first_iteration_seconds = srv__family_add(
-        r, SRV_HISTOGRAM, "heptapod_time_to_first_iteration_seconds",
-        "Time from a request's arrival until its first refined grid was ready.", "model",
-        request_buckets, N(request_buckets));
-    x->forward_seconds = srv__family_add(
-        r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
-        "One batched refinement iteration (forward pass and sampling) of a worker.", "model",
-        forward_buckets, N(forward_buckets));
+    x->request_seconds =
+        srv__family_add(r, SRV_HISTOGRAM, "heptapod_request_duration_seconds",
+                        "POST /generate from the request's arrival until its response ended.",
+                        "model", request_buckets, N(request_buckets));
+    x->queue_seconds = srv__family_add(r, SRV_HISTOGRAM, "heptapod_queue_duration_seconds",
+                                       "Time from a request's arrival until it joined a batch.",
+                                       "model", request_buckets, N(request_buckets));
+    x->first_iteration_seconds =
+        srv__family_add(r, SRV_HISTOGRAM, "heptapod_time_to_first_iteration_seconds",
+                        "Time from a request's arrival until its first refined grid was ready.",
+                        "model", request_buckets, N(request_buckets));
+    x->forward_seconds =
+        srv__family_add(r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
+                        "One batched refinement iteration (forward pass and sampling) of a worker.",
+                        "model", forward_buckets, N(forward_buckets));
     x->batch_grids = srv__family_add(r, SRV_HISTOGRAM, "heptapod_batch_grids",
                                      "Grids stepped together in one batched iteration.", "model",
                                      grid_buckets, N(grid_buckets));
@@ -65,25 +62,25 @@ int srv__stats_init(srv_server *s)
                                      "model", cell_buckets, N(cell_buckets));
     x->forward_passes = srv__family_add(r, SRV_COUNTER, "heptapod_forward_passes_total",
                                         "Batched iterations run.", "model", NULL, 0);
-    x->iterations = srv__family_add(r, SRV_COUNTER, "heptapod_iterations_total",
-                                    "Refinement iterations run, one per grid per batch.",
-                                    "model", NULL, 0);
-    x->cells = srv__family_add(r, SRV_COUNTER, "heptapod_cells_computed_total",
-                               "Cells run through the model (grids with open cells).", "model",
-                               NULL, 0);
+    x->iterations =
+        srv__family_add(r, SRV_COUNTER, "heptapod_iterations_total",
+                        "Refinement iterations run, one per grid per batch.", "model", NULL, 0);
+    x->cells =
+        srv__family_add(r, SRV_COUNTER, "heptapod_cells_computed_total",
+                        "Cells run through the model (grids with open cells).", "model", NULL, 0);
     x->outcomes = srv__family_add(r, SRV_COUNTER, "heptapod_generations_total",
                                   "Generations that left the queue or batch, by how they ended.",
                                   "model,outcome", NULL, 0);
     x->queue_depth = srv__family_add(r, SRV_GAUGE, "heptapod_queue_depth",
                                      "Requests waiting to join a batch.", "model", NULL, 0);
-    x->queue_cells = srv__family_add(r, SRV_GAUGE, "heptapod_queue_cells",
-                                     "Cells of the requests waiting to join a batch.", "model",
-                                     NULL, 0);
+    x->queue_cells =
+        srv__family_add(r, SRV_GAUGE, "heptapod_queue_cells",
+                        "Cells of the requests waiting to join a batch.", "model", NULL, 0);
     x->active = srv__family_add(r, SRV_GAUGE, "heptapod_active_requests",
                                 "Requests in the batch of a worker.", "model", NULL, 0);
-    x->active_cells = srv__family_add(r, SRV_GAUGE, "heptapod_active_cells",
-                                      "Cells of the requests in the batch of a worker.", "model",
-                                      NULL, 0);
+    x->active_cells =
+        srv__family_add(r, SRV_GAUGE, "heptapod_active_cells",
+                        "Cells of the requests in the batch of a worker.", "model", NULL, 0);
     x->model_info = srv__family_add(
         r, SRV_GAUGE, "heptapod_model_info", "A loaded model (always 1), its settings as labels.",
         "model,path,vocab_size,dim,depth,heads,tokenizer,max_height,max_width,threads", NULL, 0);
@@ -91,27 +88,28 @@ int srv__stats_init(srv_server *s)
                                         "1 when every model is loaded and the server is not "
                                         "draining.",
                                         NULL, NULL, 0);
-    srv_family *draining = srv__family_add(r, SRV_GAUGE, "heptapod_draining",
-                                           "1 once SIGTERM or SIGINT started the drain.", NULL,
-                                           NULL, 0);
-    srv_family *build = srv__family_add(r, SRV_GAUGE, "heptapod_build_info",
-                                        "Build of the server (always 1).",
-                                        "version,libmicrohttpd,libuv,compiler", NULL, 0);
+    srv_family *draining =
+        srv__family_add(r, SRV_GAUGE, "heptapod_draining",
+                        "1 once SIGTERM or SIGINT started the drain.", NULL, NULL, 0);
+    srv_family *build =
+        srv__family_add(r, SRV_GAUGE, "heptapod_build_info", "Build of the server (always 1).",
+                        "version,libmicrohttpd,libuv,compiler", NULL, 0);
     static const struct {
         srv_mtype type;
         const char *name, *help;
     } proc[6] = {
-        {SRV_COUNTER, "process_cpu_seconds_total", "Total user and system CPU time spent in seconds."},
+        {SRV_COUNTER, "process_cpu_seconds_total",
+         "Total user and system CPU time spent in seconds."},
         {SRV_GAUGE, "process_resident_memory_bytes", "Resident memory size in bytes."},
         {SRV_GAUGE, "process_virtual_memory_bytes", "Virtual memory size in bytes."},
-        {SRV_GAUGE, "process_start_time_seconds", "Start time of the process since unix epoch in seconds."},
+        {SRV_GAUGE, "process_start_time_seconds",
+         "Start time of the process since unix epoch in seconds."},
         {SRV_GAUGE, "process_open_fds", "Number of open file descriptors."},
         {SRV_GAUGE, "process_max_fds", "Maximum number of open file descriptors."},
     };
     for (int i = 0; i < 6; i++)
-        x->process[i] =
-            srv__series(srv__family_add(r, proc[i].type, proc[i].name, proc[i].help, NULL, NULL, 0),
-                        NULL);
+        x->process[i] = srv__series(
+            srv__family_add(r, proc[i].type, proc[i].name, proc[i].help, NULL, NULL, 0), NULL);
     x->ready_now = srv__series(ready, NULL);
     x->draining_now = srv__series(draining, NULL);
     const char *bv[] = {SRV_VERSION, MHD_get_version(), uv_version_string(),
@@ -164,9 +162,16 @@ void srv__stats_model_loaded(srv_server *s, srv_model *m)
     snprintf(nums[5], 24, "%d", hp->max_width);
     char threads[24];
     snprintf(threads, sizeof threads, "%d", eng_workspace_threads(m->ws));
-    const char *v[] = {m->name, m->path, nums[0], nums[1], nums[2], nums[3],
+    const char *v[] = {m->name,
+                       m->path,
+                       nums[0],
+                       nums[1],
+                       nums[2],
+                       nums[3],
                        hp->tokenizer == ENG_TOKENIZER_BYTE ? "byte" : "none",
-                       nums[4], nums[5], threads};
+                       nums[4],
+                       nums[5],
+                       threads};
     /* Made on first use and then found again: calling this twice is harmless. */
     srv__metric_set(srv__series(s->metrics.model_info, v), 1);
 }
@@ -178,8 +183,7 @@ void srv__stats_refresh(srv_server *s)
     double vals[6] = {p.cpu_seconds, p.resident_bytes, p.virtual_bytes,
                       p.start_time,  p.open_fds,       p.max_fds};
     for (int i = 0; i < 6; i++)
-        if (vals[i] >= 0)
-            srv__metric_set(x->process[i], vals[i]);
+        if (vals[i] >= 0) srv__metric_set(x->process[i], vals[i]);
     srv__metric_set(x->ready_now, s->ready);
     srv__metric_set(x->draining_now, s->draining);
     for (int i = 0; i < s->n_models; i++) {

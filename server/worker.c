@@ -45,18 +45,16 @@ static void deliver(srv_model *m, srv_job **jobs, int n, int64_t now)
         pthread_mutex_lock(&j->mu);
         j->iterations_run = j->gen.iter;
         first = j->t.first == 0;
-        if (first)
-            j->t.first = now;
+        if (first) j->t.first = now;
         pthread_mutex_unlock(&j->mu);
-        if (first)
-            srv__metric_observe(m->m.first_iteration_seconds, seconds(now - j->t.arrival));
+        if (first) srv__metric_observe(m->m.first_iteration_seconds, seconds(now - j->t.arrival));
         if (j->req.stream && srv__job_publish(j) < 0)
             SRV_LOG(SRV_LOG_ERROR, "model %s: no memory for a frame", m->name);
         if (eng_gen_done(&j->gen)) {
             srv__sched_retire(&m->sched, &j->q);
             leave(m, j, SRV_END_DONE);
-        } else {
-            srv__mail_post(m->srv, j);
+        } else if (j->req.stream) {
+            srv__mail_post(m->srv, j); /* a JSON answer waits for the end */
         }
     }
 }
@@ -65,13 +63,11 @@ static int load(srv_model *m)
 {
     const cfg_settings *cfg = m->srv->cfg;
     m->model = eng_model_load(m->path, m->error, sizeof m->error);
-    if (!m->model)
-        return -1;
+    if (!m->model) return -1;
     /* One request never exceeds the budget (proto's max_cells), so the
      * workspace holds exactly one full batch. */
     int cells = (int)cfg->max_batch_cells;
-    m->ws = eng_workspace_create(m->model, cells, (int)cfg->threads, m->error,
-                                 sizeof m->error);
+    m->ws = eng_workspace_create(m->model, cells, (int)cfg->threads, m->error, sizeof m->error);
     return m->ws ? 0 : -1;
 }
 
@@ -104,8 +100,7 @@ static void *worker_main(void *arg)
         int n = srv__sched_next(&m->sched, &t, 1);
         for (int i = 0; i < t.n_dropped; i++)
             leave(m, (srv_job *)t.dropped[i], SRV_END_CANCELLED);
-        if (n == SRV_SCHED_DONE)
-            break;
+        if (n == SRV_SCHED_DONE) break;
         if (n <= 0) {
             srv__mail_wake(m->srv);
             continue;
@@ -115,10 +110,8 @@ static void *worker_main(void *arg)
         for (int i = 0; i < n; i++) {
             jobs[i] = (srv_job *)batch[i];
             gens[i] = &jobs[i]->gen;
-            if (i >= n - t.n_joined)
-                joined(m, jobs[i], start);
-            if (!eng_gen_done(gens[i]) && gens[i]->n_open > 0)
-                cells += jobs[i]->q.cells;
+            if (i >= n - t.n_joined) joined(m, jobs[i], start);
+            if (!eng_gen_done(gens[i]) && gens[i]->n_open > 0) cells += jobs[i]->q.cells;
         }
         int rc = eng_step(m->ws, gens, n);
         int64_t end = srv__now_ns();
@@ -151,8 +144,7 @@ static void *worker_main(void *arg)
 int srv__worker_start(srv_model *m)
 {
     atomic_store(&m->state, SRV_MODEL_LOADING);
-    if (pthread_create(&m->thread, NULL, worker_main, m) != 0)
-        return -1;
+    if (pthread_create(&m->thread, NULL, worker_main, m) != 0) return -1;
     m->thread_started = 1;
     return 0;
 }

@@ -46,7 +46,8 @@ finish() {
 
 # start_server [FLAGS...]: starts the daemon with the fixture model (unless
 # FLAGS name models themselves via --model) on port 0, reads the port it
-# bound from its log and waits until /readyz answers 200.
+# bound from its log and waits until /readyz answers 200 (sending the header
+# $READY_HEADER if set).
 start_server() {
     case " $* " in
     *" --model "*) set -- "$@" ;;
@@ -72,7 +73,8 @@ start_server() {
     URL="http://127.0.0.1:$PORT"
     i=0
     while [ $i -lt 300 ]; do
-        [ "$(curl -s -o /dev/null -w '%{http_code}' "$URL/readyz")" = 200 ] && return 0
+        [ "$(curl -s -o /dev/null -w '%{http_code}' ${READY_HEADER:+-H "$READY_HEADER"} "$URL/readyz")" = 200 ] &&
+            return 0
         sleep 0.05
         i=$((i + 1))
     done
@@ -115,19 +117,44 @@ json() {
     "$PY" -c "import json,sys; d=json.load(open(sys.argv[1])); print($2)" "$1"
 }
 
-# wait_for 'SHELL CONDITION' SECONDS: polls until the condition holds.
+# wait_for 'SHELL CONDITION' SECONDS: polls until the condition holds or the
+# time runs out (measured by the clock, however slow each check is).
 wait_for() {
-    cond=$1
-    n=$(($2 * 20))
-    while [ "$n" -gt 0 ]; do
-        if eval "$cond"; then return 0; fi
+    end=$(($(date +%s%N) + $2 * 1000000000))
+    while :; do
+        if eval "$1"; then return 0; fi
+        [ "$(date +%s%N)" -lt "$end" ] || return 1
         sleep 0.05
-        n=$((n - 1))
     done
-    return 1
 }
 
 # expect WHAT GOT WANT: records a failure unless GOT = WANT.
 expect() {
     if [ "$2" = "$3" ]; then ok "$1"; else fail "$1: got '$2', want '$3'"; fi
+}
+
+# schema response PATH METHOD STATUS FILE, or schema sse FILE: queues a
+# validation against proto/openapi.json (on a copy of FILE) for one run of
+# validate.py at check_schemas, since each run pays for loading jsonschema.
+n_schema=0
+schema() {
+    n_schema=$((n_schema + 1))
+    eval "src=\${$#}"
+    cp "$src" "$TMP/schema.$n_schema"
+    line=
+    while [ $# -gt 1 ]; do
+        line="$line $1"
+        shift
+    done
+    echo "$line $TMP/schema.$n_schema" >>"$TMP/schemas"
+}
+
+check_schemas() {
+    [ "$n_schema" -gt 0 ] || return 0
+    if "$PY" tests/integration/validate.py list "$TMP/schemas" >"$TMP/schemas.out"; then
+        ok "$n_schema responses valid against proto/openapi.json"
+    else
+        grep '^FAIL' "$TMP/schemas.out" | while read -r l; do echo "$l"; done
+        fail "$(grep -c '^FAIL' "$TMP/schemas.out") responses invalid against proto/openapi.json"
+    fi
 }

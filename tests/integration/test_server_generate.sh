@@ -12,17 +12,17 @@ VALIDATE="$PY tests/integration/validate.py"
 start_server --access-log "$TMP/access.log" --max-batch-wait-ms 100
 
 expect "GET /healthz" "$(curl -s -o "$TMP/h.json" -w '%{http_code}' "$URL/healthz")" 200
-$VALIDATE response /healthz get 200 "$TMP/h.json" >/dev/null || fail "/healthz body"
+schema response /healthz get 200 "$TMP/h.json"
 expect "GET /readyz" "$(curl -s -o "$TMP/r.json" -w '%{http_code}' "$URL/readyz")" 200
-$VALIDATE response /readyz get 200 "$TMP/r.json" >/dev/null || fail "/readyz body"
+schema response /readyz get 200 "$TMP/r.json"
 expect "GET /v1/models" "$(curl -s -o "$TMP/m.json" -w '%{http_code}' "$URL/v1/models")" 200
-$VALIDATE response /v1/models get 200 "$TMP/m.json" >/dev/null || fail "/v1/models body"
+schema response /v1/models get 200 "$TMP/m.json"
 expect "the fixture is the default model" "$(json "$TMP/m.json" "d['default']")" byte_f32
 
 # --- JSON ---------------------------------------------------------------------
 REQ='{"height":4,"width":6,"iterations":5,"seed":7,"temperature":0.8}'
 expect "JSON generate" "$(post "$REQ" -H 'X-Request-Id: test-123')" 200
-$VALIDATE response /generate post 200 "$TMP/body" >/dev/null || fail "JSON result schema"
+schema response /generate post 200 "$TMP/body"
 expect "X-Request-Id echoed" "$(header X-Request-Id)" test-123
 expect "request_id in the body" "$(json "$TMP/body" "d['request_id']")" test-123
 expect "grid shape" "$(json "$TMP/body" "[len(d['grid'])] + sorted({len(r) for r in d['grid']})")" "[4, 6]"
@@ -53,6 +53,9 @@ expect "SSE events (iterations + 1, valid)" "$($VALIDATE sse "$TMP/sse.txt" || t
 last_grid=$(grep '^data: {"iteration":5' "$TMP/sse.txt" | sed 's/^data: //' >"$TMP/last.json" &&
     json "$TMP/last.json" "d['grid']")
 expect "SSE last grid = JSON grid" "$last_grid" "$(json "$TMP/first.json" "d['grid']")"
+expect "a browser-style fetch reader" \
+    "$(node tests/integration/sse_fetch.mjs "$URL" '{"height":4,"width":6,"iterations":5,"seed":7,"stream":true}' 2>&1)" \
+    "6 5 done"
 grep '^data: {"iteration"' "$TMP/sse.txt" | sed 's/^data: //' >"$TMP/iters.jsonl"
 opens=$("$PY" -c "import json,sys; print([json.loads(l)['open'] for l in open(sys.argv[1])])" "$TMP/iters.jsonl")
 "$PY" -c "import sys; o=eval(sys.argv[1]); sys.exit(not (o[-1] == 0 and o == sorted(o, reverse=True)))" "$opens" &&
@@ -73,12 +76,14 @@ for r in "$@"; do
 done
 before=$(metric 'heptapod_batch_grids_bucket{model="byte_f32",le="1"}')
 i=0
+pids=
 for r in "$@"; do
     i=$((i + 1))
     curl -s -o "$TMP/together.$i.json" -X POST -H 'Content-Type: application/json' \
         --data-binary "$r" "$URL/generate" &
+    pids="$pids $!"
 done
-wait
+for p in $pids; do wait "$p"; done
 after=$(metric 'heptapod_batch_grids_bucket{model="byte_f32",le="1"}')
 total=$(metric 'heptapod_forward_passes_total{model="byte_f32"}')
 i=0
@@ -101,6 +106,7 @@ ok "access log line: $line"
 "$PY" -c "import json,sys; [json.loads(l) for l in open(sys.argv[1])]" "$TMP/access.log" &&
     ok "every access-log line is JSON" || fail "an access-log line is not JSON"
 
+check_schemas
 stop_server
 expect "exit code after SIGTERM" "$STOP_CODE" 0
 finish

@@ -55,8 +55,8 @@ static void test_histogram(void **state)
     proto_buf b;
     proto_buf_init(&b);
     const double buckets[] = {0.1, 1, 10};
-    srv_family *h = srv__family_add(r, SRV_HISTOGRAM, "x_duration_seconds", "Durations.",
-                                    "model", buckets, 3);
+    srv_family *h =
+        srv__family_add(r, SRV_HISTOGRAM, "x_duration_seconds", "Durations.", "model", buckets, 3);
     const char *v[] = {"m"};
     srv_series *s = srv__series(h, v);
     srv__metric_observe(s, 0.05);
@@ -83,8 +83,8 @@ static void test_unlabelled_histogram(void **state)
     proto_buf b;
     proto_buf_init(&b);
     const double buckets[] = {1};
-    srv_series *s = srv__series(
-        srv__family_add(r, SRV_HISTOGRAM, "x_bytes", "Sizes.", NULL, buckets, 1), NULL);
+    srv_series *s =
+        srv__series(srv__family_add(r, SRV_HISTOGRAM, "x_bytes", "Sizes.", NULL, buckets, 1), NULL);
     srv__metric_observe(s, 2);
     const char *want = "# HELP x_bytes Sizes.\n"
                        "# TYPE x_bytes histogram\n"
@@ -102,8 +102,7 @@ static void test_escaping(void **state)
     srv_registry *r = srv__registry_create();
     proto_buf b;
     proto_buf_init(&b);
-    srv_family *f =
-        srv__family_add(r, SRV_GAUGE, "x_info", "A \\ help\nline.", "path", NULL, 0);
+    srv_family *f = srv__family_add(r, SRV_GAUGE, "x_info", "A \\ help\nline.", "path", NULL, 0);
     const char *v[] = {"a\"b\\c\nd"};
     srv__metric_set(srv__series(f, v), 1);
     const char *want = "# HELP x_info A \\\\ help\\nline.\n"
@@ -185,9 +184,9 @@ static void test_concurrent_updates(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_counter_and_gauge),   cmocka_unit_test(test_histogram),
+        cmocka_unit_test(test_counter_and_gauge),    cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_unlabelled_histogram), cmocka_unit_test(test_escaping),
-        cmocka_unit_test(test_format_numbers),      cmocka_unit_test(test_refused_definitions),
+        cmocka_unit_test(test_format_numbers),       cmocka_unit_test(test_refused_definitions),
         cmocka_unit_test(test_concurrent_updates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

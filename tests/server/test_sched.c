@@ -66,8 +66,7 @@ static void init_fake(fake *x, int id, int cells, int iterations)
 static int in_batch(const fixture *f, const fake *x)
 {
     for (int i = 0; i < f->t.n_batch; i++)
-        if (f->t.batch[i] == &x->q)
-            return 1;
+        if (f->t.batch[i] == &x->q) return 1;
     return 0;
 }
 
@@ -76,8 +75,7 @@ static void step(fixture *f)
 {
     for (int i = 0; i < f->t.n_batch; i++) {
         fake *x = (fake *)f->t.batch[i];
-        if (--x->left == 0)
-            srv__sched_retire(&f->s, &x->q);
+        if (--x->left == 0) srv__sched_retire(&f->s, &x->q);
     }
 }
 
