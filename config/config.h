@@ -53,12 +53,12 @@ typedef enum cfg_type {
       "requests waiting per model before new ones get 429 with Retry-After")                       \
     X(max_batch_cells, CFG_INT, "4096", 1, 16777216, NULL,                                         \
       "cells of all grids in one batched forward pass; bounds one request's cells too")            \
-    X(max_batch_wait_ms, CFG_INT, "2", 0, 10000, NULL,                                             \
+    X(max_batch_wait_ms, CFG_INT, "0", 0, 10000, NULL,                                             \
       "longest wait for more requests before an idle worker starts a batch")                       \
     X(max_body_bytes, CFG_INT, "1048576", 64, 1073741824, NULL,                                    \
       "largest request body accepted (413 above)")                                                 \
     X(max_iterations, CFG_INT, "64", 1, 100000, NULL, "most refinement iterations per request")    \
-    X(default_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                        \
+    X(default_deadline_ms, CFG_INT, "120000", 0, 86400000, NULL,                                   \
       "deadline of requests that name none (0: none); 504 when it passes")                         \
     X(max_deadline_ms, CFG_INT, "0", 0, 86400000, NULL,                                            \
       "largest deadline_ms a request may ask for (0: no limit)")                                   \
@@ -72,10 +72,10 @@ typedef enum cfg_type {
       "whether /healthz, /readyz, /metrics need the key")                                          \
     X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error",                                  \
       "least severe log level written")                                                            \
-    X(access_log, CFG_STRING, "", 0, 0, NULL,                                                      \
+    X(access_log, CFG_STRING, "-", 0, 0, NULL,                                                     \
       "access log path, '-' for stderr (empty: no access log)")                                    \
     X(sse_keepalive_ms, CFG_INT, "10000", 10, 600000, NULL,                                        \
-      "SSE comment interval on idle streams; also how soon a gone client is noticed")
+      "SSE keep-alive comment interval on idle streams")
 
 /** One row of the table, for tools that walk it (help, dumps, tests). */
 typedef struct cfg_setting {
