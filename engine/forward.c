@@ -2,30 +2,30 @@
  * forward.c - the batched forward pass (MODEL.md section 3).
  *
  * The grids of a batch lie one after another in the workspace's cell rows.
- * A block is seven parallel phases on the pool:
+ * The embedding phase also takes block 0's first LayerNorm (h -> u); then
+ * each block is four tile phases and attention on the pool:
  *
- *   u = LN1(h)                              cells
- *   qkv tiles: big = u Wqkv^T; + bias, rope, scatter to head-major q, k, v
- *   attention over (head, cell) -> u        heads x cells
- *   proj tiles: h += u Wproj^T + bias
- *   u = LN2(h)                              cells
- *   fc1 tiles: big = GELU(u Wfc1^T + bias)
- *   fc2 tiles: h += big Wfc2^T + bias
+ *   qkv:  big = bias + u Wqkv^T; q, k roped; all three copied head-major
+ *   attention over (head, cell) into u
+ *   proj: h += u Wproj^T + bias; u = LN2(h)
+ *   fc1:  big = GELU(bias + u Wfc1^T)
+ *   fc2:  h += big Wfc2^T + bias; u = next LN1(h), or the final LN
  *
- * and the head is LN then a tile phase into the logits.
+ * and the head is one more tile phase: logits = bias + u Whead^T.
  *
  * The Linear layers are tiled (workspace.h): each tile is one sgemm with
  * OpenBLAS held to one thread, and the pool spreads the tiles. A single
- * sgemm over all cells would be faster to write, but OpenBLAS 0.3.21's
- * Haswell kernel sums a row in one of several orders depending on where the
- * row falls in the call (its position in a 12-row panel, the remainder
- * panels, the split between threads), so a cell's logits would change with
- * the other grids of the batch and with the thread count. A tile's geometry
- * depends only on its grid, which makes every cell's result reproducible;
+ * sgemm over all cells would be simpler, but OpenBLAS 0.3.21's Haswell
+ * kernel rounds a cell's row differently depending on where the row falls
+ * in the call: first or second half of a 12-row panel, a remainder panel of
+ * 8 or 4, and the rows each thread takes (measured: a grid's logits change
+ * with the grids before it and with the thread count). A tile's geometry
+ * depends only on its grid, so every cell's result is reproducible;
  * tests/engine/test_forward.c checks it bit for bit. Each tile's epilogue
- * (bias, GELU, rope) runs while its block is still in cache.
+ * (GELU, rope, residual bias) runs while its block is still in cache.
  */
 #include <cblas.h>
+#include <string.h>
 #include <time.h>
 
 #include "engine/kernels.h"
@@ -40,8 +40,7 @@ typedef struct pass {
     const eng_layer *layer;
 } pass;
 
-/* One Linear layer over all tiles: c = a w^T (+ c when beta = 1), then the
- * epilogue of `mat` on each tile's block. */
+/* One Linear layer over all tiles (gemm_task). */
 typedef struct gemm {
     const pass *ps;
     int mat;
@@ -52,7 +51,7 @@ typedef struct gemm {
     const float *bias; /* [out] */
     float *c;
     size_t ldc;
-    float beta;
+    const float *norm_w, *norm_b; /* proj, fc2: the LayerNorm that reads h next */
 } gemm;
 
 static double now(void)
@@ -67,8 +66,7 @@ static void run(const pass *ps, int phase, int n, eng_task_fn fn, void *arg)
     eng__profile *prof = ps->ws->profile;
     double t0 = prof ? now() : 0.0;
     eng__pool_run(ps->ws->pool, n, fn, arg);
-    if (prof)
-        prof->seconds[phase] += now() - t0;
+    if (prof) prof->seconds[phase] += now() - t0;
 }
 
 /* Row and column of batch cell c within its grid. */
@@ -80,80 +78,82 @@ static void cell_pos(const pass *ps, int c, int *y, int *x)
     *x = local % w;
 }
 
+/* h = tok_emb[tokens], then u = LN1(h) of block 0. */
 static void embed_task(void *arg, int begin, int end, int thread)
 {
     const pass *ps = arg;
     const eng_hparams *hp = &ps->m->hp;
+    const eng_layer *l0 = &ps->m->layers[0];
+    size_t d = (size_t)hp->dim;
     for (int c = begin; c < end; c++) {
         int g = ps->ws->cell_grid[c];
         const int32_t *tok = ps->grids[g].tokens + (c - ps->ws->grid_start[g]);
-        eng__embed(ps->ws->h + (size_t)c * hp->dim, ps->m->tok_emb, tok, 1, hp->dim);
+        float *h = ps->ws->h + c * d;
+        eng__embed(h, ps->m->tok_emb, tok, 1, hp->dim);
+        eng__layernorm(h, ps->ws->u + c * d, l0->norm1_w, l0->norm1_b, hp->dim, hp->norm_eps);
     }
 }
 
-/* u = LN(h) with the weights in norm[0], norm[1]. */
-typedef struct norm_job {
-    const pass *ps;
-    const float *w, *b;
-} norm_job;
-
-static void norm_task(void *arg, int begin, int end, int thread)
-{
-    const norm_job *job = arg;
-    const eng_workspace *ws = job->ps->ws;
-    int d = job->ps->m->hp.dim;
-    float eps = job->ps->m->hp.norm_eps;
-    for (int c = begin; c < end; c++)
-        eng__layernorm(ws->h + (size_t)c * d, ws->u + (size_t)c * d, job->w, job->b, d, eps);
-}
-
-/* Adds the qkv bias to each head vector of the block, ropes q and k, and
- * stores all three head-major, where attention reads them contiguously. */
+/* Stores each head vector of the block head-major, where attention reads
+ * them contiguously, and ropes q and k there. */
 static void qkv_epilogue(const pass *ps, int row0, int rows, int col0, int col1)
 {
     const eng_hparams *hp = &ps->m->hp;
     eng_workspace *ws = ps->ws;
     int dh = hp->head_dim, d = hp->dim;
-    const float *bias = ps->layer->qkv_b;
     for (int r = row0; r < row0 + rows; r++) {
         int y, x;
         cell_pos(ps, r, &y, &x);
         const float *src = ws->big + (size_t)r * ws->big_ld;
         for (int col = col0; col < col1; col += dh) {
             int part = col / d, head = (col % d) / dh; /* part 0 q, 1 k, 2 v */
-            float *dst = ws->qkvh +
-                         ((size_t)(part * hp->heads + head) * ws->max_cells + r) * dh;
-            for (int t = 0; t < dh; t++)
-                dst[t] = src[col + t] + bias[col + t];
-            if (part < 2)
-                eng__rope(dst, dh, y, x, ws->rope_cos, ws->rope_sin);
+            float *dst = ws->qkvh + ((size_t)(part * hp->heads + head) * ws->max_cells + r) * dh;
+            memcpy(dst, src + col, (size_t)dh * sizeof *dst);
+            if (part < 2) eng__rope(dst, dh, y, x, ws->rope_cos, ws->rope_sin);
         }
     }
 }
 
+/*
+ * One tile: c[rows, col0..col0+cols) += a w^T, all with beta = 1. Layers
+ * that write a fresh block (qkv, fc1, head) first fill it with the bias,
+ * which spares OpenBLAS its zeroing pass and the epilogue a bias pass. The
+ * residual layers (proj, fc2) add into h, whose tiles span whole rows (one
+ * column block): their epilogue adds the bias and runs the LayerNorm that
+ * comes next into u, while the rows are in cache. Those u rows are this
+ * tile's own (for proj, the attention output it has just consumed), so no
+ * other tile reads them.
+ */
 static void gemm_task(void *arg, int begin, int end, int thread)
 {
     const gemm *g = arg;
     const pass *ps = g->ps;
+    const eng_hparams *hp = &ps->m->hp;
     const eng__colsplit *cs = &ps->ws->cols[g->mat];
+    int residual = g->mat == ENG__MAT_PROJ || g->mat == ENG__MAT_FC2;
     for (int i = begin; i < end; i++) {
         int tile = i / cs->n, blk = i % cs->n;
         int row0 = ps->ws->tile_start[tile], rows = ps->ws->tile_start[tile + 1] - row0;
         int col0 = cs->start[blk], cols = cs->start[blk + 1] - col0;
         float *c = g->c + (size_t)row0 * g->ldc + col0;
+        if (!residual)
+            for (int r = 0; r < rows; r++)
+                memcpy(c + (size_t)r * g->ldc, g->bias + col0, (size_t)cols * sizeof *c);
         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, g->k, 1.0f,
-                    g->a + (size_t)row0 * g->lda, (int)g->lda, g->w + (size_t)col0 * g->k,
-                    g->k, g->beta, c, (int)g->ldc);
+                    g->a + (size_t)row0 * g->lda, (int)g->lda, g->w + (size_t)col0 * g->k, g->k,
+                    1.0f, c, (int)g->ldc);
         if (g->mat == ENG__MAT_QKV) {
             qkv_epilogue(ps, row0, rows, col0, col0 + cols);
-            continue;
-        }
-        for (int r = 0; r < rows; r++) {
-            float *row = c + (size_t)r * g->ldc;
-            if (g->mat == ENG__MAT_FC1)
-                eng__bias_gelu(row, g->bias + col0, cols);
-            else
-                eng__add_bias(row, g->bias + col0, cols);
+        } else if (g->mat == ENG__MAT_FC1) {
+            for (int r = 0; r < rows; r++)
+                eng__gelu(c + (size_t)r * g->ldc, cols);
+        } else if (residual) {
+            for (int r = row0; r < row0 + rows; r++) {
+                float *h = g->c + (size_t)r * g->ldc;
+                eng__add_bias(h, g->bias, hp->dim);
+                eng__layernorm(h, ps->ws->u + (size_t)r * hp->dim, g->norm_w, g->norm_b, hp->dim,
+                               hp->norm_eps);
+            }
         }
     }
 }
@@ -175,8 +175,7 @@ static void attention_task(void *arg, int begin, int end, int thread)
         int head = i / ps->cells, c = i % ps->cells;
         int g = ws->cell_grid[c], first = ws->grid_start[g];
         int stop = ws->grid_start[g + 1];
-        if (stop > end - head * ps->cells)
-            stop = end - head * ps->cells;
+        if (stop > end - head * ps->cells) stop = end - head * ps->cells;
         const float *q = ws->qkvh + (size_t)head * plane + (size_t)first * dh;
         eng__attn a = {
             .q = q,
@@ -207,19 +206,18 @@ static int layout(eng_workspace *ws, const eng_grid *grids, int n, int *cells_ou
             gr->width > hp->max_width || !gr->tokens)
             return ENG_EINVAL;
         cells += (long)gr->height * gr->width;
-        if (cells > ws->max_cells)
-            return ENG_ECAPACITY;
+        if (cells > ws->max_cells) return ENG_ECAPACITY;
     }
     int c = 0, tiles = 0;
     for (int g = 0; g < n; g++) {
         int gc = grids[g].height * grids[g].width;
         for (int i = 0; i < gc; i++)
-            if (grids[g].tokens[i] < 0 || grids[g].tokens[i] >= hp->vocab_size)
-                return ENG_EINVAL;
+            if (grids[g].tokens[i] < 0 || grids[g].tokens[i] >= hp->vocab_size) return ENG_EINVAL;
         ws->grid_start[g] = c;
         for (int i = 0; i < gc; i++)
             ws->cell_grid[c + i] = g;
         int parts = (gc + ENG__TILE_ROWS - 1) / ENG__TILE_ROWS;
+        if (parts < 2 && gc >= ENG__TILE_ROWS / 2) parts = 2;
         for (int p = 0; p < parts; p++)
             ws->tile_start[tiles++] = c + (int)((long)gc * p / parts);
         c += gc;
@@ -233,15 +231,12 @@ static int layout(eng_workspace *ws, const eng_grid *grids, int n, int *cells_ou
 
 int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **logits)
 {
-    if (!ws || !logits || n < 0 || (n > 0 && !grids))
-        return ENG_EINVAL;
+    if (!ws || !logits || n < 0 || (n > 0 && !grids)) return ENG_EINVAL;
     int cells;
     int rc = layout(ws, grids, n, &cells);
-    if (rc != ENG_OK)
-        return rc;
+    if (rc != ENG_OK) return rc;
     *logits = ws->logits;
-    if (cells == 0)
-        return ENG_OK;
+    if (cells == 0) return ENG_OK;
 
     const eng_model *m = ws->m;
     const eng_hparams *hp = &m->hp;
@@ -249,37 +244,71 @@ int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **l
     /* Process-wide in OpenBLAS: every call sets it, since tiles must run
      * single-threaded for their results to be reproducible. */
     openblas_set_num_threads(1);
-    if (ws->profile)
-        ws->profile->calls++;
+    if (ws->profile) ws->profile->calls++;
 
     pass ps = {.ws = ws, .m = m, .grids = grids, .cells = cells, .layer = m->layers};
     run(&ps, ENG__PH_EMBED, cells, embed_task, &ps);
     for (int l = 0; l < hp->depth; l++) {
         const eng_layer *ly = &m->layers[l];
+        /* The LayerNorm after this block: the next block's norm1, or the final one. */
+        const float *next_w = l + 1 < hp->depth ? m->layers[l + 1].norm1_w : m->norm_w;
+        const float *next_b = l + 1 < hp->depth ? m->layers[l + 1].norm1_b : m->norm_b;
         ps.layer = ly;
-        norm_job n1 = {.ps = &ps, .w = ly->norm1_w, .b = ly->norm1_b};
-        run(&ps, ENG__PH_NORM, cells, norm_task, &n1);
-        gemm qkv = {.ps = &ps, .mat = ENG__MAT_QKV, .a = ws->u, .lda = d, .w = ly->qkv_w,
-                    .k = hp->dim, .bias = ly->qkv_b, .c = ws->big, .ldc = ws->big_ld};
+        gemm qkv = {.ps = &ps,
+                    .mat = ENG__MAT_QKV,
+                    .a = ws->u,
+                    .lda = d,
+                    .w = ly->qkv_w,
+                    .k = hp->dim,
+                    .bias = ly->qkv_b,
+                    .c = ws->big,
+                    .ldc = ws->big_ld};
         run_gemm(&ps, ENG__PH_QKV, &qkv);
         run(&ps, ENG__PH_ATTENTION, hp->heads * cells, attention_task, &ps);
-        gemm proj = {.ps = &ps, .mat = ENG__MAT_PROJ, .a = ws->u, .lda = d, .w = ly->proj_w,
-                     .k = hp->dim, .bias = ly->proj_b, .c = ws->h, .ldc = d, .beta = 1.0f};
+        gemm proj = {.ps = &ps,
+                     .mat = ENG__MAT_PROJ,
+                     .a = ws->u,
+                     .lda = d,
+                     .w = ly->proj_w,
+                     .k = hp->dim,
+                     .bias = ly->proj_b,
+                     .c = ws->h,
+                     .ldc = d,
+                     .norm_w = ly->norm2_w,
+                     .norm_b = ly->norm2_b};
         run_gemm(&ps, ENG__PH_PROJ, &proj);
-        norm_job n2 = {.ps = &ps, .w = ly->norm2_w, .b = ly->norm2_b};
-        run(&ps, ENG__PH_NORM, cells, norm_task, &n2);
-        gemm fc1 = {.ps = &ps, .mat = ENG__MAT_FC1, .a = ws->u, .lda = d, .w = ly->fc1_w,
-                    .k = hp->dim, .bias = ly->fc1_b, .c = ws->big, .ldc = ws->big_ld};
+        gemm fc1 = {.ps = &ps,
+                    .mat = ENG__MAT_FC1,
+                    .a = ws->u,
+                    .lda = d,
+                    .w = ly->fc1_w,
+                    .k = hp->dim,
+                    .bias = ly->fc1_b,
+                    .c = ws->big,
+                    .ldc = ws->big_ld};
         run_gemm(&ps, ENG__PH_FC1, &fc1);
-        gemm fc2 = {.ps = &ps, .mat = ENG__MAT_FC2, .a = ws->big, .lda = ws->big_ld,
-                    .w = ly->fc2_w, .k = hp->mlp_hidden, .bias = ly->fc2_b, .c = ws->h,
-                    .ldc = d, .beta = 1.0f};
+        gemm fc2 = {.ps = &ps,
+                    .mat = ENG__MAT_FC2,
+                    .a = ws->big,
+                    .lda = ws->big_ld,
+                    .w = ly->fc2_w,
+                    .k = hp->mlp_hidden,
+                    .bias = ly->fc2_b,
+                    .c = ws->h,
+                    .ldc = d,
+                    .norm_w = next_w,
+                    .norm_b = next_b};
         run_gemm(&ps, ENG__PH_FC2, &fc2);
     }
-    norm_job nf = {.ps = &ps, .w = m->norm_w, .b = m->norm_b};
-    run(&ps, ENG__PH_NORM, cells, norm_task, &nf);
-    gemm head = {.ps = &ps, .mat = ENG__MAT_HEAD, .a = ws->u, .lda = d, .w = m->head_w,
-                 .k = hp->dim, .bias = m->head_b, .c = ws->logits, .ldc = (size_t)hp->vocab_size};
+    gemm head = {.ps = &ps,
+                 .mat = ENG__MAT_HEAD,
+                 .a = ws->u,
+                 .lda = d,
+                 .w = m->head_w,
+                 .k = hp->dim,
+                 .bias = m->head_b,
+                 .c = ws->logits,
+                 .ldc = (size_t)hp->vocab_size};
     run_gemm(&ps, ENG__PH_HEAD, &head);
     return ENG_OK;
 }

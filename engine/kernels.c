@@ -58,8 +58,7 @@ void eng__layernorm(const float *restrict x, float *restrict y, const float *res
         y[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
 
-void eng__layernorm_ref(const float *x, float *y, const float *w, const float *b, int n,
-                        float eps)
+void eng__layernorm_ref(const float *x, float *y, const float *w, const float *b, int n, float eps)
 {
     double mean = 0.0, var = 0.0;
     for (int i = 0; i < n; i++)
@@ -89,22 +88,20 @@ ENG__INLINE float gelu(float t)
 }
 
 ENG__HOT
-void eng__bias_gelu(float *restrict x, const float *restrict b, int n)
+void eng__gelu(float *x, int n)
 {
     int i = 0;
     for (; i + ENG__LANES <= n; i += ENG__LANES)
         for (int t = 0; t < ENG__LANES; t++)
-            x[i + t] = gelu(x[i + t] + b[i + t]);
+            x[i + t] = gelu(x[i + t]);
     for (; i < n; i++)
-        x[i] = gelu(x[i] + b[i]);
+        x[i] = gelu(x[i]);
 }
 
-void eng__bias_gelu_ref(float *x, const float *b, int n)
+void eng__gelu_ref(float *x, int n)
 {
-    for (int i = 0; i < n; i++) {
-        float t = x[i] + b[i];
-        x[i] = 0.5f * t * (1.0f + erff(t * (float)M_SQRT1_2));
-    }
+    for (int i = 0; i < n; i++)
+        x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
 }
 
 ENG__HOT
@@ -118,8 +115,8 @@ void eng__add_bias(float *restrict x, const float *restrict b, int n)
         x[i] += b[i];
 }
 
-void eng__embed(float *restrict h, const float *restrict tok_emb, const int32_t *tokens,
-                int n, int dim)
+void eng__embed(float *restrict h, const float *restrict tok_emb, const int32_t *tokens, int n,
+                int dim)
 {
     for (int c = 0; c < n; c++)
         memcpy(h + (size_t)c * dim, tok_emb + (size_t)tokens[c] * dim, (size_t)dim * sizeof *h);
@@ -138,7 +135,7 @@ void eng__rope_tables(float *cos_t, float *sin_t, int positions, int head_dim, f
 
 /* Rotate-half on one half of a head: lo[j] pairs with hi[j] = lo[j + nf]. */
 ENG__INLINE void rotate(float *restrict lo, float *restrict hi, const float *restrict c,
-                          const float *restrict s, int nf)
+                        const float *restrict s, int nf)
 {
     int j = 0;
     for (; j + ENG__LANES <= nf; j += ENG__LANES)

@@ -24,16 +24,15 @@
 void eng__layernorm(const float *restrict x, float *restrict y, const float *restrict w,
                     const float *restrict b, int n, float eps);
 /** The same by the definition, accumulating in double. */
-void eng__layernorm_ref(const float *x, float *y, const float *w, const float *b, int n,
-                        float eps);
+void eng__layernorm_ref(const float *x, float *y, const float *w, const float *b, int n, float eps);
 
 /**
- * x = GELU(x + b) in place over n floats, GELU(t) = 0.5 t (1 + erf(t/sqrt 2)).
+ * x = GELU(x) in place over n floats, GELU(t) = 0.5 t (1 + erf(t / sqrt 2)).
  * erf is a rational approximation (eng__erf) within 4e-7 of erff.
  */
-void eng__bias_gelu(float *restrict x, const float *restrict b, int n);
+void eng__gelu(float *x, int n);
 /** The same with libm's erff. */
-void eng__bias_gelu_ref(float *x, const float *b, int n);
+void eng__gelu_ref(float *x, int n);
 
 /** erf(x), branch-free so that loops over it vectorise; |error| < 4e-7. */
 float eng__erf(float x);
@@ -49,8 +48,8 @@ float eng__exp_neg(float x);
 
 /** h[c] = tok_emb[tokens[c]] for c < n, each row dim floats. Tokens must be
  *  valid ids (the caller checks). */
-void eng__embed(float *restrict h, const float *restrict tok_emb, const int32_t *tokens,
-                int n, int dim);
+void eng__embed(float *restrict h, const float *restrict tok_emb, const int32_t *tokens, int n,
+                int dim);
 
 /* --- 2D rotary embedding (kernels.c) ------------------------------------------ */
 
@@ -87,9 +86,10 @@ typedef struct eng__attn {
 
 /**
  * Attention output of the cells [begin, end) of the grid in a (MODEL.md 3.2):
- * walks each cell's clipped, dilated window one window row at a time with an
- * online softmax (running max, running sum, rescaled accumulator), so no
- * score buffer larger than one window row exists.
+ * walks each cell's clipped, dilated window in blocks of at most 64 keys
+ * with an online softmax (running max, running sum, rescaled accumulator),
+ * so no score buffer larger than one block exists. out rows are written
+ * only for those cells.
  */
 void eng__attention(const eng__attn *a, int begin, int end);
 

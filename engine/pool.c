@@ -49,8 +49,7 @@ static void *worker_main(void *arg)
     for (;;) {
         while (p->generation == seen && !p->stop)
             pthread_cond_wait(&p->wake, &p->mu);
-        if (p->stop)
-            break;
+        if (p->stop) break;
         seen = p->generation;
         eng_task_fn fn = p->fn;
         void *fn_arg = p->arg;
@@ -58,12 +57,10 @@ static void *worker_main(void *arg)
         chunk(p->n, p->threads, w->index, &begin, &end);
         pthread_mutex_unlock(&p->mu);
 
-        if (begin < end)
-            fn(fn_arg, begin, end, w->index);
+        if (begin < end) fn(fn_arg, begin, end, w->index);
 
         pthread_mutex_lock(&p->mu);
-        if (--p->running == 0)
-            pthread_cond_signal(&p->done);
+        if (--p->running == 0) pthread_cond_signal(&p->done);
     }
     pthread_mutex_unlock(&p->mu);
     return NULL;
@@ -71,11 +68,9 @@ static void *worker_main(void *arg)
 
 eng_pool *eng__pool_create(int threads)
 {
-    if (threads < 1)
-        return NULL;
+    if (threads < 1) return NULL;
     eng_pool *p = calloc(1, sizeof *p);
-    if (!p)
-        return NULL;
+    if (!p) return NULL;
     p->threads = threads;
     if (pthread_mutex_init(&p->mu, NULL) != 0) {
         free(p);
@@ -108,8 +103,7 @@ eng_pool *eng__pool_create(int threads)
 
 void eng__pool_free(eng_pool *p)
 {
-    if (!p)
-        return;
+    if (!p) return;
     pthread_mutex_lock(&p->mu);
     p->stop = 1;
     pthread_cond_broadcast(&p->wake);
@@ -131,8 +125,7 @@ int eng__pool_threads(const eng_pool *p)
 
 void eng__pool_run(eng_pool *p, int n, eng_task_fn fn, void *arg)
 {
-    if (n <= 0)
-        return;
+    if (n <= 0) return;
     if (p->threads == 1) {
         fn(arg, 0, n, 0);
         return;
@@ -148,8 +141,7 @@ void eng__pool_run(eng_pool *p, int n, eng_task_fn fn, void *arg)
 
     int begin, end;
     chunk(n, p->threads, 0, &begin, &end);
-    if (begin < end)
-        fn(arg, begin, end, 0);
+    if (begin < end) fn(arg, begin, end, 0);
 
     pthread_mutex_lock(&p->mu);
     while (p->running > 0)

@@ -43,11 +43,16 @@ ENG__INLINE float eng__vsel(int c, float a, float b)
  * ENG__HOT compiles a hot kernel twice on x86-64, for AVX2 and for the
  * baseline, and picks one at load time (ifunc). The binary thus runs on any
  * x86-64 and uses 256-bit vectors where they exist. FMA is deliberately not
- * in the list: results stay bitwise the same on both clones.
+ * in the list: results stay bitwise the same on both clones. Under
+ * ThreadSanitizer there is one copy: its instrumented ifunc resolver would
+ * run before the sanitizer's runtime and crash at load.
  */
-#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute)
+#ifndef ENG__HOT /* -DENG__HOT= builds the baseline only */
+#if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute) &&                        \
+    !defined(__SANITIZE_THREAD__)
 #if __has_attribute(target_clones)
 #define ENG__HOT __attribute__((target_clones("avx2", "default")))
+#endif
 #endif
 #endif
 #ifndef ENG__HOT

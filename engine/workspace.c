@@ -2,6 +2,7 @@
  * workspace.c - every buffer a forward pass needs, allocated once for a
  * maximum number of cells, and the thread pool that runs in them.
  */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +14,7 @@
 static void *alloc_aligned(size_t bytes)
 {
     void *p = NULL;
-    if (bytes == 0)
-        bytes = ALIGN;
+    if (bytes == 0) bytes = ALIGN;
     bytes = (bytes + ALIGN - 1) / ALIGN * ALIGN;
     return posix_memalign(&p, ALIGN, bytes) == 0 ? p : NULL;
 }
@@ -25,24 +25,22 @@ static size_t product(size_t a, size_t b, size_t c, size_t size)
     size_t r = size;
     size_t f[3] = {a, b, c};
     for (int i = 0; i < 3; i++) {
-        if (f[i] != 0 && r > SIZE_MAX / f[i])
-            return 0;
+        if (f[i] != 0 && r > SIZE_MAX / f[i]) return 0;
         r *= f[i];
     }
     return r;
 }
 
-/* Columns [0, out) in ceil(out / ENG__TILE_COLS) near-equal blocks whose
- * boundaries are multiples of `unit` (whole heads for qkv, 16 otherwise, the
- * widest row of OpenBLAS's x86 kernels). */
-static int split_columns(eng__colsplit *s, int out, int unit)
+/* Columns [0, out) in ceil(out / width) near-equal blocks whose boundaries
+ * are multiples of `unit` (whole heads for qkv, 16 otherwise, the widest
+ * row of OpenBLAS's x86 kernels). */
+static int split_columns(eng__colsplit *s, int out, int unit, int width)
 {
     int units = (out + unit - 1) / unit;
-    int per = ENG__TILE_COLS / unit > 0 ? ENG__TILE_COLS / unit : 1;
+    int per = width / unit > 0 ? width / unit : 1;
     s->n = (units + per - 1) / per;
     s->start = malloc((size_t)(s->n + 1) * sizeof *s->start);
-    if (!s->start)
-        return -1;
+    if (!s->start) return -1;
     for (int b = 0; b <= s->n; b++) {
         int u = (int)((long)units * b / s->n);
         s->start[b] = u * unit < out ? u * unit : out;
@@ -50,8 +48,8 @@ static int split_columns(eng__colsplit *s, int out, int unit)
     return 0;
 }
 
-eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threads,
-                                    char *err, size_t errlen)
+eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threads, char *err,
+                                    size_t errlen)
 {
     if (!m) {
         eng__fail(err, errlen, ENG_EINVAL, "workspace needs a model");
@@ -66,6 +64,12 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
         return NULL;
     }
     const eng_hparams *hp = &m->hp;
+    /* Attention counts (head, cell) pairs in an int. */
+    if ((long long)max_cells * hp->heads > INT_MAX) {
+        eng__fail(err, errlen, ENG_ERANGE, "max_cells %d is too large for %d heads", max_cells,
+                  hp->heads);
+        return NULL;
+    }
     size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
     size_t v = (size_t)hp->vocab_size;
     size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
@@ -108,14 +112,14 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->tile_start = alloc_aligned(sz_idx);
     ws->grids = calloc(cells, sizeof *ws->grids);
     ws->scratch = alloc_aligned(sz_scratch);
-    int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos &&
-             ws->rope_sin && ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids &&
-             ws->scratch;
-    ok = ok && split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim) == 0 &&
-         split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, 16) == 0 &&
-         split_columns(&ws->cols[ENG__MAT_FC1], hp->mlp_hidden, 16) == 0 &&
-         split_columns(&ws->cols[ENG__MAT_FC2], hp->dim, 16) == 0 &&
-         split_columns(&ws->cols[ENG__MAT_HEAD], hp->vocab_size, 16) == 0;
+    int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos && ws->rope_sin &&
+             ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch;
+    ok = ok &&
+         split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim, ENG__TILE_COLS) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, hp->dim, hp->dim) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_FC1], hp->mlp_hidden, 16, ENG__TILE_COLS) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_FC2], hp->dim, hp->dim, hp->dim) == 0 &&
+         split_columns(&ws->cols[ENG__MAT_HEAD], hp->vocab_size, 16, ENG__TILE_COLS) == 0;
     if (!ok) {
         eng__fail(err, errlen, ENG_ENOMEM, "no memory for a workspace of %d cells", max_cells);
         eng_workspace_free(ws);
@@ -134,8 +138,7 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
 
 void eng_workspace_free(eng_workspace *ws)
 {
-    if (!ws)
-        return;
+    if (!ws) return;
     eng__pool_free(ws->pool);
     free(ws->h);
     free(ws->u);

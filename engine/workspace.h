@@ -20,11 +20,19 @@
  * on the rest of the batch or on the thread count (see forward.c).
  *
  * A grid of n cells is cut into ceil(n / ENG__TILE_ROWS) tiles of near-equal
- * size; a Linear layer's output columns into blocks of about
- * ENG__TILE_COLS (whole heads for qkv).
+ * size, and into two at least if n >= ENG__TILE_ROWS / 2 (so that a lone
+ * small grid still keeps two threads busy); the output columns of qkv, fc1
+ * and the head into blocks of about ENG__TILE_COLS (whole heads for qkv),
+ * those of proj and fc2 not at all, since their tiles end in a LayerNorm of
+ * whole rows. Each tile packs its weight block and its rows once, so larger
+ * tiles pack less.
  */
-#define ENG__TILE_ROWS 128
+#ifndef ENG__TILE_ROWS
+#define ENG__TILE_ROWS 256
+#endif
+#ifndef ENG__TILE_COLS
 #define ENG__TILE_COLS 256
+#endif
 
 /* The Linear layers, for their column blocks. */
 enum { ENG__MAT_QKV, ENG__MAT_PROJ, ENG__MAT_FC1, ENG__MAT_FC2, ENG__MAT_HEAD, ENG__MATS };
@@ -36,13 +44,12 @@ typedef struct eng__colsplit {
 
 /* Phases of the forward pass, for the optional profile. */
 enum {
-    ENG__PH_EMBED,     /* embedding gather */
-    ENG__PH_NORM,      /* LayerNorms */
-    ENG__PH_QKV,       /* qkv sgemm + bias + rope + head-major scatter */
+    ENG__PH_EMBED,     /* embedding gather + first LayerNorm */
+    ENG__PH_QKV,       /* qkv sgemm + bias, rope, head-major copy */
     ENG__PH_ATTENTION, /* local attention */
-    ENG__PH_PROJ,      /* proj sgemm + bias */
+    ENG__PH_PROJ,      /* proj sgemm + bias + LayerNorm */
     ENG__PH_FC1,       /* fc1 sgemm + bias + GELU */
-    ENG__PH_FC2,       /* fc2 sgemm + bias */
+    ENG__PH_FC2,       /* fc2 sgemm + bias + LayerNorm */
     ENG__PH_HEAD,      /* logits sgemm + bias */
     ENG__PHASES
 };
@@ -58,12 +65,12 @@ struct eng_workspace {
     int max_cells, threads;
     eng_pool *pool;
 
-    float *h;      /* [max_cells, D] residual stream */
-    float *u;      /* [max_cells, D] LayerNorm output, then attention output */
-    float *big;    /* [max_cells, big_ld] qkv projection, then MLP hidden */
-    size_t big_ld; /* max(3D, F) */
-    float *qkvh;   /* [3][heads][max_cells][dh] roped q, roped k, v, head-major */
-    float *logits; /* [max_cells, V] */
+    float *h;                   /* [max_cells, D] residual stream */
+    float *u;                   /* [max_cells, D] LayerNorm output, then attention output */
+    float *big;                 /* [max_cells, big_ld] qkv projection, then MLP hidden */
+    size_t big_ld;              /* max(3D, F) */
+    float *qkvh;                /* [3][heads][max_cells][dh] roped q, roped k, v, head-major */
+    float *logits;              /* [max_cells, V] */
     float *rope_cos, *rope_sin; /* [positions][dh / 4], positions = max(max_h, max_w) */
 
     /* The current batch, laid out by eng_forward. */

@@ -38,8 +38,7 @@ static eng_model *load_model(const char *file)
     char path[512], err[256];
     snprintf(path, sizeof path, "%s/%s", fixtures_dir(), file);
     eng_model *m = eng_model_load(path, err, sizeof err);
-    if (!m)
-        fail_msg("%s", err);
+    if (!m) fail_msg("%s", err);
     return m;
 }
 
@@ -47,8 +46,7 @@ static eng_workspace *workspace(const eng_model *m, int max_cells, int threads)
 {
     char err[256];
     eng_workspace *ws = eng_workspace_create(m, max_cells, threads, err, sizeof err);
-    if (!ws)
-        fail_msg("workspace: %s", err);
+    if (!ws) fail_msg("workspace: %s", err);
     return ws;
 }
 
@@ -66,8 +64,7 @@ static void fixture_load(fixture *f, const char *path)
     json_error_t jerr;
     memset(f, 0, sizeof *f);
     f->root = json_load_file(path, 0, &jerr);
-    if (!f->root)
-        fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
+    if (!f->root) fail_msg("%s:%d: %s", path, jerr.line, jerr.text);
     json_t *grids = json_object_get(f->root, "grids");
     assert_true(json_is_array(grids));
     f->n = (int)json_array_size(grids);
@@ -123,8 +120,7 @@ static void test_fixture_parity(void **state)
     char pattern[512];
     snprintf(pattern, sizeof pattern, "%s/forward_*.json", fixtures_dir());
     glob_t gl;
-    if (glob(pattern, 0, NULL, &gl) != 0)
-        fail_msg("no fixtures match %s", pattern);
+    if (glob(pattern, 0, NULL, &gl) != 0) fail_msg("no fixtures match %s", pattern);
     for (size_t i = 0; i < gl.gl_pathc; i++) {
         fixture f;
         fixture_load(&f, gl.gl_pathv[i]);
@@ -137,10 +133,9 @@ static void test_fixture_parity(void **state)
         const float *z2, *z1;
         assert_int_equal(eng_forward(ws2, f.grids, f.n, &z2), ENG_OK);
         double worst = fixture_diff(&f, z2, v);
-        print_message("%s: %d grids, %d cells, max |diff| %.3g (tolerance %.3g)\n",
-                      gl.gl_pathv[i], f.n, f.cells, worst, tol);
-        if (!(worst <= tol))
-            fail_msg("%s: max |diff| %.3g > %.3g", gl.gl_pathv[i], worst, tol);
+        print_message("%s: %d grids, %d cells, max |diff| %.3g (tolerance %.3g)\n", gl.gl_pathv[i],
+                      f.n, f.cells, worst, tol);
+        if (!(worst <= tol)) fail_msg("%s: max |diff| %.3g > %.3g", gl.gl_pathv[i], worst, tol);
         /* One thread gives the same bits. */
         assert_int_equal(eng_forward(ws1, f.grids, f.n, &z1), ENG_OK);
         assert_memory_equal(z1, z2, (size_t)f.cells * v * sizeof *z1);
@@ -208,12 +203,19 @@ static built *build_model(const spec *s)
     assert_non_null(b->m.layers);
     memcpy(b->m.window, s->window, s->l * sizeof(int));
     memcpy(b->m.dilation, s->dilation, s->l * sizeof(int));
-    b->m.hp = (eng_hparams){.vocab_size = s->v, .dim = s->d, .depth = s->l,
-                            .heads = s->heads, .head_dim = s->d / s->heads,
-                            .mlp_hidden = s->f, .max_height = s->max_h,
-                            .max_width = s->max_w, .mask_token = 0,
-                            .tokenizer = ENG_TOKENIZER_NONE, .rope_base = s->rope_base,
-                            .norm_eps = s->eps, .window = b->m.window,
+    b->m.hp = (eng_hparams){.vocab_size = s->v,
+                            .dim = s->d,
+                            .depth = s->l,
+                            .heads = s->heads,
+                            .head_dim = s->d / s->heads,
+                            .mlp_hidden = s->f,
+                            .max_height = s->max_h,
+                            .max_width = s->max_w,
+                            .mask_token = 0,
+                            .tokenizer = ENG_TOKENIZER_NONE,
+                            .rope_base = s->rope_base,
+                            .norm_eps = s->eps,
+                            .window = b->m.window,
                             .dilation = b->m.dilation};
     const float sd = 0.02f;
     b->m.tok_emb = take(b, v * d, 0.0f, 1.0f); /* embeddings of unit scale */
@@ -249,12 +251,12 @@ static void free_model(built *b)
 }
 
 /* y[r] = x[r] w^T + bias, accumulated in double. */
-static void linear_ref(const float *x, int rows, int in, const float *w, const float *bias,
-                       int out, float *y)
+static void linear_ref(const float *x, int rows, int in, const float *w, const float *bias, int out,
+                       float *y)
 {
     for (int r = 0; r < rows; r++)
         for (int o = 0; o < out; o++) {
-            double s = bias ? bias[o] : 0.0;
+            double s = bias[o];
             for (int i = 0; i < in; i++)
                 s += (double)x[(size_t)r * in + i] * w[(size_t)o * in + i];
             y[(size_t)r * out + o] = (float)s;
@@ -285,10 +287,17 @@ static void forward_ref(const eng_model *m, const eng_grid *g, float *z)
                 eng__rope_ref(qkv + (size_t)c * 3 * d + d + j * dh, dh, y, x, hp->rope_base);
             }
         for (int j = 0; j < hp->heads; j++) {
-            eng__attn at = {.q = qkv + j * dh, .k = qkv + d + j * dh, .v = qkv + 2 * d + j * dh,
-                            .ld = 3 * (size_t)d, .out = a + j * dh, .ldo = (size_t)d,
-                            .height = g->height, .width = g->width, .head_dim = dh,
-                            .radius = hp->window[l], .dilation = hp->dilation[l]};
+            eng__attn at = {.q = qkv + j * dh,
+                            .k = qkv + d + j * dh,
+                            .v = qkv + 2 * d + j * dh,
+                            .ld = 3 * (size_t)d,
+                            .out = a + j * dh,
+                            .ldo = (size_t)d,
+                            .height = g->height,
+                            .width = g->width,
+                            .head_dim = dh,
+                            .radius = hp->window[l],
+                            .dilation = hp->dilation[l]};
             eng__attention_ref(&at, 0, cells, scores);
         }
         linear_ref(a, cells, d, ly->proj_w, ly->proj_b, d, t);
@@ -296,9 +305,8 @@ static void forward_ref(const eng_model *m, const eng_grid *g, float *z)
             h[i] += t[i];
         for (int c = 0; c < cells; c++)
             eng__layernorm_ref(h + c * d, u + c * d, ly->norm2_w, ly->norm2_b, d, hp->norm_eps);
-        linear_ref(u, cells, d, ly->fc1_w, NULL, f, hid);
-        for (int c = 0; c < cells; c++)
-            eng__bias_gelu_ref(hid + (size_t)c * f, ly->fc1_b, f);
+        linear_ref(u, cells, d, ly->fc1_w, ly->fc1_b, f, hid);
+        eng__gelu_ref(hid, cells * f);
         linear_ref(hid, cells, f, ly->fc2_w, ly->fc2_b, d, t);
         for (int i = 0; i < cells * d; i++)
             h[i] += t[i];
@@ -331,7 +339,8 @@ static void check_against_reference(const spec *s, const int (*sizes)[2], int n)
     eng_grid grids[8];
     int cells = 0;
     for (int g = 0; g < n; g++) {
-        grids[g] = (eng_grid){.height = sizes[g][0], .width = sizes[g][1],
+        grids[g] = (eng_grid){.height = sizes[g][0],
+                              .width = sizes[g][1],
                               .tokens = random_tokens(sizes[g][0] * sizes[g][1], s->v)};
         cells += sizes[g][0] * sizes[g][1];
     }
@@ -354,8 +363,8 @@ static void check_against_reference(const spec *s, const int (*sizes)[2], int n)
         free((void *)grids[g].tokens);
     }
     double tol = 1e-4 * (1.0 + zmax); /* MODEL.md 3.3 */
-    print_message("D=%d heads=%d F=%d: max |diff| %.3g, max |Z| %.3g\n", s->d, s->heads,
-                  s->f, worst, zmax);
+    print_message("D=%d heads=%d F=%d: max |diff| %.3g, max |Z| %.3g\n", s->d, s->heads, s->f,
+                  worst, zmax);
     assert_true(worst <= tol);
     eng_workspace_free(ws);
     free_model(b);
@@ -365,8 +374,17 @@ static void test_reference_head_dim_12_dilated_global(void **state)
 {
     (void)state;
     const int window[] = {1, ENG_WINDOW_GLOBAL, 3}, dilation[] = {2, 1, 1};
-    spec s = {.v = 11, .d = 36, .l = 3, .heads = 3, .f = 50, .max_h = 16, .max_w = 16,
-              .window = window, .dilation = dilation, .rope_base = 100.0f, .eps = 1e-6f};
+    spec s = {.v = 11,
+              .d = 36,
+              .l = 3,
+              .heads = 3,
+              .f = 50,
+              .max_h = 16,
+              .max_w = 16,
+              .window = window,
+              .dilation = dilation,
+              .rope_base = 100.0f,
+              .eps = 1e-6f};
     const int sizes[][2] = {{7, 5}, {1, 1}, {1, 9}, {12, 3}, {16, 16}};
     check_against_reference(&s, sizes, 5);
 }
@@ -375,8 +393,17 @@ static void test_reference_head_dim_4_radius_0(void **state)
 {
     (void)state;
     const int window[] = {0, 2}, dilation[] = {1, 3};
-    spec s = {.v = 7, .d = 8, .l = 2, .heads = 2, .f = 8, .max_h = 9, .max_w = 40,
-              .window = window, .dilation = dilation, .rope_base = 10000.0f, .eps = 1e-5f};
+    spec s = {.v = 7,
+              .d = 8,
+              .l = 2,
+              .heads = 2,
+              .f = 8,
+              .max_h = 9,
+              .max_w = 40,
+              .window = window,
+              .dilation = dilation,
+              .rope_base = 10000.0f,
+              .eps = 1e-5f};
     const int sizes[][2] = {{9, 40}, {3, 1}, {2, 2}};
     check_against_reference(&s, sizes, 3);
 }
@@ -388,8 +415,7 @@ static float *logits_of(const eng_model *m, const eng_grid *grids, int n, int at
 {
     int cells = 0, before = 0;
     for (int g = 0; g < n; g++) {
-        if (g < at)
-            before += grids[g].height * grids[g].width;
+        if (g < at) before += grids[g].height * grids[g].width;
         cells += grids[g].height * grids[g].width;
     }
     int v = eng_model_hparams(m)->vocab_size;
@@ -421,9 +447,8 @@ static void check_independence(const eng_model *m)
     eng_grid batch2[] = {c, d, b, a, d};
     eng_grid batch3[] = {a, a, b};
     float *runs[] = {
-        logits_of(m, &a, 1, 0, 2),      logits_of(m, batch1, 3, 1, 1),
-        logits_of(m, batch1, 3, 1, 2),  logits_of(m, batch2, 5, 3, 2),
-        logits_of(m, batch2, 5, 3, 1),  logits_of(m, batch3, 3, 1, 2),
+        logits_of(m, &a, 1, 0, 2),     logits_of(m, batch1, 3, 1, 1), logits_of(m, batch1, 3, 1, 2),
+        logits_of(m, batch2, 5, 3, 2), logits_of(m, batch2, 5, 3, 1), logits_of(m, batch3, 3, 1, 2),
     };
     for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
         if (memcmp(alone, runs[i], bytes) != 0)
@@ -443,10 +468,19 @@ static void test_batch_and_threads_do_not_change_a_grid(void **state)
     eng_model *m = load_model("small_f32.safetensors");
     check_independence(m);
     eng_model_free(m);
-    /* Wider layers, so that every Linear has several column blocks. */
+    /* Wider layers, so that qkv, fc1 and the head have several column blocks. */
     const int window[] = {3, ENG_WINDOW_GLOBAL}, dilation[] = {1, 1};
-    spec s = {.v = 300, .d = 512, .l = 2, .heads = 8, .f = 600, .max_h = 32, .max_w = 32,
-              .window = window, .dilation = dilation, .rope_base = 10000.0f, .eps = 1e-5f};
+    spec s = {.v = 300,
+              .d = 512,
+              .l = 2,
+              .heads = 8,
+              .f = 600,
+              .max_h = 32,
+              .max_w = 32,
+              .window = window,
+              .dilation = dilation,
+              .rope_base = 10000.0f,
+              .eps = 1e-5f};
     built *b = build_model(&s);
     check_independence(&b->m);
     free_model(b);
