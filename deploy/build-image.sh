@@ -107,7 +107,7 @@ for w in $entry; do
     set -- "$@" "$w"
 done
 say "starting: chroot --userspec=$user $MNT $*"
-env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HEPTAPOD_THREADS=2 HEPTAPOD_DRAIN_TIMEOUT_S=20 \
+env -i PATH=/usr/sbin:/usr/bin:/sbin:/bin HEPTAPOD_THREADS=2 HEPTAPOD_DRAIN_TIMEOUT_S=60 \
     chroot --userspec="$user" "$MNT" "$@" 2>"$TMP/log" &
 PID=$!
 

@@ -92,11 +92,13 @@ done
 # sanitizer runtimes of a SANITIZER= build), comes from a package the
 # runtime stage installs.
 runtime_pkgs=$(awk '/^FROM/ { stage++ } stage == 2' Dockerfile)
+libs=0
 for so in $(readelf -d "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
     case $so in
     libc.so.* | libm.so.* | libpthread.so.* | libdl.so.* | librt.so.* | ld-linux*) continue ;;
     libasan.so.* | libubsan.so.* | libtsan.so.* | liblsan.so.*) continue ;;
     esac
+    libs=$((libs + 1))
     path=$(ldd "$BIN" | awk -v so="$so" '$1 == so { print $3 }')
     pkg=$(dpkg -S "$(readlink -f "$path")" 2>/dev/null | head -n 1 | cut -d: -f1)
     if [ -z "$pkg" ]; then
@@ -107,6 +109,7 @@ for so in $(readelf -d "$BIN" | sed -n 's/.*(NEEDED).*\[\(.*\)\]/\1/p'); do
         fail "runtime stage of the Dockerfile lacks $pkg (for $so)"
     fi
 done
+[ "$libs" -gt 0 ] || fail "readelf found no library of $BIN to check"
 
 # .dockerignore admits every folder the Makefile compiles sources from.
 for dir in $(grep -oE '[a-z]+/\*\.c' Makefile | sed 's|/.*||' | sort -u); do
