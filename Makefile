@@ -84,7 +84,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
-            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk npm
+            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk npm jq
 # tests/integration/test_deploy.sh checks the configs of deploy/ with these.
 DEB_PKGS += haproxy nginx python3-yaml systemd
 
@@ -134,7 +134,9 @@ data/corpus/train.txt: tools/data.py
 	$(PY) tools/data.py prepare
 
 model: data/corpus/train.txt
-	$(PY) tools/train.py --out $(MODEL)
+	$(PY) tools/train.py --out data/train/stage1.safetensors --state data/train/stage1.pt
+	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
+	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
 evaluate: $(BIN) data/corpus/train.txt
 	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
