@@ -346,6 +346,8 @@ def main():
     ap.add_argument("--eval-pages", type=int, default=48)
     ap.add_argument("--eval-every", type=int, default=150)
     ap.add_argument("--dtype", default="F16", choices=["F32", "F16"])
+    ap.add_argument("--remask-noise", type=float, default=4.5,
+                    help="default re-mask noise stored in the metadata for generation")
     ap.add_argument("--log", default="", help="also write the loss curve here (JSON lines)")
     ap.add_argument("--bench", type=int, default=0, help="time this many steps and stop")
     ap.add_argument("--export", default="", help="only export a state saved by a finished run")
@@ -452,6 +454,8 @@ def main():
         "train_stages": json.dumps(stages, separators=(",", ":")),
         "heldout_loss_bits_at_15pct_mask": f"{bits15:.4f}",
         "heldout_loss_note": f"bits per masked cell on {args.eval_pages} held-out 16x64 pages",
+        # Generation default that servers read (docs/MODEL.md section 5).
+        "remask_noise": f"{args.remask_noise:g}",
     })
     state = args.state or os.path.join(args.data, "train", "last.pt")
     os.makedirs(os.path.dirname(state), exist_ok=True)
