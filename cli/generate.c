@@ -11,12 +11,13 @@
 #include "cli/cli.h"
 #include "cli/grid.h"
 #include "engine/eng.h"
+#include "proto/proto.h"
 
 static const char usage[] =
     "usage: heptapod generate --model CKPT [--height H --width W]\n"
     "                         [--prompt TEXT | --given GRID.json] [--iterations K]\n"
     "                         [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                         [--threads N] [--json]\n"
+    "                         [--remask-noise X] [--threads N] [--json]\n"
     "\n"
     "Generates one grid by iterative refinement and prints it after every\n"
     "iteration.\n"
@@ -36,6 +37,9 @@ static const char usage[] =
     "                     reaches P, in (0, 1] (default 1)\n"
     "  --seed S           seed of the random draws (default 0); the same seed and\n"
     "                     settings give the same grids\n"
+    "  --remask-noise X   annealed Gumbel noise on the re-masking order, 0..100;\n"
+    "                     0 re-masks strictly by confidence (default: the model's\n"
+    "                     metadata remask_noise if it is a valid number, else 0)\n"
     "  --threads N        threads of the engine (default 1)\n"
     "  --json             one JSON object per iteration and line instead of text:\n"
     "                     {\"iteration\", \"iterations\", \"masked\", \"mask_token\",\n"
@@ -139,7 +143,7 @@ int cli_generate(int argc, char **argv)
 {
     const char *model_path = NULL, *prompt = NULL, *given_path = NULL;
     int height = 0, width = 0, iterations = 8, threads = 1, json = 0;
-    int h_set = 0, w_set = 0;
+    int h_set = 0, w_set = 0, noise_set = 0;
     eng_sampling s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
     const cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_path, NULL},
@@ -152,6 +156,7 @@ int cli_generate(int argc, char **argv)
         {"--top-k", CLI_OPT_INT, &s.top_k, NULL},
         {"--top-p", CLI_OPT_FLOAT, &s.top_p, NULL},
         {"--seed", CLI_OPT_U64, &s.seed, NULL},
+        {"--remask-noise", CLI_OPT_FLOAT, &s.remask_noise, &noise_set},
         {"--threads", CLI_OPT_INT, &threads, NULL},
         {"--json", CLI_OPT_FLAG, &json, NULL},
     };
@@ -169,6 +174,7 @@ int cli_generate(int argc, char **argv)
     eng_model *m = eng_model_load(model_path, err, sizeof err);
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
+    if (!noise_set) s.remask_noise = proto_meta_remask_noise(eng_model_meta(m, "remask_noise"));
     int32_t *given = NULL;
     eng_workspace *ws = NULL;
     eng_gen g = {0};

@@ -114,7 +114,11 @@ typedef struct eng_sampling {
     int top_k;         /* 0: no top-k filter */
     float top_p;       /* in (0, 1]; 1: no top-p filter */
     uint64_t seed;
+    float remask_noise; /* >= 0; 0: re-mask strictly by confidence (MODEL.md 5) */
 } eng_sampling;
+
+/* Largest eng_sampling.remask_noise eng_gen_init accepts. */
+#define ENG_MAX_REMASK_NOISE 100.0f
 
 /* Value for an open cell in the `given` array of eng_gen_init. */
 #define ENG_OPEN (-1)
@@ -139,6 +143,8 @@ typedef struct eng_gen {
     uint8_t *cell;       /* [height*width] eng_cell */
     float *conf;         /* [height*width] scratch: confidence of the last draw */
     int32_t *order;      /* [height*width] scratch for re-masking */
+    float *key;          /* [height*width] scratch: noisy re-mask keys; NULL when
+                          * sampling.remask_noise == 0 */
 } eng_gen;
 
 /**
@@ -146,7 +152,8 @@ typedef struct eng_gen {
  * fixed cell and ENG_OPEN for open ones (NULL: all open). Refuses with
  * ENG_ERANGE and a message naming the value: sizes outside 1..max, given ids
  * outside the vocabulary or equal to the mask token, iterations < 1, a
- * negative or non-finite temperature, top_k < 0, top_p outside (0, 1].
+ * negative or non-finite temperature, top_k < 0, top_p outside (0, 1],
+ * remask_noise negative, non-finite or above ENG_MAX_REMASK_NOISE.
  * On failure g holds nothing to free.
  */
 int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,

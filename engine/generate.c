@@ -37,6 +37,9 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const in
     if (s->top_k < 0) return eng__fail(err, errlen, ENG_ERANGE, "top_k %d is negative", s->top_k);
     if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
         return eng__fail(err, errlen, ENG_ERANGE, "top_p %g is outside (0, 1]", (double)s->top_p);
+    if (!(s->remask_noise >= 0.0f && s->remask_noise <= ENG_MAX_REMASK_NOISE))
+        return eng__fail(err, errlen, ENG_ERANGE, "remask_noise %g is outside 0..%g",
+                         (double)s->remask_noise, (double)ENG_MAX_REMASK_NOISE);
 
     int cells = height * width, n_open = 0;
     for (int c = 0; c < cells; c++) {
@@ -57,7 +60,8 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const in
     g->cell = malloc((size_t)cells * sizeof *g->cell);
     g->conf = malloc((size_t)cells * sizeof *g->conf);
     g->order = malloc((size_t)cells * sizeof *g->order);
-    if (!g->tokens || !g->cell || !g->conf || !g->order) {
+    if (s->remask_noise > 0.0f) g->key = malloc((size_t)cells * sizeof *g->key);
+    if (!g->tokens || !g->cell || !g->conf || !g->order || (s->remask_noise > 0.0f && !g->key)) {
         eng_gen_close(g);
         return eng__fail(err, errlen, ENG_ENOMEM, "no memory for a %dx%d grid", height, width);
     }
@@ -83,6 +87,7 @@ void eng_gen_close(eng_gen *g)
     free(g->cell);
     free(g->conf);
     free(g->order);
+    free(g->key);
     memset(g, 0, sizeof *g);
 }
 
@@ -121,6 +126,10 @@ static void sample_cells(void *arg, int begin, int end, int thread)
         int hi = end - base < cells ? end - base : cells;
         uint32_t t = (uint32_t)g->iter + 1;
         int drawn = g->sampling.temperature > 0.0f;
+        /* The annealed noise scale of the re-mask keys: nu * (1 - t/K). */
+        double scale = g->key ? (double)g->sampling.remask_noise *
+                                    (1.0 - (double)t / (double)g->iterations)
+                              : 0.0;
         for (int c = lo; c < hi; c++) {
             if (g->cell[c] != ENG_CELL_OPEN) continue;
             const float *z = job->logits + (size_t)(base + c) * (size_t)job->vocab;
@@ -128,13 +137,19 @@ static void sample_cells(void *arg, int begin, int end, int thread)
             int s = eng__sample(z, job->vocab, job->mask, &g->sampling, u, scratch);
             g->tokens[c] = s;
             g->conf[c] = eng__confidence(z, job->vocab, job->mask, s);
+            if (g->key) {
+                /* A NaN cell (conf -1) or an underflow ranks below every other. */
+                double lc = g->conf[c] > 0.0f ? log((double)g->conf[c]) : -INFINITY;
+                g->key[c] = (float)(lc + scale * eng__gumbel(g->sampling.seed, t, (uint32_t)c));
+            }
         }
         base += cells;
     }
 }
 
 /* Ends iteration iter + 1 of g: every uncommitted cell holds a fresh sample;
- * commit the most confident, re-mask the n_keep_masked least confident. */
+ * commit the most confident, re-mask the n_keep_masked least confident
+ * (ranked by the noisy keys instead when remask_noise > 0). */
 static void finish_iteration(eng_gen *g, int mask)
 {
     int t = g->iter + 1;
@@ -144,7 +159,7 @@ static void finish_iteration(eng_gen *g, int mask)
             if (g->cell[c] == ENG_CELL_OPEN) g->order[m++] = c;
         int keep = eng__keep_masked(g->n_open, t, g->iterations);
         if (keep > m) keep = m;
-        eng__sort_worst_first(g->conf, g->order, m);
+        eng__sort_worst_first(g->key ? g->key : g->conf, g->order, m);
         for (int j = 0; j < keep; j++)
             g->tokens[g->order[j]] = mask;
         for (int j = keep; j < m; j++)

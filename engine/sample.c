@@ -35,6 +35,16 @@ double eng__uniform(uint64_t seed, uint32_t t, uint32_t cell)
     return (double)(x >> 11) * 0x1.0p-53;
 }
 
+double eng__gumbel(uint64_t seed, uint32_t t, uint32_t cell)
+{
+    /* A distinct constant folded into the seed's hash opens a second stream;
+     * the half-step offset keeps u' strictly inside (0, 1). */
+    uint64_t s = mix64(mix64(seed + 0x9e3779b97f4a7c15ull) ^ 0xd1b54a32d192ed03ull);
+    uint64_t x = mix64(s ^ ((uint64_t)t << 32 | cell));
+    double u = ((double)(x >> 11) + 0.5) * 0x1.0p-53;
+    return -log(-log(u));
+}
+
 ENG__HOT int eng__argmax(const float *z, int v, int mask)
 {
     /* The largest value in vectorisable lanes, then its first id. */

@@ -23,6 +23,13 @@
  */
 double eng__uniform(uint64_t seed, uint32_t t, uint32_t cell);
 
+/**
+ * The standard Gumbel variable -log(-log(u')) for `cell` at iteration t, with
+ * u' uniform in (0, 1) from the same hash as eng__uniform but a separate
+ * stream, so it is independent of the sampling draw of the same cell.
+ */
+double eng__gumbel(uint64_t seed, uint32_t t, uint32_t cell);
+
 /** Index of the largest z[v] with v != mask; ties go to the lower id. */
 int eng__argmax(const float *z, int v, int mask);
 

@@ -36,6 +36,7 @@ enum {
     PROTO__HAS_WIDTH = 1u << 2,
     PROTO__HAS_ITERATIONS = 1u << 3,
     PROTO__HAS_DEADLINE = 1u << 4,
+    PROTO__HAS_REMASK_NOISE = 1u << 5,
 };
 
 #endif

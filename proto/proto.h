@@ -27,6 +27,9 @@
  *                         ties to the lower id)
  *   top_k        int      0 .. vocab_size, default 0 (no top-k filter)
  *   top_p        number   in (0, 1], default 1.0 (no top-p filter)
+ *   remask_noise number   0 .. ENG_MAX_REMASK_NOISE (100): annealed Gumbel noise on the
+ *                         re-masking order (MODEL.md 5); absent: the model's default
+ *                         (proto_limits.default_remask_noise), 0 keeps the plain order
  *   seed         int      0 .. 2^63-1; absent: a random seed below 2^53 is drawn and
  *                         echoed in the response, so every result can be reproduced
  *   stream       bool     default false: one JSON body; true: Server-Sent Events
@@ -222,6 +225,7 @@ typedef struct proto_limits {
     int max_iterations;      /* >= 1 */
     int64_t max_cells;       /* largest height*width of one request; 0: no limit */
     int64_t max_deadline_ms; /* 0: no limit */
+    float default_remask_noise; /* remask_noise of requests naming none (the model's) */
 } proto_limits;
 
 /**
@@ -233,7 +237,8 @@ typedef struct proto_limits {
  * token, `text` for a model whose tokenizer is not byte, a text row longer
  * than width or more rows than height, iterations outside
  * 1..lim->max_iterations, a negative or non-finite temperature, top_k above
- * vocab_size or negative, top_p outside (0, 1], a negative seed, deadline_ms
+ * vocab_size or negative, top_p outside (0, 1], remask_noise outside
+ * 0..ENG_MAX_REMASK_NOISE, a negative seed, deadline_ms
  * < 1 or above lim->max_deadline_ms. Refuses with INVALID_FIELD (400) when
  * the height or width is absent and cannot be inferred. Draws a random seed
  * (< 2^53) when none was given. Call it once per parsed request. On failure
@@ -247,6 +252,13 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
  * case-insensitive, optionally with parameters (a charset, if given, must
  * be utf-8). NULL or anything else is UNSUPPORTED_MEDIA_TYPE (415).
  */
+/**
+ * The remask_noise a model's metadata value suggests (eng_model_meta(m,
+ * "remask_noise")): the number it holds if it is one whole decimal number in
+ * 0..ENG_MAX_REMASK_NOISE, else 0 (also for NULL).
+ */
+float proto_meta_remask_noise(const char *value);
+
 proto_err proto_check_content_type(const char *content_type, proto_error *err);
 
 /* ---- results ------------------------------------------------------------------ */
@@ -272,7 +284,7 @@ typedef struct proto_grid {
 
 /**
  * Appends the non-streaming 200 body:
- *   {"request_id", "model", "height", "width", "iterations" (run), "seed",
+ *   {"request_id", "model", "height", "width", "iterations" (run), "seed", "remask_noise",
  *    "grid": [[id|null]], "text": [string] (only with req->want_text),
  *    "timings": {"queued_ms", "compute_ms", "total_ms", "first_iteration_ms"}}
  * Output is valid UTF-8 JSON whatever the ids. Returns 0, or -1 on oom.
@@ -289,7 +301,7 @@ int proto_render_sse_iteration(proto_buf *b, const proto_request *req, const pro
 
 /**
  * Appends the final SSE event "event: done\ndata: {...}\n\n" with
- *   {"request_id", "model", "iterations" (run), "seed", "timings": {...}}.
+ *   {"request_id", "model", "iterations" (run), "seed", "remask_noise", "timings": {...}}.
  * Returns 0 or -1.
  */
 int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *request_id,

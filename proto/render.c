@@ -80,8 +80,11 @@ int proto_render_result(proto_buf *b, const proto_request *req, const char *requ
 {
     proto_buf_append(b, "{", 1);
     put_ids(b, request_id, model);
-    proto_buf_printf(b, ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64 ",",
-                     req->height, req->width, g->iteration, req->sampling.seed);
+    proto_buf_printf(b,
+                     ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64
+                     ",\"remask_noise\":%g,",
+                     req->height, req->width, g->iteration, req->sampling.seed,
+                     (double)req->sampling.remask_noise);
     put_grid(b, req, g->tokens);
     proto_buf_append(b, ",", 1);
     put_timings(b, t);
@@ -101,8 +104,8 @@ int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *re
 {
     proto_buf_puts(b, "event: done\ndata: {");
     put_ids(b, request_id, model);
-    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",", iterations_run,
-                     req->sampling.seed);
+    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":%g,",
+                     iterations_run, req->sampling.seed, (double)req->sampling.remask_noise);
     put_timings(b, t);
     return proto_buf_puts(b, "}\n\n");
 }

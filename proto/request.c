@@ -19,6 +19,7 @@
 static const char *const known[] = {
     "model",       "height", "width", "given", "text",   "open",        "iterations",
     "temperature", "top_k",  "top_p", "seed",  "stream", "deadline_ms", "return_text",
+    "remask_noise",
 };
 
 void proto_request_free(proto_request *req)
@@ -276,6 +277,9 @@ static proto_err parse_fields(json_t *root, proto_request *req, proto_error *err
         get_bool(root, "stream", &req->stream, err) < 0 ||
         get_bool(root, "return_text", &req->want_text, err) < 0)
         return err->err;
+    if ((rc = get_number(root, "remask_noise", &req->sampling.remask_noise, err)) < 0)
+        return err->err;
+    if (rc) req->has |= PROTO__HAS_REMASK_NOISE;
 
     if ((v = field(root, "open")) && parse_open(req, v, err)) return err->err;
     json_t *given = field(root, "given"), *text = field(root, "text");

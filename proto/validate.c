@@ -3,6 +3,7 @@
  * and the server's limits, then the request is completed (size, the full
  * `given` grid, defaults, a seed) so that nothing downstream guesses.
  */
+#include <errno.h>
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -119,6 +120,11 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
     if (!(p > 0 && p <= 1))
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "top_p", "top_p: %g is outside (0, 1]",
                                (double)p);
+    float nu = req->sampling.remask_noise;
+    if (!(nu >= 0 && nu <= ENG_MAX_REMASK_NOISE))
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "remask_noise",
+                               "remask_noise: %g is outside 0 .. %g", (double)nu,
+                               (double)ENG_MAX_REMASK_NOISE);
     if (req->has & PROTO__HAS_DEADLINE) {
         if (req->deadline_ms < 1)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",
@@ -160,9 +166,23 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
         req->iterations = PROTO_DEFAULT_ITERATIONS < lim->max_iterations ? PROTO_DEFAULT_ITERATIONS
                                                                          : lim->max_iterations;
     if (!req->seed_given) req->sampling.seed = random_seed();
+    if (!(req->has & PROTO__HAS_REMASK_NOISE)) {
+        float d = lim->default_remask_noise;
+        req->sampling.remask_noise = d >= 0 && d <= ENG_MAX_REMASK_NOISE ? d : 0.0f;
+    }
     req->mask_token = hp->mask_token;
     req->want_text = req->want_text && hp->tokenizer == ENG_TOKENIZER_BYTE;
     return PROTO_OK;
+}
+
+float proto_meta_remask_noise(const char *value)
+{
+    if (!value || !*value) return 0.0f;
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || *end || end == value || !(x >= 0 && x <= ENG_MAX_REMASK_NOISE)) return 0.0f;
+    return (float)x;
 }
 
 proto_err proto_check_content_type(const char *ct, proto_error *err)

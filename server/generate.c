@@ -262,7 +262,10 @@ static enum MHD_Result submit(srv_conn *c)
         proto_request_free(&req);
         return fail(c, PROTO_E_UNAVAILABLE, "model '%s' is still loading", m->name);
     }
-    if (proto_validate_generate(&req, eng_model_hparams(m->model), &s->limits, &e) != PROTO_OK) {
+    /* The server's limits, with the default remask_noise this model suggests. */
+    proto_limits lim = s->limits;
+    lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(m->model, "remask_noise"));
+    if (proto_validate_generate(&req, eng_model_hparams(m->model), &lim, &e) != PROTO_OK) {
         proto_request_free(&req);
         return srv__http_error(c, &e);
     }

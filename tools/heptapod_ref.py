@@ -537,7 +537,7 @@ def _filtered_sample(logits, mask_token, temperature, top_k, top_p, gen):
 
 
 def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed=0,
-             trace=None):
+             trace=None, remask_noise=0.0):
     """Section 5: iterative refinement of one grid.
 
     `given` is an [H][W] LongTensor or nested list with -1 for open cells. Returns a
@@ -546,12 +546,16 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
     (argmax ties to the lower id; conf ties commit the lower row-major index first).
     If `trace` is a list, one dict per iteration that sampled anything is appended:
     t, logits [H*W, V] (float32), conf {cell: p}, order (re-mask order), n_keep.
+    remask_noise nu > 0 re-masks by log(conf) + nu * (1 - t/K) * Gumbel instead of conf;
+    its Gumbel draws come from the same torch generator (not the C engine's hash).
     """
     K = int(iterations)
     if K < 1:
         raise ValueError("iterations must be >= 1")
     if temperature < 0:
         raise ValueError("temperature must be >= 0")
+    if not (0 <= remask_noise <= 100):
+        raise ValueError("remask_noise must be in 0..100")
     hp = model.hp
     V, mask = hp["vocab_size"], hp["mask_token"]
     g = torch.as_tensor(given, dtype=torch.long).clone()
@@ -587,7 +591,16 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
                 grid[c] = s
             n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
             # Lowest conf first; among equal conf the higher index is re-masked first.
-            order = remask_order(conf)
+            key = conf
+            if remask_noise > 0:
+                scale = remask_noise * (1 - t / K)
+                key = {}
+                for c in todo:
+                    u = float(torch.rand(1, generator=gen, dtype=torch.float64))
+                    u = min(max(u, 2.0 ** -54), 1 - 2.0 ** -54)  # strictly inside (0, 1)
+                    lc = math.log(conf[c]) if conf[c] > 0 else float("-inf")
+                    key[c] = lc + scale * -math.log(-math.log(u))
+            order = remask_order(key)
             for c in order[:n_keep]:
                 grid[c] = mask
             for c in order[n_keep:]:

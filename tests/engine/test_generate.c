@@ -14,6 +14,7 @@
 #include <cmocka.h>
 #include <glob.h>
 #include <jansson.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -176,15 +177,19 @@ static const request subject = {
     .given_every = 5,
     .s = {.temperature = 0.9f, .top_k = 40, .top_p = 0.92f, .seed = 0xC0FFEE}};
 
-/* Runs `subject` to the end, alone or among other states that join at
- * different iterations, and returns its grid after every iteration. */
-static int32_t *run_subject(const eng_model *m, int threads, int crowded)
+/* Runs `subject` with the given remask_noise to the end, alone or among
+ * other states that join at different iterations, and returns its grid after
+ * every iteration. */
+static int32_t *run_subject(const eng_model *m, int threads, int crowded, float noise)
 {
     const eng_hparams *hp = eng_model_hparams(m);
     int cells = subject.h * subject.w;
     int32_t *trace = malloc(sizeof *trace * (size_t)(cells * subject.k));
     request others[] = {
-        {.h = 3, .w = 3, .k = 12, .s = {.temperature = 1.5f, .top_p = 1.0f, .seed = 1}},
+        {.h = 3,
+         .w = 3,
+         .k = 12,
+         .s = {.temperature = 1.5f, .top_p = 1.0f, .seed = 1, .remask_noise = 2.0f}},
         {.h = hp->max_height < 10 ? hp->max_height : 10,
          .w = 4,
          .k = 3,
@@ -204,7 +209,9 @@ static int32_t *run_subject(const eng_model *m, int threads, int crowded)
             assert_int_equal(eng_step(ws, ahead, 2), ENG_OK);
         batch[n++] = &g[1];
     }
-    start(&g[0], m, &subject);
+    request me = subject;
+    me.s.remask_noise = noise;
+    start(&g[0], m, &me);
     batch[n++] = &g[0];
     if (crowded) {
         batch[n++] = &g[2];
@@ -228,17 +235,20 @@ static void test_seeded_sampling_ignores_batch_and_threads(void **state)
     (void)state;
     eng_model *m = byte_model();
     size_t bytes = sizeof(int32_t) * (size_t)(subject.h * subject.w * subject.k);
-    int32_t *alone1 = run_subject(m, 1, 0);
-    int32_t *alone2 = run_subject(m, 2, 0);
-    int32_t *crowd1 = run_subject(m, 1, 1);
-    int32_t *crowd2 = run_subject(m, 2, 1);
-    assert_memory_equal(alone1, alone2, bytes);
-    assert_memory_equal(alone1, crowd1, bytes);
-    assert_memory_equal(alone1, crowd2, bytes);
-    free(alone1);
-    free(alone2);
-    free(crowd1);
-    free(crowd2);
+    const float noises[] = {0.0f, 1.5f}; /* plain and noisy re-masking */
+    for (size_t i = 0; i < sizeof noises / sizeof noises[0]; i++) {
+        int32_t *alone1 = run_subject(m, 1, 0, noises[i]);
+        int32_t *alone2 = run_subject(m, 2, 0, noises[i]);
+        int32_t *crowd1 = run_subject(m, 1, 1, noises[i]);
+        int32_t *crowd2 = run_subject(m, 2, 1, noises[i]);
+        assert_memory_equal(alone1, alone2, bytes);
+        assert_memory_equal(alone1, crowd1, bytes);
+        assert_memory_equal(alone1, crowd2, bytes);
+        free(alone1);
+        free(alone2);
+        free(crowd1);
+        free(crowd2);
+    }
     eng_model_free(m);
 }
 
@@ -261,6 +271,39 @@ static void test_seed_changes_the_sample(void **state)
     assert_memory_not_equal(a.tokens, b.tokens, sizeof(int32_t) * (size_t)(r.h * r.w));
     eng_gen_close(&a);
     eng_gen_close(&b);
+    eng_workspace_free(ws);
+    eng_model_free(m);
+}
+
+/* With greedy sampling the draws after the first iteration are the same with
+ * and without noise, so only the re-mask order can differ: the same number of
+ * cells is committed, but not the same cells. */
+static void test_remask_noise_changes_committed_cells(void **state)
+{
+    (void)state;
+    eng_model *m = byte_model();
+    request r = {.h = 8, .w = 16, .k = 8, .s = {.temperature = 0.0f, .top_p = 1.0f, .seed = 3}};
+    eng_gen plain, noisy;
+    start(&plain, m, &r);
+    r.s.remask_noise = 5.0f;
+    start(&noisy, m, &r);
+    eng_workspace *ws = workspace(m, 2 * r.h * r.w, 1);
+    eng_gen *both[2] = {&plain, &noisy};
+    assert_int_equal(eng_step(ws, both, 2), ENG_OK);
+    int cells = r.h * r.w, committed = 0, differ = 0;
+    for (int c = 0; c < cells; c++) {
+        committed += plain.cell[c] == ENG_CELL_COMMITTED;
+        differ += plain.cell[c] != noisy.cell[c];
+        /* A cell committed by both holds the same greedy token. */
+        if (plain.cell[c] == ENG_CELL_COMMITTED && noisy.cell[c] == ENG_CELL_COMMITTED)
+            assert_int_equal(plain.tokens[c], noisy.tokens[c]);
+    }
+    assert_int_equal(plain.n_masked, noisy.n_masked);
+    assert_true(committed > 0 && committed < cells);
+    print_message("%d of %d committed; %d cells differ in status\n", committed, cells, differ);
+    assert_true(differ > 0);
+    eng_gen_close(&plain);
+    eng_gen_close(&noisy);
     eng_workspace_free(ws);
     eng_model_free(m);
 }
@@ -410,6 +453,13 @@ static void test_init_refusals_name_the_value(void **state)
     expect_refusal(m, 2, 2, NULL, 3, bad, "top_p 1.5 is outside (0, 1]");
     bad.top_p = 0.0f;
     expect_refusal(m, 2, 2, NULL, 3, bad, "top_p 0 is outside (0, 1]");
+    bad = ok;
+    bad.remask_noise = -1.0f;
+    expect_refusal(m, 2, 2, NULL, 3, bad, "remask_noise -1 is outside 0..100");
+    bad.remask_noise = NAN;
+    expect_refusal(m, 2, 2, NULL, 3, bad, "remask_noise nan");
+    bad.remask_noise = 100.5f;
+    expect_refusal(m, 2, 2, NULL, 3, bad, "remask_noise 100.5");
 
     int32_t given[3 * 6];
     for (int c = 0; c < 18; c++)
@@ -442,6 +492,7 @@ int main(void)
         cmocka_unit_test(test_greedy_matches_reference_fixtures),
         cmocka_unit_test(test_seeded_sampling_ignores_batch_and_threads),
         cmocka_unit_test(test_seed_changes_the_sample),
+        cmocka_unit_test(test_remask_noise_changes_committed_cells),
         cmocka_unit_test(test_iterations_follow_the_schedule),
         cmocka_unit_test(test_state_without_open_cells_counts_iterations),
         cmocka_unit_test(test_capacity_refused_before_any_change),

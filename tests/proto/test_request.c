@@ -120,6 +120,8 @@ static void test_wrong_types_name_the_field(void **state)
         {"{\"height\": 2, \"width\": 2, \"temperature\": \"hot\"}", "temperature"},
         {"{\"height\": 2, \"width\": 2, \"top_k\": 1.5}", "top_k"},
         {"{\"height\": 2, \"width\": 2, \"top_p\": [1]}", "top_p"},
+        {"{\"height\": 2, \"width\": 2, \"remask_noise\": \"0.5\"}", "remask_noise"},
+        {"{\"height\": 2, \"width\": 2, \"remask_noise\": true}", "remask_noise"},
         {"{\"height\": 2, \"width\": 2, \"seed\": 1.0}", "seed"},
         {"{\"height\": 2, \"width\": 2, \"stream\": 1}", "stream"},
         {"{\"height\": 2, \"width\": 2, \"deadline_ms\": \"5s\"}", "deadline_ms"},
@@ -171,6 +173,9 @@ static void test_out_of_range_names_field_and_bound(void **state)
         {"{\"height\": 2, \"width\": 2, \"temperature\": 5000}", "temperature", "1000", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_p\": 0}", "top_p", "(0, 1]", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_p\": 1.01}", "top_p", "(0, 1]", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask_noise\": -0.5}", "remask_noise", "100", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask_noise\": 100.5}", "remask_noise", "100", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask_noise\": 1e300}", "remask_noise", NULL, &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_k\": -1}", "top_k", "257", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_k\": 258}", "top_k", "257", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"seed\": -1}", "seed", "0", &byte_hp},
@@ -211,6 +216,7 @@ static void test_defaults(void **state)
     assert_true(req.sampling.temperature == PROTO_DEFAULT_TEMPERATURE);
     assert_int_equal(req.sampling.top_k, 0);
     assert_true(req.sampling.top_p == 1.0f);
+    assert_true(req.sampling.remask_noise == 0.0f);
     assert_false(req.stream);
     assert_int_equal(req.deadline_ms, 0);
     assert_false(req.want_text); /* not a byte model */
@@ -235,6 +241,27 @@ static void test_defaults(void **state)
     assert_int_equal(proto_validate_generate(&req, &id_hp, &small, &err), PROTO_OK);
     assert_int_equal(req.iterations, 3);
     proto_request_free(&req);
+
+    /* remask_noise: the model's default when absent, the request's when given */
+    proto_limits noisy = lim;
+    noisy.default_remask_noise = proto_meta_remask_noise("1.5");
+    assert_int_equal(proto_parse_generate(tiny, strlen(tiny), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &noisy, &err), PROTO_OK);
+    assert_true(req.sampling.remask_noise == 1.5f);
+    proto_request_free(&req);
+    const char *plain = "{\"height\":1,\"width\":1,\"remask_noise\":0}";
+    assert_int_equal(proto_parse_generate(plain, strlen(plain), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &noisy, &err), PROTO_OK);
+    assert_true(req.sampling.remask_noise == 0.0f);
+    proto_request_free(&req);
+    /* metadata that is not one number in 0..100 suggests nothing */
+    assert_true(proto_meta_remask_noise(NULL) == 0.0f);
+    assert_true(proto_meta_remask_noise("") == 0.0f);
+    assert_true(proto_meta_remask_noise("2x") == 0.0f);
+    assert_true(proto_meta_remask_noise("nan") == 0.0f);
+    assert_true(proto_meta_remask_noise("-1") == 0.0f);
+    assert_true(proto_meta_remask_noise("101") == 0.0f);
+    assert_true(proto_meta_remask_noise("0.25") == 0.25f);
 
     /* null is the same as absent */
     assert_int_equal(run("{\"height\": 1, \"width\": 1, \"seed\": null, \"model\": null, "
