@@ -27,12 +27,15 @@ SANFLAGS := -fsanitize=$(SANITIZER) -fno-omit-frame-pointer -fno-sanitize-recove
 endif
 
 PKGS     := openblas libmicrohttpd jansson libuv
-PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
-PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null)
-CMOCKA_CFLAGS := $(shell pkg-config --cflags cmocka 2>/dev/null)
-CMOCKA_LIBS   := $(shell pkg-config --libs cmocka 2>/dev/null)
+# Asked of pkg-config on first use, not when the Makefile is read, so that
+# `make deps run` on a fresh machine sees the libraries `deps` just installed.
+pkg = $(eval $(1) := $$(shell pkg-config $(2) 2>/dev/null))$($(1))
+PKG_CFLAGS    = $(call pkg,PKG_CFLAGS,--cflags $(PKGS))
+PKG_LIBS      = $(call pkg,PKG_LIBS,--libs $(PKGS))
+CMOCKA_CFLAGS = $(call pkg,CMOCKA_CFLAGS,--cflags cmocka)
+CMOCKA_LIBS   = $(call pkg,CMOCKA_LIBS,--libs cmocka)
 # engine/ sees OpenBLAS only: it must compile without HTTP or JSON headers.
-ENGINE_CFLAGS := $(shell pkg-config --cflags openblas 2>/dev/null)
+ENGINE_CFLAGS = $(call pkg,ENGINE_CFLAGS,--cflags openblas)
 
 CFLAGS_ALL = $(STD) $(WARN) $(OPT) $(SANFLAGS) -pthread -I. $(CFLAGS)
 LDLIBS_ALL = $(PKG_LIBS) -lm -pthread $(LDLIBS)
