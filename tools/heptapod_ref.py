@@ -268,10 +268,12 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim, heads, hidden, window, dilation, eps):
+    # attention_cls: a drop-in for Attention (same parameters, same call), e.g. the
+    # trainer's tiled one.
+    def __init__(self, dim, heads, hidden, window, dilation, eps, attention_cls=None):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attention(dim, heads, window, dilation)
+        self.attn = (attention_cls or Attention)(dim, heads, window, dilation)
         self.norm2 = nn.LayerNorm(dim, eps=eps)
         self.mlp = Mlp(dim, hidden)
 

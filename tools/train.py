@@ -36,6 +36,7 @@ from torch import nn
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data as corpus  # noqa: E402
+import heptapod_ref as ref  # noqa: E402
 
 V, MASK = 257, 256
 TILE = 8
@@ -171,29 +172,6 @@ class Attn(nn.Module):
         return self.proj(a.permute(0, 2, 3, 1, 4).reshape(B, H, W, D))
 
 
-class Mlp(nn.Module):
-    def __init__(self, dim, hidden):
-        super().__init__()
-        self.fc1 = nn.Linear(dim, hidden)
-        self.fc2 = nn.Linear(hidden, dim)
-
-    def forward(self, x):
-        return self.fc2(F.gelu(self.fc1(x)))
-
-
-class Block(nn.Module):
-    def __init__(self, dim, heads, hidden, window, dilation, eps):
-        super().__init__()
-        self.norm1 = nn.LayerNorm(dim, eps=eps)
-        self.attn = Attn(dim, heads, window, dilation)
-        self.norm2 = nn.LayerNorm(dim, eps=eps)
-        self.mlp = Mlp(dim, hidden)
-
-    def forward(self, x, cos, sin):
-        x = x + self.attn(self.norm1(x), cos, sin)
-        return x + self.mlp(self.norm2(x))
-
-
 class GridModel(nn.Module):
     """MODEL.md's forward pass, tiled for training speed; parameter names as section 4."""
 
@@ -205,8 +183,8 @@ class GridModel(nn.Module):
         dilations = parse_list(hp.get("dilation", 1), L, "dilation")
         self.tok_emb = nn.Embedding(hp["vocab_size"], D)
         self.blocks = nn.ModuleList(
-            Block(D, hp["heads"], hp.get("mlp_hidden", 4 * D), windows[i], dilations[i],
-                  hp.get("norm_eps", 1e-5)) for i in range(L))
+            ref.Block(D, hp["heads"], hp.get("mlp_hidden", 4 * D), windows[i], dilations[i],
+                      hp.get("norm_eps", 1e-5), attention_cls=Attn) for i in range(L))
         self.norm = nn.LayerNorm(D, eps=hp.get("norm_eps", 1e-5))
         self.head = nn.Linear(D, hp["vocab_size"])
 
@@ -468,7 +446,6 @@ def main():
 def check_against_reference():
     """Random weights, several layouts and grid sizes: the tiled forward pass must give
     the reference's logits to MODEL.md 3.3's tolerance."""
-    import heptapod_ref as ref
     worst = 0.0
     for window, dilation in (("2", "1,2,1,2,1"), ("3", "1"), ("1,global,2", "3,1,1")):
         depth = len(dilation.split(","))
@@ -495,7 +472,6 @@ def check_against_reference():
 
 
 def export(model, hp, meta, path, dtype):
-    import heptapod_ref as ref
     refm = ref.HeptapodModel(ref.parse_hparams(meta))
     refm.load_state_dict(model.state_dict(), strict=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
