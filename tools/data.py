@@ -257,6 +257,19 @@ def page_text(grid):
     return "\n".join(bytes(int(c) for c in row).decode("latin-1").rstrip() for row in grid)
 
 
+def masked_cells(pages, ratio, seed):
+    """Seeded evaluation masks: in each page of pages [n, h, w] exactly
+    round(ratio * cells) cells, drawn uniformly, are True."""
+    import numpy as np
+    rng = np.random.default_rng(seed)
+    n, h, w = pages.shape
+    k = max(1, int(round(ratio * h * w)))
+    masked = np.zeros((n, h * w), dtype=bool)
+    for i in range(n):
+        masked[i, rng.permutation(h * w)[:k]] = True
+    return masked.reshape(n, h, w)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("command", choices=["prepare", "show"])

@@ -49,17 +49,6 @@ TEXTS = {
 }
 
 
-def masked_pages(pages, ratio, seed):
-    """In each page exactly round(ratio * cells) cells, drawn uniformly, become masked."""
-    rng = np.random.default_rng(seed)
-    n, h, w = pages.shape
-    k = max(1, int(round(ratio * h * w)))
-    masked = np.zeros((n, h * w), dtype=bool)
-    for i in range(n):
-        masked[i, rng.permutation(h * w)[:k]] = True
-    return masked.reshape(n, h, w)
-
-
 def padding_cells(pages):
     """True where a cell is a space after the last non-space byte of its row."""
     nonspace = pages != ord(" ")
@@ -140,7 +129,7 @@ def main():
         pages = allpages[pick].astype(np.int64)
         pad = padding_cells(pages)
         for ri, ratio in enumerate(RATIOS):
-            masked = masked_pages(pages, ratio, seed=7000 + ri)
+            masked = corpus.masked_cells(pages, ratio, seed=7000 + ri)
             inputs = np.where(masked, mask, pages)
             tgt = pages[masked]
             row = {"text": text, "pages": len(pages), "mask": ratio, "cells": int(masked.sum())}

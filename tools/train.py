@@ -266,13 +266,7 @@ class Sampler:
 def masked_pages(pages, ratio, seed):
     """Deterministic evaluation input: in each page exactly round(ratio * cells) cells,
     drawn uniformly, are set to the mask token. Returns (inputs, targets, masked)."""
-    rng = np.random.default_rng(seed)
-    n, h, w = pages.shape
-    k = max(1, int(round(ratio * h * w)))
-    masked = np.zeros((n, h * w), dtype=bool)
-    for i in range(n):
-        masked[i, rng.permutation(h * w)[:k]] = True
-    masked = masked.reshape(n, h, w)
+    masked = corpus.masked_cells(pages, ratio, seed)
     targets = pages.astype(np.int64)
     inputs = np.where(masked, MASK, targets)
     return inputs, targets, masked
