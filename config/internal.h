@@ -5,6 +5,7 @@
 #define HEPTAPOD_CFG_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "config/config.h"
 
@@ -13,5 +14,8 @@ extern const size_t cfg__offset[];
 
 /** Flag spelling for the help text: "--port INT", "--model PATH". */
 const char *cfg__metavar(const cfg_setting *st);
+
+/** max_connections when set to 0: the soft RLIMIT_NOFILE less a reserve. */
+int64_t cfg__connections_from_nofile(void);
 
 #endif

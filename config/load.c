@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "config/internal.h"
@@ -237,6 +238,23 @@ out:
     return rc;
 }
 
+/* Connections the descriptor limit allows: the soft RLIMIT_NOFILE less a
+ * reserve for what is not a connection (listeners, epoll, models, logs),
+ * so that accept never fails for want of a descriptor. */
+int64_t cfg__connections_from_nofile(void)
+{
+    struct rlimit rl;
+    int64_t n = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        n = (int64_t)rl.rlim_cur;
+    else if (getrlimit(RLIMIT_NOFILE, &rl) == 0)
+        n = 1048576;
+    int64_t reserve = 64 + n / 16;
+    int64_t c = n - reserve;
+    if (c > 1000000) c = 1000000;
+    return c >= 1 ? c : 1;
+}
+
 /* One flag occurrence: the setting and its value (borrowed from argv). */
 typedef struct flag_use {
     int index;
@@ -312,6 +330,7 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
             return CFG_ERROR;
     }
 
+    if (s->max_connections == 0) s->max_connections = cfg__connections_from_nofile();
     if (s->threads == 0) {
         long cores = sysconf(_SC_NPROCESSORS_ONLN);
         int64_t per = (cores > 0 ? cores : 1) / (s->n_model > 0 ? s->n_model : 1);
