@@ -71,15 +71,18 @@
     X(INVALID_JSON, 400, "invalid_json")                                                           \
     X(INVALID_TYPE, 400, "invalid_type")                                                           \
     X(INVALID_FIELD, 400, "invalid_field")                                                         \
+    X(BAD_REQUEST, 400, "bad_request")                                                             \
     X(UNAUTHORIZED, 401, "unauthorized")                                                           \
     X(NOT_FOUND, 404, "not_found")                                                                 \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                               \
+    X(REQUEST_TIMEOUT, 408, "request_timeout")                                                     \
     X(PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                                 \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                       \
     X(OUT_OF_RANGE, 422, "out_of_range")                                                           \
     X(OVERLOADED, 429, "overloaded")                                                               \
     X(CANCELLED, 499, "cancelled")                                                                 \
     X(INTERNAL, 500, "internal")                                                                   \
+    X(NOT_IMPLEMENTED, 501, "not_implemented")                                                     \
     X(UNAVAILABLE, 503, "unavailable")                                                             \
     X(DEADLINE_EXCEEDED, 504, "deadline_exceeded")
 
