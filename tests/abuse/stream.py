@@ -1,0 +1,101 @@
+"""stream.py - clients that open long SSE streams and vanish mid-stream.
+
+Three waves of 12 streams of a full 32x128 grid over 64 iterations (one
+fills a batch, so the rest queue), from 127.0.0.3. Once the first
+iteration event arrives, the whole wave is dropped: wave 1 with FINs,
+wave 2 with resets (SO_LINGER 0), wave 3 half each, some of them before
+any byte of the answer. The daemon must cancel all of that work: every
+stream counts as a "cancelled" generation, nothing stays active or queued,
+and the cells counter stops moving shortly after the last client left.
+The good client on 127.0.0.2 is served throughout and the daemon ends at
+its baseline.
+"""
+
+import select
+import time
+
+from harness import (ATTACKER_ADDR, Attack, Daemon, GoodClient, SLOW, baseline,
+                     check_baseline, check_clean_exit, connect_from, rst_close, warm_up)
+
+WAVES = 3
+PER_WAVE = 12
+LONG = b'{"height":32,"width":128,"iterations":64,"seed":%d,"stream":true}'
+MODEL_LABEL = {"model": "byte_f32"}
+
+
+def _request(seed):
+    body = LONG % seed
+    return (b"POST /generate HTTP/1.1\r\nHost: heptapod\r\nContent-Type: application/json\r\n"
+            b"Content-Length: %d\r\n\r\n" % len(body)) + body
+
+
+def _wave(port, n, seed0, how):
+    """Opens n streams, waits for the first iteration event on any, then
+    drops them all (how: 'fin', 'rst' or 'mixed'). Returns whether an
+    event was seen."""
+    socks = []
+    for i in range(n):
+        s = connect_from(ATTACKER_ADDR, port, timeout=5.0)
+        s.sendall(_request(seed0 + i))
+        socks.append(s)
+    data = {s: b"" for s in socks}
+    seen = False
+    end = time.monotonic() + 10.0 * SLOW
+    while not seen and time.monotonic() < end:
+        r, _, _ = select.select(socks, [], [], 0.1)
+        for s in r:
+            try:
+                chunk = s.recv(65536)
+            except OSError:
+                chunk = b""
+            data[s] += chunk
+            if b"event: iteration" in data[s]:
+                seen = True
+    time.sleep(0.5)
+    for i, s in enumerate(socks):
+        if how == "rst" or (how == "mixed" and i % 2):
+            rst_close(s)
+        else:
+            s.close()
+    return seen
+
+
+def _idle(d):
+    return (d.metric("heptapod_active_requests", MODEL_LABEL) == 0
+            and d.metric("heptapod_queue_depth", MODEL_LABEL) == 0)
+
+
+def disconnect_storm(binary):
+    a = Attack("disconnect storm mid-stream")
+    with Daemon(binary, ["--max-batch-cells", "4096"]) as d:
+        warm_up(d)
+        base = baseline(d)
+        cancelled0 = d.metric("heptapod_generations_total",
+                              {"model": "byte_f32", "outcome": "cancelled"})
+        good = GoodClient(d.port)
+        good.start()
+        events = 0
+        for w, how in enumerate(("fin", "rst", "mixed")[:WAVES]):
+            events += _wave(d.port, PER_WAVE, 100 * w, how)
+        left = time.monotonic()
+        good.stop()
+        a.good_check(good)
+        a.check(events == WAVES, "iteration events seen in %d of %d waves" % (events, WAVES))
+        end = left + 3.0 * SLOW
+        while d.alive() and not _idle(d) and time.monotonic() < end:
+            time.sleep(0.05)
+        settled = time.monotonic() - left
+        if d.alive():
+            a.check(_idle(d), "nothing active or queued %.1f s after the last client left "
+                    "(took %.2f s)" % (3.0 * SLOW, settled))
+            c1 = d.metric("heptapod_cells_computed_total", MODEL_LABEL)
+            time.sleep(0.5)
+            c2 = d.metric("heptapod_cells_computed_total", MODEL_LABEL)
+            a.check(c2 == c1, "cells counter still at %d after 0.5 s (was %d)" % (c2, c1))
+            n = d.metric("heptapod_generations_total",
+                         {"model": "byte_f32", "outcome": "cancelled"}) - cancelled0
+            a.check(n == WAVES * PER_WAVE, "generations cancelled: %d of %d dropped streams"
+                    % (n, WAVES * PER_WAVE))
+        check_baseline(a, d, base)
+        check_clean_exit(a, d)
+    return a
