@@ -79,6 +79,8 @@ typedef enum cfg_type {
       "address of the admin listener (empty: the same as host)")                                  \
     X(admin_port, CFG_INT, "-1", -1, 65535, NULL,                                                  \
       "port of the admin listener for /healthz, /readyz, /metrics (-1: none; 0: any free port)")  \
+    X(admin_max_connections, CFG_INT, "64", 1, 1000000, NULL,                                      \
+      "concurrent connections of the admin listener")                                             \
     X(max_queue_cell_iterations, CFG_INT, "4194304", 1, 1099511627776, NULL,                       \
       "work waiting per model (height x width x iterations summed) before new requests get 429")  \
     X(client_header, CFG_STRING, "", 0, 0, NULL,                                                   \
@@ -147,6 +149,7 @@ typedef struct cfg_settings {
     int64_t idle_timeout_s;
     char *admin_host;
     int64_t admin_port;
+    int64_t admin_max_connections;
     int64_t max_queue_cell_iterations;
     char *client_header;
     char *api_key; /* "" when no key is required */
