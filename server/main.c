@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -95,10 +96,22 @@ static void shut_down(srv_server *s)
         srv__listen_close(&s->listeners[i]);
 }
 
+/* Connections are descriptors: take the hard limit the administrator
+ * allows before max_connections is sized from it. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
+}
+
 int cli_serve(int argc, char **argv)
 {
     cfg_settings cfg;
     char err[512];
+    raise_nofile();
     int rc = cfg_load(&cfg, argc, argv, err, sizeof err);
     if (rc == CFG_HELP) {
         cfg_print_help(stdout);
