@@ -53,7 +53,7 @@
 #define CLIENT_BUCKETS 4096
 
 struct srv_client {
-    unsigned char addr[16]; /* IPv6, or IPv4 mapped into ::ffff:0:0/96 */
+    unsigned char addr[16]; /* an IPv6 /64, or IPv4 mapped into ::ffff:0:0/96 */
     int count;
     srv_client *next;
 };
@@ -67,7 +67,11 @@ static void addr_key(const struct sockaddr *sa, unsigned char key[16])
         key[10] = key[11] = 0xff;
         memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
     } else if (sa && sa->sa_family == AF_INET6) {
-        memcpy(key, &((const struct sockaddr_in6 *)sa)->sin6_addr, 16);
+        const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
+        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+        /* One IPv6 client holds a whole /64: counted as one, or it could
+         * open each connection from a new address. */
+        memcpy(key, a, memcmp(a, mapped, 12) ? 8 : 16);
     }
 }
 
