@@ -76,10 +76,14 @@ SHAPES = [
      b"\r\n" + BODY, range(400, 500), None, "strict"),
     ("body above max_body_bytes (Content-Length)",
      HEAD + cl(100000) + b"\r\n" + b" " * 8192, {413}, "payload_too_large", "strict"),
-    ("body above max_body_bytes (chunked)",
-     HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + b"".join(b"fa0\r\n%s\r\n" % (b" " * 4000)
-                                                            for _ in range(3)),
-     {413}, "payload_too_large", "strict"),
+    ("body above max_body_bytes (chunked, complete)",
+     HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b" " * 12000, 4000), {413},
+     "payload_too_large", "strict"),
+    # Refused once the limit is passed, not at the end of a body that may
+    # never end.
+    ("body above max_body_bytes (chunked, still coming)",
+     HEAD + b"Transfer-Encoding: chunked\r\n\r\n" + chunked(b" " * 12000, 4000)[:-5], {413},
+     "payload_too_large", "strict"),
     ("bad chunk size", HEAD + b"Transfer-Encoding: chunked\r\n\r\nzz\r\n" + BODY + b"\r\n0\r\n\r\n",
      range(400, 500), None, "strict"),
     ("chunk size overflowing 64 bits",

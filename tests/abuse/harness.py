@@ -271,8 +271,8 @@ def http_post(port, body, source=GOOD_ADDR, timeout=5, path="/generate",
         data = r.read()
         return r.status, dict((k.lower(), v) for k, v in r.getheaders()), data, \
             time.monotonic() - t0
-    except (OSError, http.client.HTTPException):
-        return None, {}, b"", time.monotonic() - t0
+    except (OSError, http.client.HTTPException) as e:
+        return None, {}, e.__class__.__name__.encode(), time.monotonic() - t0
     finally:
         c.close()
 
@@ -377,7 +377,7 @@ class GoodClient(threading.Thread):
         self.bound = bound * SLOW
         self.interval = interval
         self.retry_503 = retry_503
-        self.results = []  # (start, seconds, status or None, attempts)
+        self.results = []  # (start, seconds, status or error name, attempts)
         self.refusals = []  # seconds each 503/429 took to arrive
         self._stop_ev = threading.Event()
         self._mu = threading.Lock()
@@ -409,8 +409,8 @@ class GoodClient(threading.Thread):
         while True:
             attempts += 1
             left = self.bound - (time.monotonic() - t0)
-            st, _, _, secs = http_post(self.port, SMALL_BODY, timeout=max(left, 0.1) + 1)
-            status = st
+            st, _, body, secs = http_post(self.port, SMALL_BODY, timeout=max(left, 0.1) + 1)
+            status = st if st is not None else body.decode()  # the error, e.g. timeout
             if st in (429, 503):
                 with self._mu:
                     self.refusals.append(secs)
@@ -428,15 +428,22 @@ class GoodClient(threading.Thread):
 
     def stats(self):
         """(requests, good, p50 seconds, max seconds, statuses seen)."""
-        with self._mu:
-            res = list(self.results)
-        lat = [r[1] for r in res]
-        good = sum(1 for r in res if r[2] == 200 and r[1] <= self.bound)
-        seen = {}
-        for r in res:
-            seen[r[2]] = seen.get(r[2], 0) + 1
-        p50 = statistics.median(lat) if lat else 0.0
-        return len(res), good, p50, max(lat) if lat else 0.0, seen
+        return merged_stats([self])
+
+
+def merged_stats(clients):
+    """GoodClient.stats over several clients (e.g. one per daemon)."""
+    res = []
+    for c in clients:
+        with c._mu:
+            res += [r + (c.bound,) for r in c.results]
+    lat = [r[1] for r in res]
+    good = sum(1 for r in res if r[2] == 200 and r[1] <= r[4])
+    seen = {}
+    for r in res:
+        seen[r[2]] = seen.get(r[2], 0) + 1
+    p50 = statistics.median(lat) if lat else 0.0
+    return len(res), good, p50, max(lat) if lat else 0.0, seen
 
 
 class Prober(threading.Thread):
@@ -500,9 +507,10 @@ class Attack:
         more = " (+%d more)" % (len(bad) - 2) if len(bad) > 2 else ""
         return "; ".join(bad[:2]) + more
 
-    def good_check(self, client, what="good client"):
-        """Every good request answered 200 within its bound."""
-        st = client.stats()
+    def good_check(self, clients, what="good client"):
+        """Every good request answered 200 within its bound (clients: one
+        GoodClient or a list)."""
+        st = merged_stats(clients if isinstance(clients, list) else [clients])
         self.good = st
         n, good, p50, mx, seen = st
         self.check(n > 0, "%s sent %d requests" % (what, n))
@@ -514,8 +522,7 @@ class Attack:
 
 
 def _fmt_seen(seen):
-    return ",".join("%s:%d" % (k if k is not None else "none", v) for k, v in sorted(
-        seen.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+    return ",".join("%s:%d" % kv for kv in sorted(seen.items(), key=lambda kv: str(kv[0])))
 
 
 def baseline(d):
@@ -651,7 +658,27 @@ class Swarm(threading.Thread):
         except BlockingIOError:
             pass
         except OSError:
+            self._read(c, time.monotonic())  # whatever arrived before the reset
             self._close(c, time.monotonic())
+
+    def _read(self, c, now):
+        """Reads what is there; returns False once the peer closed."""
+        try:
+            chunk = c.sock.recv(65536)
+        except BlockingIOError:
+            return True
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return False
+        if c.answered_at is None:
+            c.answered_at = now
+        c.data += chunk
+        if c.status is None:
+            m = re.match(rb"HTTP/1\.[01] (\d{3})", c.data)
+            if m:
+                c.status = int(m.group(1))
+        return True
 
     def run(self):
         self._sel = selectors.DefaultSelector()
@@ -677,23 +704,8 @@ class Swarm(threading.Thread):
                     self._sel.modify(c.sock, selectors.EVENT_READ, c)
                     self._send(c, self.prefix)
                     continue
-                if mask & selectors.EVENT_READ:
-                    try:
-                        chunk = c.sock.recv(65536)
-                    except BlockingIOError:
-                        continue
-                    except OSError:
-                        chunk = b""
-                    if chunk:
-                        if c.answered_at is None:
-                            c.answered_at = now
-                        c.data += chunk
-                        if c.status is None:
-                            m = re.match(rb"HTTP/1\.[01] (\d{3})", c.data)
-                            if m:
-                                c.status = int(m.group(1))
-                    else:
-                        self._close(c, now)
+                if mask & selectors.EVENT_READ and not self._read(c, now):
+                    self._close(c, now)
             if now >= next_tick:
                 next_tick = now + self.every
                 i = pos % max(len(self.trickle), 1)

@@ -115,6 +115,8 @@ def _replay(d, items, bad):
     for i, (name, req) in enumerate(items):
         r = raw_exchange(d.port, req, wait=60.0 * SLOW, done=parse_responses)
         resp = parse_responses(r.data)
+        if not resp:
+            time.sleep(0.3)  # a dying daemon may close before it is gone
         if not d.alive():
             bad.append("%s: the daemon died" % name)
             return i + 1
@@ -135,23 +137,23 @@ def poison_corpus(binary):
     """Replays the corpus; a request that kills the daemon is recorded and
     the rest replayed on a fresh one, so one run lists every failure."""
     a = Attack("poison corpus")
-    items, bad, at = corpus(), [], 0
+    items, bad, at, clients = corpus(), [], 0, []
     while at < len(items):
         with Daemon(binary) as d:
             warm_up(d)
             base = baseline(d)
             good = GoodClient(d.port)
+            clients.append(good)
             good.start()
             at = _replay(d, items, bad) if at == 0 else at + _replay(d, items[at:], bad)
             time.sleep(0.2)
             good.stop()
             if d.alive():
-                a.good_check(good)
                 check_baseline(a, d, base)
                 check_clean_exit(a, d)
             else:
                 a.died = True
-                a.good = good.stats()
+    a.good_check(clients)
     a.check(not bad, "%d of %d poison requests answered 2xx/4xx with JSON%s"
             % (len(items) - len(bad), len(items), (": " + "; ".join(bad[:4]) +
                                                    (" ..." if len(bad) > 4 else ""))

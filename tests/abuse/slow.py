@@ -28,8 +28,9 @@ FAST = 1.0  # seconds within which a refusal counts as immediate
 
 
 def _refusals(conns, statuses):
-    """(refused at once, answered late, never answered) among conns."""
-    fast = late = none = 0
+    """(refused at once, answered late, reset without an answer, never
+    answered) among conns."""
+    fast = late = reset = none = 0
     for c in conns:
         if c.status in statuses:
             if c.answered_at - c.opened <= FAST * SLOW:
@@ -37,8 +38,11 @@ def _refusals(conns, statuses):
             else:
                 late += 1
         elif c.status is None:
-            none += 1
-    return fast, late, none
+            if c.closed_at is not None:
+                reset += 1
+            else:
+                none += 1
+    return fast, late, reset, none
 
 
 def _json_error(c):
@@ -68,10 +72,10 @@ def slow_headers(binary):
         good.stop()
         a.good_check(good)
         first = conns[:1100]
-        fast, late, none = _refusals(first, (429,))
+        fast, late, reset, none = _refusals(first, (429,))
         a.check(fast >= 1100 - 64,
-                "first wave: %d of 1100 refused with 429 at once, %d late, %d unanswered "
-                "(per-client cap 64)" % (fast, late, none))
+                "first wave: %d of 1100 refused with 429 at once, %d late, %d reset without "
+                "an answer, %d unanswered (per-client cap 64)" % (fast, late, reset, none))
         held = [c for c in first if c.status not in (429,)]
         timed_out = [c for c in held if c.status == 408 and c.closed_at is not None]
         a.check(held and len(timed_out) == len(held),
@@ -106,9 +110,18 @@ def slow_headers_spread(binary):
             prober.start()
         good = GoodClient(d.port, bound=deadline_s + 3.0, retry_503=True)
         good.start()
+        # The good client waits until the attacker holds every slot, so that
+        # it meets the full port: refused at once, served once the header
+        # deadline frees the slots.
+        good.pause()
         sources = [attacker_addr(i) for i in range(38)]  # 127.0.0.3 .. 127.0.0.40
         swarm = Swarm(d.port, 1100, sources, HEADER_PREFIX, HEADER_TRICKLE, every=0.5)
         swarm.start()
+        end = time.monotonic() + 1.0 * SLOW
+        while time.monotonic() < end and sum(c.connected for c in swarm.snapshot()) < 1100:
+            time.sleep(0.02)
+        time.sleep(0.2)
+        good.resume()
         time.sleep(deadline_s + 3.0 * SLOW)
         conns = swarm.snapshot()
         swarm.stop()
@@ -118,14 +131,18 @@ def slow_headers_spread(binary):
             prober.stop()
         a.good_check(good, "good client (retrying fast 503s)")
         slow_refusals = [s for s in good.refusals if s > FAST * SLOW]
+        a.check(good.refusals, "good client met the full port: %d fast 503s before its 200s"
+                % len(good.refusals))
         a.check(not slow_refusals, "good client: %d refusals took over %.1f s (max %.2f s)"
                 % (len(slow_refusals), FAST * SLOW, max(good.refusals or [0])))
-        fast, late, none = _refusals(conns, (503, 429))
-        held = [c for c in conns if c.status not in (503, 429)]
-        a.check(fast >= len(conns) - limit,
-                "%d of %d refused at once (503/429) above the %d-connection limit; "
-                "%d late, %d never answered (left in the backlog?)"
-                % (fast, len(conns), limit, late, none))
+        fast, late, reset, none = _refusals(conns, (503, 429))
+        held = [c for c in conns if c.status is not None and c.status not in (503, 429)]
+        a.check(fast + reset >= len(conns) - limit and none <= limit - len(held),
+                "%d of %d refused at once above the %d-connection limit (%d with 503/429, %d "
+                "reset); %d late, %d never answered (left in the backlog?)"
+                % (fast + reset, len(conns), limit, fast, reset, late, none))
+        a.check(reset == 0, "%d refused connections read their 503/429, %d were reset "
+                "instead" % (fast, reset))
         a.check(all(_json_error(c) for c in conns if c.status in (503, 429)),
                 "refusals carry a JSON error body")
         timed_out = [c for c in held if c.status == 408 and c.closed_at is not None
