@@ -1,10 +1,11 @@
 """stream.py - clients that open long SSE streams and vanish mid-stream.
 
-Three waves of 12 streams of a full 32x128 grid over 64 iterations (one
+Six waves of 12 streams of a full 32x128 grid over 64 iterations (one
 fills a batch, so the rest queue), from 127.0.0.3. Once the first
-iteration event arrives, the whole wave is dropped: wave 1 with FINs,
-wave 2 with resets (SO_LINGER 0), wave 3 half each, some of them before
-any byte of the answer. The daemon must cancel all of that work: every
+iteration event arrives, the whole wave is dropped: with FINs, with resets
+(SO_LINGER 0), or half each, most of them before any byte of their
+answer; one wave is reset as soon as the daemon holds all 12, running or
+queued. The daemon must cancel all of that work: every
 stream counts as a "cancelled" generation, nothing stays active or queued,
 and the cells counter stops moving shortly after the last client left.
 The good client on 127.0.0.2 is served throughout and the daemon ends at
@@ -17,7 +18,8 @@ import time
 from harness import (ATTACKER_ADDR, Attack, Daemon, GoodClient, SLOW, baseline,
                      check_baseline, check_clean_exit, connect_from, rst_close, warm_up)
 
-WAVES = 3
+WAVE_KINDS = ("fin", "rst", "mixed", "queued", "fin", "rst")
+WAVES = len(WAVE_KINDS)
 PER_WAVE = 12
 LONG = b'{"height":32,"width":128,"iterations":64,"seed":%d,"stream":true}'
 MODEL_LABEL = {"model": "byte_f32"}
@@ -29,10 +31,12 @@ def _request(seed):
             b"Content-Length: %d\r\n\r\n" % len(body)) + body
 
 
-def _wave(port, n, seed0, how):
+def _wave(d, n, seed0, how):
     """Opens n streams, waits for the first iteration event on any, then
-    drops them all (how: 'fin', 'rst' or 'mixed'). Returns whether an
-    event was seen."""
+    drops them all (how: 'fin', 'rst' or 'mixed'; 'queued': drops them as
+    soon as the daemon holds them all, running or queued, whether or not
+    an event came). Returns whether that point was reached."""
+    port = d.port
     socks = []
     for i in range(n):
         s = connect_from(ATTACKER_ADDR, port, timeout=5.0)
@@ -41,6 +45,11 @@ def _wave(port, n, seed0, how):
     data = {s: b"" for s in socks}
     seen = False
     end = time.monotonic() + 10.0 * SLOW
+    while how == "queued" and not seen and time.monotonic() < end:
+        held = d.metric("heptapod_active_requests", MODEL_LABEL) + d.metric(
+            "heptapod_queue_depth", MODEL_LABEL)
+        seen = held >= n
+        time.sleep(0.02)
     while not seen and time.monotonic() < end:
         r, _, _ = select.select(socks, [], [], 0.1)
         for s in r:
@@ -51,9 +60,10 @@ def _wave(port, n, seed0, how):
             data[s] += chunk
             if b"event: iteration" in data[s]:
                 seen = True
-    time.sleep(0.5)
+    if how != "queued":
+        time.sleep(0.5)
     for i, s in enumerate(socks):
-        if how == "rst" or (how == "mixed" and i % 2):
+        if how in ("rst", "queued") or (how == "mixed" and i % 2):
             rst_close(s)
         else:
             s.close()
@@ -75,12 +85,13 @@ def disconnect_storm(binary):
         good = GoodClient(d.port)
         good.start()
         events = 0
-        for w, how in enumerate(("fin", "rst", "mixed")[:WAVES]):
-            events += _wave(d.port, PER_WAVE, 100 * w, how)
+        for w, how in enumerate(WAVE_KINDS):
+            events += _wave(d, PER_WAVE, 100 * w, how)
         left = time.monotonic()
         good.stop()
         a.good_check(good)
-        a.check(events == WAVES, "iteration events seen in %d of %d waves" % (events, WAVES))
+        a.check(events == WAVES, "%d of %d waves ran (an event seen, or all held) before "
+                "their clients left" % (events, WAVES))
         end = left + 3.0 * SLOW
         while d.alive() and not _idle(d) and time.monotonic() < end:
             time.sleep(0.05)
