@@ -11,6 +11,9 @@ hold then: connections above the limit are refused at once (503, never left
 in the backlog), the header deadline frees the slots (408) although bytes
 keep arriving, the good client is answered 200 once it retries after the
 fast 503, and the admin listener answers /healthz and /metrics throughout.
+The good client must be able to read each 503: a refusal that closes while
+the client is still sending makes it fail with a broken pipe or a reset
+instead (RFC 9112, section 9.6: close the write side, then drain).
 
 slow_bodies: POSTs that announce 1,000 bytes and send one a second get 408
 at the body deadline and are closed.
@@ -89,7 +92,8 @@ def slow_headers(binary):
             timeouts = d.metric("heptapod_request_timeouts_total", {"phase": "headers"})
             a.check(refused >= fast, "connections_refused_total{per_client} %d, %d refusals seen"
                     % (refused, fast))
-            a.check(timeouts >= len(timed_out), "request_timeouts_total{headers} %d, %d 408s seen" % (timeouts, len(timed_out)))
+            a.check(timeouts >= len(timed_out), "request_timeouts_total{headers} %d, %d 408s "
+                    "seen" % (timeouts, len(timed_out)))
         check_baseline(a, d, base)
         check_clean_exit(a, d)
     return a
