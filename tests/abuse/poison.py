@@ -4,8 +4,9 @@ server like this one, replayed one by one.
 poison/NAME.json is a POST /generate body, sent with Connection: close;
 poison/NAME.http is a raw request, sent byte for byte (poison/make_poison.py
 says where each comes from and regenerates them). Every one must be
-answered, never dropped: a 2xx or 4xx whose body is JSON (for a stream,
-every SSE data line), and the daemon must stay alive for the next. The
+answered, never dropped: a 2xx or 4xx whose body is JSON (an error in the
+error shape; for a stream, every SSE data line), and the daemon must stay
+alive for the next. The
 good client on 127.0.0.2 is served throughout.
 """
 
@@ -93,8 +94,9 @@ def _dechunk(data):
         data = rest[n + 2:]
 
 
-def json_ok(headers, body):
-    """Whether a response body is JSON, or an SSE stream of JSON data lines
+def json_ok(status, headers, body):
+    """Whether a response body is JSON (for an error, the error shape
+    {"error": {"code", "message"}}), or an SSE stream of JSON data lines
     that ends with a done or error event."""
     try:
         if headers.get("content-type", "").startswith("text/event-stream"):
@@ -103,9 +105,12 @@ def json_ok(headers, body):
             for d in data:
                 json.loads(d)
             return bool(data) and ("event: done" in lines or "event: error" in lines)
-        json.loads(body.decode("utf-8"))
+        doc = json.loads(body.decode("utf-8"))
+        if status >= 400:
+            err = doc["error"]
+            return isinstance(err["code"], str) and isinstance(err["message"], str)
         return True
-    except ValueError:
+    except (ValueError, KeyError, TypeError):
         return False
 
 
@@ -128,7 +133,7 @@ def _replay(d, items, bad):
         status, headers, body = resp[0]
         if not (200 <= status < 300 or 400 <= status < 500):
             bad.append("%s: status %d" % (name, status))
-        elif not json_ok(headers, body):
+        elif not json_ok(status, headers, body):
             bad.append("%s: %d without a JSON body: %r" % (name, status, body[:80]))
     return len(items)
 
