@@ -30,6 +30,7 @@ import poison  # noqa: E402
 import slow  # noqa: E402
 import stderr_pipe  # noqa: E402
 import stream  # noqa: E402
+import work  # noqa: E402
 from harness import Attack, raise_fd_limit  # noqa: E402
 
 ATTACKS = [
@@ -38,6 +39,7 @@ ATTACKS = [
     ("slow_bodies", slow.slow_bodies),
     ("connection_flood", flood.connection_flood),
     ("disconnect_storm", stream.disconnect_storm),
+    ("expensive_requests", work.work_flood),
     ("stderr_pipe", stderr_pipe.full_stderr_pipe),
     ("poison", poison.poison_corpus),
     ("framing", framing.framing),

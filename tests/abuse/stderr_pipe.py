@@ -3,10 +3,10 @@
 The daemon's stderr is a pipe that the test stops reading once the
 daemon announced its port (as when a log collector hangs). The access log
 goes there too, so 2,000 requests write far more than the pipe holds
-(64 KiB). The event loop must never block on it: the requests, the good
-client and /healthz keep being answered, the lines that could not be
-written are counted in a metric, and once the pipe is drained logging
-resumes.
+(64 KiB) and the daemon's log buffer (set to 16 KiB) together. The event
+loop must never block on it: the requests, the good client and /healthz
+keep being answered, the lines that could not be written are counted in a
+metric, and once the pipe is drained logging resumes.
 """
 
 import http.client
@@ -82,7 +82,8 @@ class Drainer(threading.Thread):
 
 def full_stderr_pipe(binary):
     a = Attack("full stderr pipe")
-    with Daemon(binary, stderr_pipe=True) as d:
+    # A small log buffer, so that the 2,000 requests' lines overflow it.
+    with Daemon(binary, ["--log-buffer-bytes", "16384"], stderr_pipe=True) as d:
         warm_up(d)
         base = baseline(d)
         good = GoodClient(d.port, interval=0.2)
