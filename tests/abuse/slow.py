@@ -22,8 +22,9 @@ at the body deadline and are closed.
 import json
 import time
 
-from harness import (ATTACKER_ADDR, Attack, Daemon, GoodClient, Prober, SLOW, Swarm,
-                     attacker_addr, baseline, check_baseline, check_clean_exit, warm_up)
+from harness import (ATTACKER_ADDR, GOOD_ADDR, SLOW, SMALL_BODY, Attack, Daemon, GoodClient,
+                     Prober, Swarm, attacker_addr, baseline, check_baseline, check_clean_exit,
+                     connect_from, warm_up)
 
 HEADER_PREFIX = b"POST /generate HTTP/1.1\r\nHost: heptapod\r\n"
 HEADER_TRICKLE = b"X-Slow: a\r\n"
@@ -46,6 +47,34 @@ def _refusals(conns, statuses):
             else:
                 none += 1
     return fast, late, reset, none
+
+
+def _two_write_clients(port, n=5):
+    """n clients that find the port full and send their request in two
+    writes 50 ms apart, as a proxy forwarding headers then body does.
+    Returns what each one read: the refusal's status, or the error that
+    took its place."""
+    out = []
+    for _ in range(n):
+        try:
+            s = connect_from(GOOD_ADDR, port)
+        except OSError as e:
+            out.append(e.__class__.__name__)
+            continue
+        try:
+            time.sleep(0.05)
+            s.sendall(b"POST /generate HTTP/1.1\r\nHost: heptapod\r\n"
+                      b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n"
+                      % len(SMALL_BODY))
+            time.sleep(0.05)
+            s.sendall(SMALL_BODY)
+            data = s.recv(4096)
+            out.append(data[9:12].decode() if data.startswith(b"HTTP/1.") else "no answer")
+        except OSError as e:
+            out.append(e.__class__.__name__)
+        finally:
+            s.close()
+    return out
 
 
 def _json_error(c):
@@ -125,6 +154,7 @@ def slow_headers_spread(binary):
         while time.monotonic() < end and sum(c.connected for c in swarm.snapshot()) < 1100:
             time.sleep(0.02)
         time.sleep(0.2)
+        two_writes = _two_write_clients(d.port)
         good.resume()
         time.sleep(deadline_s + 3.0 * SLOW)
         conns = swarm.snapshot()
@@ -147,6 +177,8 @@ def slow_headers_spread(binary):
                 % (fast + reset, len(conns), limit, fast, reset, late, none))
         a.check(reset == 0, "%d refused connections read their 503/429, %d were reset "
                 "instead" % (fast, reset))
+        a.check(all(x == "503" for x in two_writes), "clients sending headers, then body, "
+                "to the full port read: %s" % ", ".join(two_writes))
         a.check(all(_json_error(c) for c in conns if c.status in (503, 429)),
                 "refusals carry a JSON error body")
         timed_out = [c for c in held if c.status == 408 and c.closed_at is not None
