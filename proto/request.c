@@ -229,8 +229,8 @@ static proto_err parse_text(proto_request *req, json_t *v, proto_error *err)
         snprintf(name, sizeof name, "text[%zu]", r);
         if (!json_is_string(row))
             return proto_error_set(err, PROTO_E_INVALID_TYPE, name, "%s must be a string", name);
-        size_t k = text_row((const unsigned char *)json_string_value(row),
-                            json_string_length(row), open, ol, NULL);
+        size_t k = text_row((const unsigned char *)json_string_value(row), json_string_length(row),
+                            open, ol, NULL);
         if (k > PROTO_MAX_SIDE)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
                                    "%s: %zu cells is above the maximum %d", name, k,
@@ -244,8 +244,8 @@ static proto_err parse_text(proto_request *req, json_t *v, proto_error *err)
     size_t at = 0;
     for (size_t r = 0; r < n; r++) {
         json_t *row = json_array_get(v, r);
-        size_t k = text_row((const unsigned char *)json_string_value(row),
-                            json_string_length(row), open, ol, req->rows + at);
+        size_t k = text_row((const unsigned char *)json_string_value(row), json_string_length(row),
+                            open, ol, req->rows + at);
         req->row_off[r] = (int)at;
         req->row_len[r] = (int)k;
         at += k;

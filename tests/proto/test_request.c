@@ -391,8 +391,8 @@ static void test_open_control_character_refused(void **state)
 {
     expect_refused("{\"text\":[\"ab\"],\"open\":\"\\u0000\",\"height\":1,\"width\":2}", &byte_hp,
                    PROTO_E_OUT_OF_RANGE, "open", "control");
-    const char *controls[] = {"\\u0001", "\\n", "\\t", "\\u001f", "\\u007f", "\\u0080",
-                              "\\u0085", "\\u009f"};
+    const char *controls[] = {"\\u0001", "\\n",     "\\t",     "\\u001f",
+                              "\\u007f", "\\u0080", "\\u0085", "\\u009f"};
     for (size_t i = 0; i < sizeof controls / sizeof controls[0]; i++) {
         char body[128];
         snprintf(body, sizeof body, "{\"text\": [\"a\\u0000b\"], \"open\": \"%s\"}", controls[i]);
@@ -454,7 +454,8 @@ static void test_cells_bounded_without_server_limit(void **state)
     huge.max_height = huge.max_width = PROTO_MAX_SIDE;
     proto_limits none = lim;
     none.max_cells = 0;
-    const char *bodies[] = {"{\"height\":65536,\"width\":65536}", "{\"height\":4097,\"width\":4096}"};
+    const char *bodies[] = {"{\"height\":65536,\"width\":65536}",
+                            "{\"height\":4097,\"width\":4096}"};
     for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
         proto_request req;
         proto_error err;
