@@ -54,7 +54,7 @@ static void reference_row(proto_buf *out, const int32_t *t, int n, int32_t mask,
             i++;
             continue;
         }
-        unsigned char seq[4];
+        unsigned char seq[4] = {0};
         int m = 0;
         while (m < 4 && i + m < n && t[i + m] != mask && t[i + m] >= 0 && t[i + m] <= 255) {
             seq[m] = (unsigned char)t[i + m];
