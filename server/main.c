@@ -74,6 +74,7 @@ static void teardown(srv_server *s)
         srv__sched_destroy(&s->models[i].sched);
     free(s->models);
     srv__registry_free(s->metrics.reg);
+    srv__log_stop(1000); /* last: flush what is left, bounded in time */
     if (s->access_fd > STDERR_FILENO) close(s->access_fd);
 }
 
@@ -122,6 +123,8 @@ int cli_serve(int argc, char **argv)
         cfg_free(&cfg);
         return 2;
     }
+    if (srv__log_start((size_t)cfg.log_buffer_bytes, s.access_fd) < 0)
+        SRV_LOG(SRV_LOG_WARN, "no log writer thread: logging writes directly");
     int ok = srv__stats_init(&s) == 0;
     if (!ok) fprintf(stderr, "heptapod serve: out of memory for the metrics\n");
     if (!ok || setup_models(&s) < 0) {

@@ -155,6 +155,7 @@ typedef struct srv_metrics {
         *batch_grids, *batch_cells, *iterations, *cells, *forward_passes, *queue_depth, *active,
         *queue_cells, *active_cells, *outcomes;
     srv_series *ready_now, *draining_now;
+    srv_series *log_lines[SRV_LOG_SINKS][2]; /* stats.c: [sink][written, dropped] */
 } srv_metrics;
 
 struct srv_server {
