@@ -40,6 +40,16 @@ typedef enum cfg_type {
  * CFG_INT's value and a CFG_STRING's length (max 0: no limit).
  * threads = 0 means "automatic": cfg_load replaces it by
  * max(1, online cores / number of models), so that workers x threads <= cores.
+ *
+ * API keys: api_key is a comma-separated list (spaces around a key are
+ * trimmed; an empty entry is refused) that follows the precedence above
+ * like any setting, so HEPTAPOD_API_KEY replaces the file's list and
+ * --api-key replaces both; the keys of api_key_file (one per line, blank
+ * lines and '#' comments skipped, surrounding whitespace and CR trimmed) are
+ * added to that list. A request may present any of the resulting keys. A
+ * key is visible ASCII without spaces or commas. Prefer api_key_file or
+ * HEPTAPOD_API_KEY: a flag is visible to every local user in
+ * /proc/PID/cmdline until cfg_hide_secrets wipes it.
  */
 #define CFG_SETTINGS(X)                                                                            \
     X(config, CFG_STRING, "", 0, 0, NULL, "path of a JSON file of settings (empty: none)")         \
@@ -156,6 +166,9 @@ typedef struct cfg_settings {
     char *access_log;
     int64_t sse_keepalive_ms;
     int64_t log_buffer_bytes;
+    /* Resolved by cfg_load, not settings of their own: */
+    char **api_keys; /* [n_api_keys] every accepted key (api_key, then api_key_file's) */
+    int n_api_keys;  /* 0: no key is required */
     cfg_source source[48]; /* [cfg_count()] in table order */
 } cfg_settings;
 
@@ -175,7 +188,15 @@ typedef struct cfg_settings {
  */
 int cfg_load(cfg_settings *s, int argc, char **argv, char *err, size_t errlen);
 
-/** Releases what s owns and zeroes it. Safe on a zeroed struct. */
+/**
+ * Wipes the values of --api-key flags inside argv (the memory that
+ * /proc/PID/cmdline shows to every local user), after a successful
+ * cfg_load over the same arguments. argv's strings must be writable.
+ */
+void cfg_hide_secrets(int argc, char **argv);
+
+/** Releases what s owns (wiping the keys first) and zeroes it. Safe on a
+ * zeroed struct. */
 void cfg_free(cfg_settings *s);
 
 /**

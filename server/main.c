@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "server/auth.h"
 #include "server/server.h"
 
 /* A model's name is its file name without the directory and the
@@ -108,6 +109,8 @@ int cli_serve(int argc, char **argv)
     }
     int level = srv__log_level_parse(cfg.log_level);
     srv__log_level = level >= SRV_LOG_OFF ? (srv_level)level : SRV_LOG_INFO;
+    cfg_hide_secrets(argc, argv); /* wipe --api-key from /proc/PID/cmdline */
+    srv__auth_announce(&cfg);
 
     srv_server s;
     memset(&s, 0, sizeof s);
