@@ -14,7 +14,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "config/internal.h"
 
@@ -334,8 +333,8 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
 
     if (s->max_connections == 0) s->max_connections = cfg__connections_from_nofile();
     if (s->threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int64_t per = (cores > 0 ? cores : 1) / (s->n_model > 0 ? s->n_model : 1);
+        int cpus = cfg_cpu_count(&cfg_host_default);
+        int64_t per = cpus / (s->n_model > 0 ? s->n_model : 1);
         s->threads = per > 0 ? per : 1;
     }
     return cfg__load_keys(s, find("api_key", 7), err, errlen);
