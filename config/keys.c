@@ -82,8 +82,8 @@ static int load_list(cfg_settings *s, const char *where, char *err, size_t errle
         if (n == 0) return fail(err, errlen, "%s: key %d of the list is empty", where, entry + 1);
         if (bad_char(k, n) >= 0)
             return fail(err, errlen,
-                        "%s: key %d holds a space or a character that is not visible ASCII",
-                        where, entry + 1);
+                        "%s: key %d holds a space or a character that is not visible ASCII", where,
+                        entry + 1);
         if (add_key(s, k, n)) return fail(err, errlen, "%s: out of memory", where);
         if (!comma) return 0;
         p = comma + 1;
@@ -130,8 +130,8 @@ static int load_file(cfg_settings *s, const char *path, char *err, size_t errlen
     if (s->n_api_keys == before && len == 0)
         rc = fail(err, errlen, "api_key_file %s: the file is empty", path);
     else if (s->n_api_keys == before)
-        rc = fail(err, errlen, "api_key_file %s: holds no key (only blank lines or comments)",
-                  path);
+        rc =
+            fail(err, errlen, "api_key_file %s: holds no key (only blank lines or comments)", path);
 out:
     explicit_bzero(text, KEY_FILE_MAX + 1);
     free(text);
@@ -150,8 +150,7 @@ int cfg__load_keys(cfg_settings *s, int api_key_index, char *err, size_t errlen)
         snprintf(where, sizeof where, "%s", st->env);
         break;
     default:
-        snprintf(where, sizeof where, "%s: %s", s->config[0] ? s->config : "config file",
-                 st->name);
+        snprintf(where, sizeof where, "%s: %s", s->config[0] ? s->config : "config file", st->name);
         break;
     }
     if (load_list(s, where, err, errlen)) return CFG_ERROR;

@@ -75,16 +75,20 @@ static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
     return z;
 }
 
-/* Their sum (rounded up as alloc_aligned does), or SIZE_MAX on overflow. */
+/* Their sum (rounded up as alloc_aligned does), or SIZE_MAX on overflow. A
+ * zero size is an overflow in product(), but for the rope tables, which are
+ * empty when a head has nothing to rotate. */
 static size_t plan_total(const ws_sizes *z)
 {
-    size_t parts[] = {z->d, z->d, z->big, z->qkv, z->v, z->rope, z->rope,
-                      z->idx, z->idx, z->idx, z->grids, z->scratch};
+    if (!z->d || !z->big || !z->qkv || !z->v || !z->idx || !z->grids || !z->scratch)
+        return SIZE_MAX;
+    const size_t parts[] = {z->d,    z->d,   z->big, z->qkv, z->v,     z->rope,
+                            z->rope, z->idx, z->idx, z->idx, z->grids, z->scratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
-        if (parts[i] == 0 && i != 5 && i != 6) return SIZE_MAX;
-        size_t p = parts[i] > SIZE_MAX - ALIGN ? SIZE_MAX : (parts[i] + ALIGN - 1) / ALIGN * ALIGN;
-        if (p == SIZE_MAX || total > SIZE_MAX - p) return SIZE_MAX;
+        if (parts[i] > SIZE_MAX - ALIGN) return SIZE_MAX;
+        size_t p = (parts[i] + ALIGN - 1) / ALIGN * ALIGN;
+        if (total > SIZE_MAX - p) return SIZE_MAX;
         total += p;
     }
     return total;

@@ -39,8 +39,8 @@ static int stats_log_init(srv_server *s)
     srv_registry *r = s->metrics.reg;
     srv_family *f[2] = {
         srv__family_add(r, SRV_COUNTER, "heptapod_log_lines_written_total",
-                        "Log lines written, by destination (stderr, access_log file).", "log",
-                        NULL, 0),
+                        "Log lines written, by destination (stderr, access_log file).", "log", NULL,
+                        0),
         srv__family_add(r, SRV_COUNTER, "heptapod_log_lines_dropped_total",
                         "Log lines dropped because their destination could not take them in "
                         "time (buffer full, write error), by destination.",

@@ -19,9 +19,9 @@
 
 #include "config/config.h"
 
-static char root[64];          /* the fixture's cgroup mount */
-static char proc_cgroup[128];  /* its /proc/self/cgroup */
-static char meminfo[128];      /* its /proc/meminfo */
+static char root[64];         /* the fixture's cgroup mount */
+static char proc_cgroup[128]; /* its /proc/self/cgroup */
+static char meminfo[128];     /* its /proc/meminfo */
 static cfg_host_paths paths;
 
 /* What the process may use without any cgroup quota. */
@@ -75,10 +75,17 @@ static void test_cpu_quota_file(void **state)
         const char *text;
         int want;
     } cases[] = {
-        {"200000 100000\n", 2}, {"150000 100000\n", 2}, {"100000 100000\n", 1},
-        {"50000 100000\n", 1},  {"max 100000\n", 0},    {"6400000 100000", 64},
-        {"", 0},                {"garbage\n", 0},       {"-5 100000\n", 0},
-        {"100000 0\n", 0},      {"100000\n", 0},
+        {"200000 100000\n", 2},
+        {"150000 100000\n", 2},
+        {"100000 100000\n", 1},
+        {"50000 100000\n", 1},
+        {"max 100000\n", 0},
+        {"6400000 100000", 64},
+        {"", 0},
+        {"garbage\n", 0},
+        {"-5 100000\n", 0},
+        {"100000 0\n", 0},
+        {"100000\n", 0},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         put("kubepods/pod1/cpu.max", cases[i].text);

@@ -149,8 +149,7 @@ static void test_refusals(void **state)
     expect_refused(LOAD(&s, err, "--api-key", "a,,b"), err, "--api-key: key 2 of the list is empty",
                    NULL);
     expect_refused(LOAD(&s, err, "--api-key", "a,"), err, "--api-key: key 2", "empty");
-    expect_refused(LOAD(&s, err, "--api-key", "good,has space"), err, "--api-key: key 2",
-                   "space");
+    expect_refused(LOAD(&s, err, "--api-key", "good,has space"), err, "--api-key: key 2", "space");
     assert_null(strstr(err, "has space"));
     expect_refused(LOAD(&s, err, "--api-key", "tab\there"), err, "--api-key: key 1", NULL);
     expect_refused(LOAD(&s, err, "--api-key", "caf\xc3\xa9"), err, "--api-key: key 1",

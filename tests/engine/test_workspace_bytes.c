@@ -41,8 +41,8 @@ static void test_workspace_grows_per_cell(void **state)
     size_t d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden, v = (size_t)hp->vocab_size;
     size_t big = 3 * d > f ? 3 * d : f;
     /* h, u, big, qkv (3 D), logits; three index arrays; one eng_grid. */
-    size_t per_cell = (2 * d + big + 3 * d + v) * sizeof(float) + 3 * sizeof(int32_t) +
-                      sizeof(eng_grid);
+    size_t per_cell =
+        (2 * d + big + 3 * d + v) * sizeof(float) + 3 * sizeof(int32_t) + sizeof(eng_grid);
     size_t n = 1 << 14;
     size_t a = eng_workspace_bytes(m, (int)n, 2), b = eng_workspace_bytes(m, (int)(2 * n), 2);
     assert_true(a < b);

@@ -6,7 +6,8 @@
 # fast throughout, the lines that did not fit are counted in
 # heptapod_log_lines_dropped_total; once the pipe is drained new lines
 # arrive again; and SIGTERM with the pipe stuck again still exits promptly
-# (the log flush at exit is bounded).
+# (the log flush at exit is bounded). An access log to a file has a buffer
+# and counters of its own.
 set -eu
 . tests/integration/server_lib.sh
 
@@ -143,4 +144,21 @@ finally:
     os.close(r)
 sys.exit(1 if failed else 0)
 EOF
+
+# --- the access log to a file goes through a buffer of its own --------------
+start_server --access-log "$TMP/access.log"
+i=0
+while [ $i -lt 20 ]; do
+    curl -s -o /dev/null -H "X-Request-Id: file-line-$i" "$URL/healthz"
+    i=$((i + 1))
+done
+wait_for '[ "$(grep -c "\"request_id\":\"file-line-" "$TMP/access.log")" -eq 20 ]' 5 &&
+    ok "20 access lines in the file" || fail "access lines in the file: $(grep -c file-line- "$TMP/access.log")"
+grep -q '"msg":"access"' "$TMP/server.log" && fail "access lines on stderr too" || ok "none on stderr"
+written=$(metric 'heptapod_log_lines_written_total{log="access_log"}')
+[ "${written%.*}" -ge 20 ] && ok "written lines of the file counted ($written)" || fail "access_log written: $written"
+expect "no access line dropped" "$(metric 'heptapod_log_lines_dropped_total{log="access_log"}')" 0
+stop_server
+expect "exit code" "$STOP_CODE" 0
+
 finish

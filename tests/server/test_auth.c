@@ -31,9 +31,17 @@ static void test_check(void **state)
     char *keys[] = {"alpha-0123456789", "beta", "gamma-key-gamma"};
     for (int i = 0; i < 3; i++)
         assert_true(srv__auth_check(keys, 3, keys[i]));
-    const char *wrong[] = {"", "alpha-012345678", "alpha-01234567890", "alpha-0123456788",
-                           "Alpha-0123456789", "bet", "betaa", "gamma-key-gamm@",
-                           "beta\n", " beta", "alpha-0123456789,beta"};
+    const char *wrong[] = {"",
+                           "alpha-012345678",
+                           "alpha-01234567890",
+                           "alpha-0123456788",
+                           "Alpha-0123456789",
+                           "bet",
+                           "betaa",
+                           "gamma-key-gamm@",
+                           "beta\n",
+                           " beta",
+                           "alpha-0123456789,beta"};
     for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++)
         if (srv__auth_check(keys, 3, wrong[i])) fail_msg("'%s' was accepted", wrong[i]);
     assert_false(srv__auth_check(keys, 3, NULL));

@@ -176,9 +176,10 @@ static void *produce(void *arg)
     for (int i = 0; i < PER_PRODUCER; i++) {
         char l[96];
         /* Lengths vary so that lines straddle the ring's end at odd places. */
-        int n = snprintf(l, sizeof l, "p%d %06d %.*s|", p->id, i, i % 37, "................"
-                                                                        "....................."
-                                                                        "..........");
+        int n = snprintf(l, sizeof l, "p%d %06d %.*s|", p->id, i, i % 37,
+                         "................"
+                         "....................."
+                         "..........");
         l[n++] = '\n';
         if (srv__logbuf_push(p->b, l, (size_t)n) == 0) p->queued++;
     }
