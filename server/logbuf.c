@@ -197,10 +197,12 @@ void srv__logbuf_stop(srv_logbuf *b, int timeout_ms, srv_logbuf_stats *final)
     b->st.bytes_queued = 0;
     if (final) *final = b->st;
     if (b->writing) {
-        /* Possibly stuck for good in write(2): leave it the buffer. */
+        /* Possibly stuck for good in write(2): leave it the buffer, which
+         * it may free as soon as the lock is released. */
+        pthread_t writer = b->thread;
         b->abandoned = 1;
         pthread_mutex_unlock(&b->mu);
-        pthread_detach(b->thread);
+        pthread_detach(writer);
         return;
     }
     pthread_mutex_unlock(&b->mu);
