@@ -52,7 +52,7 @@ void srv__auth_announce(const cfg_settings *cfg)
     if (cfg->n_api_keys == 0) return;
     const cfg_setting *t = cfg_table();
     for (int i = 0; i < cfg_count(); i++)
-        if (!strcmp(t[i].name, "api_key") && cfg->source[i] == CFG_SRC_FLAG)
+        if (!strcmp(t[i].name, "api_key") && cfg->source[i] == CFG_SRC_FLAG && cfg->api_key[0])
             SRV_LOG(SRV_LOG_WARN,
                     "the API key was given with --api-key: other local users could read it in "
                     "/proc/PID/cmdline before it was wiped there; use --api-key-file or "

@@ -71,6 +71,15 @@ ok "no key in the log or the metrics"
 stop_server
 expect "exit code" "$STOP_CODE" 0
 
+# An empty --api-key (clearing the environment's list) holds no key to warn about.
+READY_HEADER="X-Api-Key: $FKEY2"
+HEPTAPOD_API_KEY="$KEY" start_server --api-key= --api-key-file "$TMP/keys"
+expect "the file's key" "$(post "$REQ" -H "X-Api-Key: $FKEY1")" 200
+expect "the environment's list was replaced" "$(post "$REQ" -H "X-Api-Key: $KEY")" 401
+grep -q 'cmdline' "$TMP/server.log" && fail "warned about an empty --api-key" ||
+    ok "no warning for an empty --api-key"
+stop_server
+
 # --- the flag: warned about, wiped from /proc/PID/cmdline -------------------
 READY_HEADER="Authorization: Bearer $KEY"
 start_server --api-key "$KEY,$KEY2"
