@@ -33,7 +33,6 @@ static const char *const outcome_names[SRV_END_FAILED + 1] = {
 
 /* The log's lines (log.c), by destination, read from its counters at
  * scrape time: drops show a stderr or file that cannot keep up. */
-
 static int stats_log_init(srv_server *s)
 {
     srv_registry *r = s->metrics.reg;
