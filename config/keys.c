@@ -4,14 +4,18 @@
  * scrubbing of a key given as a flag from the process's argument memory.
  *
  * A key is one or more visible ASCII characters other than ',' (it travels
- * in an HTTP header and in a comma-separated list). A refusal names the
- * source, and the file and line, but never the key itself.
+ * in an HTTP header and in a comma-separated list). A refusal opens with the
+ * setting's source, as every refusal of cfg_load does, and names the file
+ * and line, but never the key itself.
  */
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config/internal.h"
 
@@ -90,21 +94,46 @@ static int load_list(cfg_settings *s, const char *where, char *err, size_t errle
     }
 }
 
-static int load_file(cfg_settings *s, const char *path, char *err, size_t errlen)
+/* Opens the key file for reading if it is a regular file: a FIFO or a
+ * device would block or feed the start without end. Returns the stream or
+ * NULL with a reason in err. */
+static FILE *open_regular(const char *path, const char *where, char *err, size_t errlen)
 {
-    FILE *f = fopen(path, "re");
-    if (!f) return fail(err, errlen, "api_key_file %s: cannot read it: %s", path, strerror(errno));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
+    struct stat st;
+    if (fd < 0) {
+        fail(err, errlen, "%s: cannot read the key file %s: %s", where, path, strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+        close(fd);
+        fail(err, errlen, "%s: the key file %s is not a regular file", where, path);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        close(fd);
+        fail(err, errlen, "%s: cannot read the key file %s: %s", where, path, strerror(errno));
+    }
+    return f;
+}
+
+static int load_file(cfg_settings *s, const char *path, const char *where, char *err, size_t errlen)
+{
+    FILE *f = open_regular(path, where, err, errlen);
+    if (!f) return CFG_ERROR;
     char *text = malloc(KEY_FILE_MAX + 1);
     size_t len = text ? fread(text, 1, KEY_FILE_MAX + 1, f) : 0;
     int rc = 0, bad_read = ferror(f);
     fclose(f);
-    if (!text) return fail(err, errlen, "api_key_file %s: out of memory", path);
+    if (!text) return fail(err, errlen, "%s: out of memory", where);
     if (bad_read) {
-        rc = fail(err, errlen, "api_key_file %s: cannot read it", path);
+        rc = fail(err, errlen, "%s: cannot read the key file %s", where, path);
         goto out;
     }
     if (len > KEY_FILE_MAX) {
-        rc = fail(err, errlen, "api_key_file %s: larger than %d bytes", path, KEY_FILE_MAX);
+        rc = fail(err, errlen, "%s: the key file %s is larger than %d bytes", where, path,
+                  KEY_FILE_MAX);
         goto out;
     }
     int before = s->n_api_keys, line = 0;
@@ -117,45 +146,54 @@ static int load_file(cfg_settings *s, const char *path, char *err, size_t errlen
         if (n == 0 || p[0] == '#') continue;
         if (bad_char(p, n) >= 0) {
             rc = fail(err, errlen,
-                      "api_key_file %s: line %d holds a space, a comma or a character that is "
-                      "not visible ASCII (one key per line)",
-                      path, line + 1);
+                      "%s: %s line %d holds a space, a comma or a character that is not "
+                      "visible ASCII (one key per line)",
+                      where, path, line + 1);
             goto out;
         }
         if (add_key(s, p, n)) {
-            rc = fail(err, errlen, "api_key_file %s: out of memory", path);
+            rc = fail(err, errlen, "%s: out of memory", where);
             goto out;
         }
     }
     if (s->n_api_keys == before && len == 0)
-        rc = fail(err, errlen, "api_key_file %s: the file is empty", path);
+        rc = fail(err, errlen, "%s: the key file %s is empty", where, path);
     else if (s->n_api_keys == before)
-        rc =
-            fail(err, errlen, "api_key_file %s: holds no key (only blank lines or comments)", path);
+        rc = fail(err, errlen, "%s: the key file %s holds no key (only blank lines or comments)",
+                  where, path);
 out:
     explicit_bzero(text, KEY_FILE_MAX + 1);
     free(text);
     return rc;
 }
 
-int cfg__load_keys(cfg_settings *s, int api_key_index, char *err, size_t errlen)
+/* How a refusal names setting i's source, as load.c does: "--api-key",
+ * "HEPTAPOD_API_KEY" or "<config file>: api_key". */
+static void source_name(const cfg_settings *s, int i, char *out, size_t len)
 {
-    const cfg_setting *st = &cfg_table()[api_key_index];
-    char where[128];
-    switch (s->source[api_key_index]) {
+    const cfg_setting *st = &cfg_table()[i];
+    switch (s->source[i]) {
     case CFG_SRC_FLAG:
-        snprintf(where, sizeof where, "%s", st->flag);
+        snprintf(out, len, "%s", st->flag);
         break;
     case CFG_SRC_ENV:
-        snprintf(where, sizeof where, "%s", st->env);
+        snprintf(out, len, "%s", st->env);
         break;
     default:
-        snprintf(where, sizeof where, "%s: %s", s->config[0] ? s->config : "config file", st->name);
+        snprintf(out, len, "%s: %s", s->config[0] ? s->config : "config file", st->name);
         break;
     }
+}
+
+int cfg__load_keys(cfg_settings *s, int api_key_index, int api_key_file_index, char *err,
+                   size_t errlen)
+{
+    char where[600];
+    source_name(s, api_key_index, where, sizeof where);
     if (load_list(s, where, err, errlen)) return CFG_ERROR;
-    if (s->api_key_file[0] && load_file(s, s->api_key_file, err, errlen)) return CFG_ERROR;
-    return 0;
+    if (!s->api_key_file[0]) return 0;
+    source_name(s, api_key_file_index, where, sizeof where);
+    return load_file(s, s->api_key_file, where, err, errlen);
 }
 
 void cfg__free_keys(cfg_settings *s)

@@ -339,7 +339,7 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
         int64_t per = cpus / (s->n_model > 0 ? s->n_model : 1);
         s->threads = per > 0 ? per : 1;
     }
-    return cfg__load_keys(s, find("api_key", 7), err, errlen);
+    return cfg__load_keys(s, find("api_key", 7), find("api_key_file", 12), err, errlen);
 }
 
 void cfg_hide_secrets(int argc, char **argv)

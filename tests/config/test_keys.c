@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config/config.h"
@@ -161,12 +162,18 @@ static void test_refusals(void **state)
     expect_refused(LOAD(&s, err, "--config", cfg), err, cfg, "api_key: key 1");
 
     expect_refused(LOAD(&s, err, "--api-key-file", "/nonexistent/keys"), err,
-                   "api_key_file /nonexistent/keys: cannot read it", "No such file");
+                   "--api-key-file: cannot read the key file /nonexistent/keys", "No such file");
     char *kf = write_file(1, "");
-    expect_refused(LOAD(&s, err, "--api-key-file", kf), err, kf, "the file is empty");
+    expect_refused(LOAD(&s, err, "--api-key-file", kf), err, "--api-key-file: the key file",
+                   "empty");
+    assert_non_null(strstr(err, kf));
     unlink(kf);
     kf = write_file(1, "# nothing yet\n\n   \n");
     expect_refused(LOAD(&s, err, "--api-key-file", kf), err, kf, "holds no key");
+    /* The environment's spelling when the path came from there. */
+    setenv("HEPTAPOD_API_KEY_FILE", kf, 1);
+    expect_refused(LOAD0(&s, err), err, "HEPTAPOD_API_KEY_FILE: the key file", "holds no key");
+    unsetenv("HEPTAPOD_API_KEY_FILE");
     unlink(kf);
     kf = write_file(1, "ok-key\n\nsecret part two\n");
     expect_refused(LOAD(&s, err, "--api-key-file", kf), err, kf, "line 3");
@@ -177,6 +184,20 @@ static void test_refusals(void **state)
     unlink(kf);
     kf = write_file(1, "bell\akey\n");
     expect_refused(LOAD(&s, err, "--api-key-file", kf), err, kf, "line 1");
+    /* Not a regular file: refused at once rather than read (a FIFO would
+     * block the start, a device never end). */
+    expect_refused(LOAD(&s, err, "--api-key-file", "/dev/zero"), err,
+                   "--api-key-file: the key file /dev/zero", "not a regular file");
+    expect_refused(LOAD(&s, err, "--api-key-file", "/tmp"), err, "/tmp", "not a regular file");
+    char fifo[80];
+    snprintf(fifo, sizeof fifo, "%s.fifo", paths[0]);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    expect_refused(LOAD(&s, err, "--api-key-file", fifo), err, fifo, "not a regular file");
+    unlink(fifo);
+    /* Through the config file: its path opens the message. */
+    unlink(cfg);
+    cfg = write_file(0, "{\"api_key_file\": \"/nonexistent/k\"}");
+    expect_refused(LOAD(&s, err, "--config", cfg), err, cfg, ": api_key_file: cannot read");
 }
 
 static void test_hide_secrets(void **state)

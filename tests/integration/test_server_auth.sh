@@ -107,19 +107,19 @@ refused() {
     echo "$code $(cat "$TMP/refused.log")"
 }
 out=$(refused --api-key-file "$TMP/nonexistent")
-case "$out" in "2 "*"api_key_file $TMP/nonexistent: cannot read it"*) ok "missing key file refused" ;;
+case "$out" in "2 "*"--api-key-file: cannot read the key file $TMP/nonexistent"*) ok "missing key file refused" ;;
 *) fail "missing key file: $out" ;; esac
 printf '# only a comment\n\n' >"$TMP/nokeys"
 out=$(refused --api-key-file "$TMP/nokeys")
-case "$out" in "2 "*"api_key_file $TMP/nokeys: holds no key"*) ok "key file without keys refused" ;;
+case "$out" in "2 "*"--api-key-file: the key file $TMP/nokeys holds no key"*) ok "key file without keys refused" ;;
 *) fail "key file without keys: $out" ;; esac
 : >"$TMP/empty"
 out=$(refused --api-key-file "$TMP/empty")
-case "$out" in "2 "*"$TMP/empty: the file is empty"*) ok "empty key file refused" ;;
+case "$out" in "2 "*"the key file $TMP/empty is empty"*) ok "empty key file refused" ;;
 *) fail "empty key file: $out" ;; esac
 printf 'good-key\nbad key-with-a-space\n' >"$TMP/badkeys"
 out=$(refused --api-key-file "$TMP/badkeys")
-case "$out" in "2 "*"$TMP/badkeys: line 2"*) ok "a key with a space refused, its line named" ;;
+case "$out" in "2 "*"$TMP/badkeys line 2"*) ok "a key with a space refused, its line named" ;;
 *) fail "key with a space: $out" ;; esac
 case "$out" in *bad*key-with*) fail "the refusal shows the key" ;; *) ok "the refusal hides the key" ;; esac
 out=$(HEPTAPOD_API_KEY="$KEY,,$KEY2" refused)
