@@ -1,0 +1,564 @@
+#!/usr/bin/python3
+"""proxies.py - heptapod replicas behind the real HAProxy and nginx of deploy/.
+
+Run by test_proxies.sh. For each proxy it starts three replicas (port 0 and
+admin port 0, with the settings of deploy/heptapod.service), then the proxy
+from its shipped config with only addresses and ports rewritten (a temporary
+copy; nginx as one foreground process with every path in the temporary
+directory, HAProxy in the foreground), and checks through it:
+
+  sse       events of a stream arrive one by one, spaced as the replica
+            writes them (compared with the same stream fetched directly);
+  smuggle   ambiguous framings sent as raw bytes are refused or normalised:
+            the client gets at most one answer, and no replica ever serves
+            a request hidden in the body (found by its X-Request-Id in the
+            replicas' access logs);
+  slowbody  300 clients trickling request bodies are held by the proxy: the
+            replicas' open connections stay at their baseline and a good
+            client's small /generate is answered promptly; a 65th connection
+            from one address is refused;
+  poison    the request that crashed replicas is answered with a 4xx, not
+            replayed, and every replica is still alive.
+
+Every process it starts is killed on the way out, however it ends. Prints
+what it measured; exit status 1 if any check failed.
+"""
+
+import http.client
+import json
+import os
+import re
+import select
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+BIN = os.environ.get("HEPTAPOD_BIN") or sys.exit("set HEPTAPOD_BIN to the heptapod binary")
+MODEL = "models/default.safetensors"
+REPLICAS = 3
+GOOD_ADDR = "127.0.0.3"  # the well-behaved client
+# Attackers: 60 connections from each, below the proxies' 64 per address.
+ATTACK_ADDRS = ["127.0.0.2", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]
+CAP_ADDR = "127.0.0.8"  # one address going over the per-address cap
+SMALL = b'{"height":4,"width":4,"iterations":2,"seed":1}'
+POISON = b'{"text":["ab"],"open":"\\u0000","height":1,"width":2}'
+# Long enough per iteration (tens of ms) for bunching to show.
+STREAM = {"height": 32, "width": 64, "iterations": 8, "seed": 7, "stream": True}
+
+failures = []
+procs = []  # every process started, killed in cleanup()
+TMP = tempfile.mkdtemp(prefix="heptapod-proxies.")
+
+
+def ok(msg):
+    print("ok: " + msg, flush=True)
+
+
+def fail(msg):
+    print("FAIL: " + msg, flush=True)
+    failures.append(msg)
+
+
+def check(cond, msg, why=""):
+    (ok if cond else fail)(msg + ("" if cond or not why else ": " + str(why)))
+    return cond
+
+
+def note(msg):
+    print("   " + msg, flush=True)
+
+
+# --- processes ------------------------------------------------------------------
+
+
+def spawn(argv, log, env=None):
+    """Starts argv with stdout and stderr into TMP/log; registered for cleanup."""
+    out = open(os.path.join(TMP, log), "ab")
+    p = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+                         env=env)
+    out.close()
+    procs.append(p)
+    return p
+
+
+def stop(p, sig=signal.SIGTERM, wait_s=5):
+    if p.poll() is None:
+        p.send_signal(sig)
+        try:
+            p.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+    if p in procs:
+        procs.remove(p)
+
+
+def cleanup():
+    for p in list(procs):
+        stop(p, signal.SIGKILL)
+    shutil.rmtree(TMP, ignore_errors=True)
+
+
+def on_signal(signum, frame):
+    sys.exit(128 + signum)
+
+
+def free_port():
+    """A port nothing listens on now (for the proxies, whose configs need one)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_until(cond, seconds, step=0.05):
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if cond():
+            return True
+        time.sleep(step)
+    return cond()
+
+
+# --- HTTP -----------------------------------------------------------------------
+
+
+def request(port, method, path, body=None, headers=None, source=None, timeout=10):
+    """One request on a new connection: (status, body bytes), or (0, error text)."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout,
+                                   source_address=(source, 0) if source else None)
+    try:
+        h = dict(headers or {})
+        if body is not None:
+            h.setdefault("Content-Type", "application/json")
+        c.request(method, path, body=body, headers=h)
+        r = c.getresponse()
+        return r.status, r.read()
+    except (OSError, http.client.HTTPException) as e:
+        return 0, str(e).encode()
+    finally:
+        c.close()
+
+
+def stream_times(port):
+    """Streams STREAM from port: arrival times (ms after the request was sent)
+    of each `iteration` event and of the `done` event."""
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    c.request("POST", "/generate", body=json.dumps(STREAM),
+              headers={"Content-Type": "application/json"})
+    t0 = time.monotonic()
+    r = c.getresponse()
+    its, done = [], None
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        t = (time.monotonic() - t0) * 1000
+        if line.startswith(b"event: iteration"):
+            its.append(t)
+        elif line.startswith(b"event: done"):
+            done = t
+    c.close()
+    return r.status, its, done
+
+
+def raw_exchange(port, data, wait_s=3.0):
+    """Sends raw bytes, reads until the peer closes or wait_s passes:
+    (bytes received, whether the connection was closed)."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=wait_s)
+    got, closed = b"", False
+    try:
+        s.sendall(data)
+        end = time.monotonic() + wait_s
+        while time.monotonic() < end:
+            r, _, _ = select.select([s], [], [], max(0.0, end - time.monotonic()))
+            if not r:
+                break
+            try:
+                chunk = s.recv(65536)
+            except ConnectionResetError:
+                closed = True
+                break
+            if not chunk:
+                closed = True
+                break
+            got += chunk
+    finally:
+        s.close()
+    return got, closed
+
+
+def statuses(raw):
+    """Status codes of the HTTP responses in a raw byte stream, in order."""
+    return [int(m) for m in re.findall(rb"(?:^|\r?\n)HTTP/1\.[01] (\d{3}) ", raw)]
+
+
+# --- replicas -------------------------------------------------------------------
+
+
+def unit_env():
+    """The HEPTAPOD_* settings deploy/heptapod.service gives the daemon."""
+    env = {}
+    for m in re.finditer(r"^Environment=(HEPTAPOD_\w+)=(\S*)$",
+                         open("deploy/heptapod.service").read(), re.M):
+        env[m.group(1)] = m.group(2)
+    return env
+
+
+class Replica:
+    def __init__(self, name):
+        self.name = name
+        self.access = os.path.join(TMP, name + ".access.log")
+        env = dict(os.environ)
+        env.update(unit_env())
+        # Addresses, threads and the model come from the flags below.
+        self.proc = spawn([BIN, "serve", "--host", "127.0.0.1", "--port", "0", "--admin-port",
+                           "0", "--threads", "1", "--model", MODEL, "--access-log", self.access],
+                          name + ".log", env)
+        self.log = os.path.join(TMP, name + ".log")
+        self.port = self.admin = None
+        wait_until(self._parse_ports, 15)
+        if not self.port or not self.admin:
+            raise RuntimeError("%s did not start with an admin listener:\n%s" %
+                               (name, open(self.log, errors="replace").read()[-2000:]))
+        if not wait_until(lambda: request(self.admin, "GET", "/readyz")[0] == 200, 15):
+            raise RuntimeError("%s never became ready" % name)
+
+    def _parse_ports(self):
+        for line in open(self.log, errors="replace"):
+            try:
+                msg = json.loads(line).get("msg", "")
+            except ValueError:
+                continue
+            m = re.match(r"(admin )?listening on http://127\.0\.0\.1:(\d+)", msg)
+            if m and m.group(1):
+                self.admin = int(m.group(2))
+            elif m:
+                self.port = int(m.group(2))
+        return (self.port and self.admin) or self.proc.poll() is not None
+
+    def alive(self):
+        return self.proc.poll() is None
+
+    def fds(self):
+        """Open descriptors of the process (listeners, model, logs, connections)."""
+        try:
+            return len(os.listdir("/proc/%d/fd" % self.proc.pid))
+        except OSError:
+            return -1
+
+    def connections(self):
+        """The heptapod_connections{listener="main"} gauge, or None if not exported."""
+        st, body = request(self.admin, "GET", "/metrics", timeout=5)
+        m = re.search(rb'^heptapod_connections\{listener="main"\} (\S+)$', body, re.M)
+        return float(m.group(1)) if st == 200 and m else None
+
+    def access_ids(self):
+        """Request ids of the access log's lines."""
+        ids = []
+        try:
+            for line in open(self.access, errors="replace"):
+                try:
+                    ids.append(json.loads(line).get("request_id"))
+                except ValueError:
+                    pass
+        except OSError:
+            pass
+        return ids
+
+
+# --- proxies --------------------------------------------------------------------
+
+
+def rewrite_servers(text, pattern, replicas, make):
+    """Replaces the i-th line matching pattern by make(match, replicas[i])."""
+    lines, i = [], 0
+    for line in text.splitlines(keepends=True):
+        m = re.match(pattern, line)
+        if m:
+            if i < len(replicas):
+                lines.append(make(m, replicas[i]))
+            i += 1
+        else:
+            lines.append(line)
+    if i != len(replicas):
+        raise RuntimeError("config lists %d replicas, the test runs %d" % (i, len(replicas)))
+    return "".join(lines)
+
+
+def start_haproxy(port, replicas):
+    cfg = open("deploy/haproxy.cfg").read()
+    cfg = cfg.replace("    bind :8080\n", "    bind 127.0.0.1:%d\n" % port)
+    cfg = rewrite_servers(
+        cfg, r"^(\s*server \S+ )\S+:8080( .*\bcheck port )8081\b(.*\n)$", replicas,
+        lambda m, r: "%s127.0.0.1:%d%s%d%s" % (m.group(1), r.port, m.group(2), r.admin, m.group(3)))
+    path = os.path.join(TMP, "haproxy.cfg")
+    open(path, "w").write(cfg)
+    p = spawn(["haproxy", "-db", "-f", path], "haproxy.log")
+    return p
+
+
+def start_nginx(port, replicas):
+    snippet = open("deploy/nginx.conf").read()
+    snippet = snippet.replace("    listen 80;\n", "    listen 127.0.0.1:%d;\n" % port)
+    snippet = snippet.replace("    listen [::]:80;\n", "")
+    snippet = rewrite_servers(
+        snippet, r"^(\s*server )\S+:8080( .*\n)$", replicas,
+        lambda m, r: "%s127.0.0.1:%d%s" % (m.group(1), r.port, m.group(2)))
+    inc = os.path.join(TMP, "nginx-heptapod.conf")
+    open(inc, "w").write(snippet)
+    main = os.path.join(TMP, "nginx.conf")
+    paths = "".join("    %s_temp_path %s/nginx-%s;\n" % (k, TMP, k)
+                    for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+    open(main, "w").write(
+        "daemon off;\nmaster_process off;\nworker_processes 1;\n"
+        "pid %s/nginx.pid;\nerror_log %s/nginx-error.log info;\n"
+        "events { worker_connections 4096; }\n"
+        "http {\n    access_log %s/nginx-access.log;\n%s    include %s;\n}\n"
+        % (TMP, TMP, TMP, paths, inc))
+    return spawn(["nginx", "-p", TMP, "-c", main], "nginx.log")
+
+
+# --- the checks -----------------------------------------------------------------
+
+
+def gaps(times):
+    return [round(b - a, 1) for a, b in zip(times, times[1:])]
+
+
+def check_sse(name, port, replicas, direct):
+    st, its, done = stream_times(port)
+    g = gaps(its)
+    dg = gaps(direct)
+    note("%s: %d iteration events, first at %.0f ms (direct %.0f ms), gaps %s ms (direct %s ms)"
+         % (name, len(its), its[0] if its else -1, direct[0], g, dg))
+    if not check(st == 200 and len(its) == STREAM["iterations"] and done is not None,
+                 "%s: the stream completes through the proxy" % name, (st, len(its), done)):
+        return
+    # The replica writes an event every few tens of ms; a proxy that holds
+    # them back delivers several within a millisecond of each other. One
+    # such pair is allowed for a client descheduled on a busy machine, and
+    # as many more as the direct stream showed.
+    floor = min(5.0, min(dg) / 4)
+    bunched = sum(1 for x in g if x < floor)
+    allowed = 1 + sum(1 for x in dg if x < floor)
+    check(bunched <= allowed, "%s: SSE events arrive one by one (%d of %d gaps under %.1f ms)"
+          % (name, bunched, len(g), floor), g)
+    med, dmed = sorted(g)[len(g) // 2], sorted(dg)[len(dg) // 2]
+    check(med >= dmed * 0.5, "%s: median gap %.1f ms, direct %.1f ms" % (name, med, dmed))
+
+
+def smuggle_cases(k):
+    """(name, raw request) pairs. The first request asks for Connection: close,
+    so any request a replica sees after it on that connection is hidden in
+    its body; the hidden one is GET /v1/models with X-Request-Id smugK-hidden."""
+    body = SMALL
+    hidden = ("GET /v1/models HTTP/1.1\r\nHost: x\r\nX-Request-Id: smug%d-hidden\r\n\r\n"
+              % k).encode()
+    chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+    head = ("POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            "Connection: close\r\nX-Request-Id: smug%d-first\r\n" % k).encode()
+    return [
+        ("two Content-Length",
+         head + b"Content-Length: %d\r\nContent-Length: %d\r\n\r\n" %
+         (len(body), len(body) + len(hidden)) + body + hidden),
+        ("Content-Length: -1", head + b"Content-Length: -1\r\n\r\n" + body + hidden),
+        ("Content-Length + Transfer-Encoding",
+         head + b"Content-Length: %d\r\nTransfer-Encoding: chunked\r\n\r\n" %
+         (len(chunked) + len(hidden)) + chunked + hidden),
+        ("Transfer-Encoding: gzip, chunked",
+         head + b"Transfer-Encoding: gzip, chunked\r\n\r\n" + chunked + hidden),
+        ("NUL in a header value",
+         head + b"X-Note: a\x00b\r\nContent-Length: %d\r\n\r\n" % len(body) + body),
+        ("bare LF line endings",
+         (head + b"Content-Length: %d\r\n\r\n" % len(body)).replace(b"\r\n", b"\n") + body),
+        ("NUL in the path (%00)",
+         head.replace(b"POST /generate ", b"POST /generate%00.css ") +
+         b"Content-Length: %d\r\n\r\n" % len(body) + body),
+    ]
+
+
+# What each proxy does with each shape (HAProxy 2.6, nginx 1.22 of Debian 12,
+# with the deploy/ configs): "refused NNN" (the proxy answers NNN itself and
+# nothing reaches a replica) or "forwarded NNN" (one clean request reaches a
+# replica, which answers NNN). Both close the connection after each.
+SMUGGLE_EXPECT = {
+    "haproxy": {
+        "two Content-Length": "refused 400",
+        "Content-Length: -1": "refused 400",
+        # Transfer-Encoding wins, Content-Length is dropped; the replica gets
+        # a plain chunked request.
+        "Content-Length + Transfer-Encoding": "forwarded 200",
+        "Transfer-Encoding: gzip, chunked": "refused 422",
+        # HAProxy's parser lets these two through; the config's deny rules
+        # refuse them.
+        "NUL in a header value": "refused 400",
+        "NUL in the path (%00)": "refused 400",
+        # Rewritten with CRLF line endings.
+        "bare LF line endings": "forwarded 200",
+    },
+    "nginx": {
+        "two Content-Length": "refused 400",
+        "Content-Length: -1": "refused 400",
+        "Content-Length + Transfer-Encoding": "refused 400",
+        "Transfer-Encoding: gzip, chunked": "refused 501",
+        "NUL in a header value": "refused 400",
+        "NUL in the path (%00)": "refused 400",
+        "bare LF line endings": "forwarded 200",
+    },
+}
+
+
+def check_smuggle(name, port, replicas):
+    cases = smuggle_cases(0)
+    for k, (shape, _) in enumerate(cases):
+        raw = smuggle_cases(k)[k][1]
+        got, closed = raw_exchange(port, raw)
+        st = statuses(got)
+        time.sleep(0.2)  # the access log line follows the answer
+        ids = [i for r in replicas for i in r.access_ids()]
+        served = ids.count("smug%d-first" % k)
+        hidden = ids.count("smug%d-hidden" % k)
+        outcome = "%s %s" % ("forwarded" if served else "refused", st[0] if st else "-")
+        note("%s: %-36s -> %s, %s, replicas served it %d time(s), hidden request %d time(s)"
+             % (name, shape, st, "closed" if closed else "left open", served, hidden))
+        check(len(st) == 1 and st[0] >= 400 or (len(st) == 1 and served == 1),
+              "%s: %s answered once (refused, or served as one request)" % (name, shape), st)
+        check(served <= 1 and hidden == 0, "%s: %s: nothing hidden reaches a replica" % (name, shape),
+              (served, hidden))
+        check(closed, "%s: %s: the connection is closed after the answer" % (name, shape))
+        want = SMUGGLE_EXPECT[name][shape]
+        check(outcome == want, "%s: %s: %s" % (name, shape, want), outcome)
+
+
+def check_slowbody(name, port, replicas):
+    base_fds = [r.fds() for r in replicas]
+    base_conn = [r.connections() for r in replicas]
+    head = (b"POST /generate HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 200\r\n\r\n")
+    socks = []
+    t0 = time.monotonic()
+    for addr in ATTACK_ADDRS:
+        for _ in range(60):
+            s = socket.socket()
+            s.bind((addr, 0))
+            s.connect(("127.0.0.1", port))
+            s.sendall(head)
+            socks.append(s)
+    # One body byte a second from each, for about 4 s, while a good client asks.
+    lat = []
+    results = []
+    for second in range(4):
+        for s in socks:
+            try:
+                s.send(b" ")
+            except OSError:
+                pass
+        t = time.monotonic()
+        st, _ = request(port, "POST", "/generate", SMALL, source=GOOD_ADDR, timeout=10)
+        lat.append((time.monotonic() - t) * 1000)
+        results.append(st)
+        time.sleep(max(0.0, second + 1 - (time.monotonic() - t0)))
+    fds = [r.fds() for r in replicas]
+    conn = [r.connections() for r in replicas]
+    # Still held by the proxy: nothing answered, nothing closed.
+    r, _, _ = select.select(socks, [], [], 0)
+    held = len(socks) - len(r)
+    note("%s: %d slow-body connections, %d still held after %.1f s; good client: %s in %s ms"
+         % (name, len(socks), held, time.monotonic() - t0, results,
+            [round(x) for x in lat]))
+    note("%s: replica descriptors %s -> %s, connections gauge %s -> %s"
+         % (name, base_fds, fds, base_conn, conn))
+    check(held >= len(socks) - 5, "%s: the proxy holds the slow bodies (%d of %d)"
+          % (name, held, len(socks)))
+    check(all(s == 200 for s in results) and max(lat) < 2000,
+          "%s: the good client is answered under the slow-body attack (max %.0f ms)"
+          % (name, max(lat)), results)
+    check(all(f <= b + 4 for f, b in zip(fds, base_fds)),
+          "%s: replicas' open descriptors stay at their baseline" % name, (base_fds, fds))
+    if all(c is not None for c in conn):
+        check(all(c <= 2 for c in conn), "%s: replicas' main connections stay low %s"
+              % (name, conn), conn)
+    for s in socks:
+        s.close()
+
+    # One address over the per-address cap: the connections past 64 are refused.
+    over = []
+    for _ in range(70):
+        s = socket.socket()
+        s.bind((CAP_ADDR, 0))
+        s.connect(("127.0.0.1", port))
+        s.sendall(head)
+        over.append(s)
+    time.sleep(1.0)
+    r, _, _ = select.select(over, [], [], 0)
+    answers = []
+    for s in r:
+        try:
+            answers.append(statuses(s.recv(4096))[:1] or ["closed"])
+        except OSError:
+            answers.append(["reset"])
+    note("%s: 70 connections from one address: %d refused %s"
+         % (name, len(r), sorted({a[0] for a in answers}, key=str)))
+    check(6 <= len(r) <= 8, "%s: connections past 64 from one address are refused" % name, len(r))
+    for s in over:
+        s.close()
+
+
+def check_poison(name, port, replicas):
+    st, body = request(port, "POST", "/generate", POISON, source=GOOD_ADDR)
+    time.sleep(0.5)
+    alive = [r.alive() for r in replicas]
+    health = [request(r.admin, "GET", "/healthz")[0] if r.alive() else 0 for r in replicas]
+    note("%s: poison request -> %d %s; replicas alive %s, /healthz %s"
+         % (name, st, body[:120].decode(errors="replace"), alive, health))
+    check(400 <= st < 500, "%s: the poison request gets a 4xx, not a replayed 5xx" % name, st)
+    check(all(alive) and all(h == 200 for h in health),
+          "%s: every replica is alive after the poison request" % name, (alive, health))
+
+
+def run(name, start):
+    replicas = []
+    proxy = None
+    try:
+        replicas = [Replica("%s-replica%d" % (name, i + 1)) for i in range(REPLICAS)]
+        port = free_port()
+        proxy = start(port, replicas)
+        if not wait_until(lambda: request(port, "GET", "/v1/models", timeout=2)[0] == 200, 15):
+            fail("%s did not start:\n%s" % (name, open(os.path.join(TMP, name + ".log"),
+                                                       errors="replace").read()[-2000:]))
+            return
+        ok("%s in front of %d replicas on 127.0.0.1:%d" % (name, REPLICAS, port))
+        _, direct, _ = stream_times(replicas[0].port)
+        check_sse(name, port, replicas, direct)
+        check_smuggle(name, port, replicas)
+        check_slowbody(name, port, replicas)
+        check_poison(name, port, replicas)
+    finally:
+        if proxy:
+            stop(proxy)
+        for r in replicas:
+            stop(r.proc)
+
+
+def main():
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, on_signal)
+    os.chmod(TMP, 0o755)
+    t0 = time.monotonic()
+    try:
+        for name, start in (("haproxy", start_haproxy), ("nginx", start_nginx)):
+            t = time.monotonic()
+            run(name, start)
+            note("%s: %.1f s" % (name, time.monotonic() - t))
+    finally:
+        cleanup()
+    print("%d failure(s) in %.1f s" % (len(failures), time.monotonic() - t0))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
