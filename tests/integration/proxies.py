@@ -46,8 +46,10 @@ ATTACK_ADDRS = ["127.0.0.2", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]
 CAP_ADDR = "127.0.0.8"  # one address going over the per-address cap
 SMALL = b'{"height":4,"width":4,"iterations":2,"seed":1}'
 POISON = b'{"text":["ab"],"open":"\\u0000","height":1,"width":2}'
-# Long enough per iteration (tens of ms) for bunching to show.
+# A stream whose iterations take tens of ms, so that bunching shows; its
+# height is sized to the build's speed by sized_stream().
 STREAM = {"height": 32, "width": 64, "iterations": 8, "seed": 7, "stream": True}
+ITERATION_MS = 60
 
 failures = []
 procs = []  # every process started, killed in cleanup()
@@ -141,6 +143,17 @@ def request(port, method, path, body=None, headers=None, source=None, timeout=10
         return 0, str(e).encode()
     finally:
         c.close()
+
+
+def sized_stream(port):
+    """Sets STREAM's height so that one iteration takes about ITERATION_MS on
+    this build and machine (a sanitizer build is ten times slower)."""
+    st, body = request(port, "POST", "/generate",
+                       json.dumps({"height": 16, "width": 64, "iterations": 2, "seed": 1}))
+    ms = json.loads(body)["timings"]["compute_ms"] / 2 if st == 200 else 0
+    if ms > 0:
+        STREAM["height"] = max(1, min(32, round(16 * ITERATION_MS / ms)))
+    return ms
 
 
 def stream_times(port):
@@ -532,6 +545,9 @@ def run(name, start):
                                                        errors="replace").read()[-2000:]))
             return
         ok("%s in front of %d replicas on 127.0.0.1:%d" % (name, REPLICAS, port))
+        ms = sized_stream(replicas[0].port)
+        note("%s: a 16x64 iteration takes %.1f ms here: streams of %dx64"
+             % (name, ms, STREAM["height"]))
         _, direct, _ = stream_times(replicas[0].port)
         check_sse(name, port, replicas, direct)
         check_smuggle(name, port, replicas)
