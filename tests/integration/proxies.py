@@ -209,6 +209,28 @@ def statuses(raw):
     return [int(m) for m in re.findall(rb"(?:^|\r?\n)HTTP/1\.[01] (\d{3}) ", raw)]
 
 
+# The error code of the daemon's JSON error shape for each status a proxy
+# answers itself (proto/openapi.json, Error).
+ERROR_CODES = {400: "bad_request", 404: "not_found", 408: "request_timeout",
+               413: "payload_too_large", 429: "overloaded", 501: "not_implemented",
+               502: "unavailable", 503: "unavailable", 504: "deadline_exceeded"}
+
+
+def error_code(body):
+    """error.code of a JSON error body, or what was found instead."""
+    try:
+        return json.loads(body)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return "not a JSON error: %r" % body[:60]
+
+
+def check_json_error(name, what, status, body):
+    """A proxy's own error answer has the daemon's JSON shape and code."""
+    want = ERROR_CODES.get(status)
+    check(want and error_code(body) == want, "%s: %s: JSON error %s" % (name, what, want),
+          error_code(body))
+
+
 # --- replicas -------------------------------------------------------------------
 
 
@@ -342,26 +364,29 @@ def gaps(times):
     return [round(b - a, 1) for a, b in zip(times, times[1:])]
 
 
-def check_sse(name, port, replicas, direct):
-    st, its, done = stream_times(port)
-    g = gaps(its)
-    dg = gaps(direct)
-    note("%s: %d iteration events, first at %.0f ms (direct %.0f ms), gaps %s ms (direct %s ms)"
-         % (name, len(its), its[0] if its else -1, direct[0], g, dg))
-    if not check(st == 200 and len(its) == STREAM["iterations"] and done is not None,
-                 "%s: the stream completes through the proxy" % name, (st, len(its), done)):
-        return
-    # The replica writes an event every few tens of ms; a proxy that holds
-    # them back delivers several within a millisecond of each other. One
-    # such pair is allowed for a client descheduled on a busy machine, and
-    # as many more as the direct stream showed.
-    floor = min(5.0, min(dg) / 4)
-    bunched = sum(1 for x in g if x < floor)
-    allowed = 1 + sum(1 for x in dg if x < floor)
-    check(bunched <= allowed, "%s: SSE events arrive one by one (%d of %d gaps under %.1f ms)"
-          % (name, bunched, len(g), floor), g)
-    med, dmed = sorted(g)[len(g) // 2], sorted(dg)[len(dg) // 2]
-    check(med >= dmed * 0.5, "%s: median gap %.1f ms, direct %.1f ms" % (name, med, dmed))
+def check_sse(name, port, replicas):
+    """Events through the proxy arrive as spaced as the replica writes them.
+    The replica writes one every few tens of ms; a proxy that holds them
+    back delivers several within a millisecond of each other. A busy machine
+    can deschedule the client too, so the direct stream is measured beside
+    it and its bunched pairs (plus one) are allowed; a failure must show on
+    a second try as well."""
+    floor = 5.0
+    for attempt in (1, 2):
+        _, direct, _ = stream_times(replicas[0].port)
+        st, its, done = stream_times(port)
+        g, dg = gaps(its), gaps(direct)
+        note("%s: %d iteration events, first at %.0f ms (direct %.0f ms), gaps %s ms (direct %s ms)"
+             % (name, len(its), its[0] if its else -1, direct[0] if direct else -1, g, dg))
+        if not check(st == 200 and len(its) == STREAM["iterations"] and done is not None,
+                     "%s: the stream completes through the proxy" % name, (st, len(its), done)):
+            return
+        bunched = sum(1 for x in g if x < floor)
+        allowed = 1 + sum(1 for x in dg if x < floor)
+        if bunched <= allowed or attempt == 2:
+            break
+    check(bunched <= allowed, "%s: SSE events arrive one by one (%d of %d gaps under %.0f ms, "
+          "%d allowed)" % (name, bunched, len(g), floor, allowed), g)
 
 
 def smuggle_cases(k):
@@ -395,17 +420,19 @@ def smuggle_cases(k):
 
 
 # What each proxy does with each shape (HAProxy 2.6, nginx 1.22 of Debian 12,
-# with the deploy/ configs): "refused NNN" (the proxy answers NNN itself and
-# nothing reaches a replica) or "forwarded NNN" (one clean request reaches a
-# replica, which answers NNN). Both close the connection after each.
+# with the deploy/ configs): "refused NNN" (the proxy answers NNN itself,
+# with a JSON error body, and nothing reaches a replica), "refused NNN page"
+# (the same with the built-in page of HAProxy's parser, which no setting
+# replaces), or "forwarded NNN" (one clean request reaches a replica, which
+# answers NNN). Both close the connection after each.
 SMUGGLE_EXPECT = {
     "haproxy": {
-        "two Content-Length": "refused 400",
-        "Content-Length: -1": "refused 400",
+        "two Content-Length": "refused 400 page",
+        "Content-Length: -1": "refused 400 page",
         # Transfer-Encoding wins, Content-Length is dropped; the replica gets
         # a plain chunked request.
         "Content-Length + Transfer-Encoding": "forwarded 200",
-        "Transfer-Encoding: gzip, chunked": "refused 422",
+        "Transfer-Encoding: gzip, chunked": "refused 422 page",
         # HAProxy's parser lets these two through; the config's deny rules
         # refuse them.
         "NUL in a header value": "refused 400",
@@ -444,7 +471,9 @@ def check_smuggle(name, port, replicas):
               (served, hidden))
         check(closed, "%s: %s: the connection is closed after the answer" % (name, shape))
         want = SMUGGLE_EXPECT[name][shape]
-        check(outcome == want, "%s: %s: %s" % (name, shape, want), outcome)
+        check(outcome == want.replace(" page", ""), "%s: %s: %s" % (name, shape, want), outcome)
+        if outcome.startswith("refused") and not want.endswith(" page"):
+            check_json_error(name, shape, st[0], got.partition(b"\r\n\r\n")[2])
 
 
 def check_slowbody(name, port, replicas):
@@ -516,9 +545,31 @@ def check_slowbody(name, port, replicas):
             answers.append(["reset"])
     note("%s: 70 connections from one address: %d refused %s"
          % (name, len(r), sorted({a[0] for a in answers}, key=str)))
+    check(all(a[0] in ("closed", "reset", 429) for a in answers),
+          "%s: refused at once (a reset or 429)" % name, answers)
     check(6 <= len(r) <= 8, "%s: connections past 64 from one address are refused" % name, len(r))
     for s in over:
         s.close()
+
+
+def check_limits(name, port, replicas, limits):
+    """The largest request the daemon's limits allow passes; a larger body
+    and /metrics are refused by the proxy with JSON errors."""
+    h = limits["max_height"]
+    w = limits["max_cells"] // h
+    big = json.dumps({"height": h, "width": w, "iterations": 1, "seed": 1,
+                      "given": [[None] * w for _ in range(h)]}).encode()
+    st, body = request(port, "POST", "/generate", big, source=GOOD_ADDR, timeout=30)
+    check(st == 200, "%s: the largest grid the limits allow (%dx%d given, %d bytes) passes"
+          % (name, h, w, len(big)), (st, body[:200]))
+    # Past what the proxy holds: HAProxy one buffer (48 KiB), nginx 1 MiB.
+    size = 49153 if name == "haproxy" else (1 << 20) + 1
+    st, body = request(port, "POST", "/generate", b" " * size, source=GOOD_ADDR)
+    check(st == 413, "%s: a %d-byte body gets 413 from the proxy" % (name, size), st)
+    check_json_error(name, "too large", st, body)
+    st, body = request(port, "GET", "/metrics", source=GOOD_ADDR)
+    check(st == 404, "%s: /metrics is not served to clients" % name, st)
+    check_json_error(name, "/metrics", st, body)
 
 
 def check_poison(name, port, replicas):
@@ -529,6 +580,8 @@ def check_poison(name, port, replicas):
     note("%s: poison request -> %d %s; replicas alive %s, /healthz %s"
          % (name, st, body[:120].decode(errors="replace"), alive, health))
     check(400 <= st < 500, "%s: the poison request gets a 4xx, not a replayed 5xx" % name, st)
+    if st == 502:
+        check_json_error(name, "a replica failed", st, body)
     check(all(alive) and all(h == 200 for h in health),
           "%s: every replica is alive after the poison request" % name, (alive, health))
 
@@ -548,10 +601,11 @@ def run(name, start):
         ms = sized_stream(replicas[0].port)
         note("%s: a 16x64 iteration takes %.1f ms here: streams of %dx64"
              % (name, ms, STREAM["height"]))
-        _, direct, _ = stream_times(replicas[0].port)
-        check_sse(name, port, replicas, direct)
+        check_sse(name, port, replicas)
         check_smuggle(name, port, replicas)
         check_slowbody(name, port, replicas)
+        limits = json.loads(request(replicas[0].port, "GET", "/v1/models")[1])["data"][0]["limits"]
+        check_limits(name, port, replicas, limits)
         check_poison(name, port, replicas)
     finally:
         if proxy:
