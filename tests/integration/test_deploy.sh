@@ -335,6 +335,32 @@ check(ngx("gzip") == "off" and not re.search(r"gzip_types[^;]*event-stream", ngi
 check(ngx("proxy_set_header X-Forwarded-For") == "$remote_addr",
       "nginx: X-Forwarded-For is replaced by the client's address")
 check(ngx("limit_conn") and ngx("limit_conn_zone"), "nginx: connections per client address bounded")
+
+# The proxies' own error answers have the daemon's JSON error shape.
+import json
+error_schema = json.load(open("proto/openapi.json"))["components"]["schemas"]["Error"]
+codes = set(error_schema["properties"]["error"]["properties"]["code"]["enum"])
+def error_body(text, status, where):
+    try:
+        e = json.loads(text)["error"]
+        good = set(e) <= {"code", "message", "field"} and e["code"] in codes and e["message"]
+    except (ValueError, KeyError, TypeError):
+        good = False
+    check(good, "%s: its own %s answer is a JSON error of proto/openapi.json" % (where, status), text)
+hap_errors = re.findall(r"^\s*http-error status (\d+) content-type application/json string '([^']*)'",
+                        hap, re.M)
+check(len(hap_errors) >= 8, "haproxy: http-error bodies for its own answers", len(hap_errors))
+for status, text in hap_errors:
+    error_body(text, status, "haproxy")
+pages = dict(re.findall(r"^\s*error_page (\d+) (\S+);", nginx, re.M))
+check(len(pages) >= 8, "nginx: error_page for its own answers", len(pages))
+for status, uri in pages.items():
+    loc = re.search(r"location = %s \{\n(.*?)\n\s*\}\n" % re.escape(uri), nginx, re.S)
+    ret = loc and re.search(r"return (\d+) '([^']*)';", loc.group(1))
+    check(ret and ret.group(1) == status and "internal;" in loc.group(1),
+          "nginx: error page %s is an internal location answering %s" % (uri, status))
+    if ret:
+        error_body(ret.group(2).replace("\\n", "\n"), status, "nginx")
 EOF
 cat "$TMP/consistency"
 passed=$((passed + $(grep -c '^ok: ' "$TMP/consistency" || true)))
