@@ -35,6 +35,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 BIN = os.environ.get("HEPTAPOD_BIN") or sys.exit("set HEPTAPOD_BIN to the heptapod binary")
@@ -586,6 +587,73 @@ def check_poison(name, port, replicas):
           "%s: every replica is alive after the poison request" % name, (alive, health))
 
 
+def check_drain(name, port, replicas):
+    """SIGTERM to a replica with a stream in flight: its stream ends with
+    `done`, it exits 0, and clients of the proxy meanwhile get answers:
+    through HAProxy all 200 (its 503s are retried elsewhere, then the health
+    check on the admin port takes it out); through nginx, which cannot retry
+    a POST on 503, 200 or the daemon's 503. Returns the replica it stopped."""
+    victim = replicas[0]
+    stream = dict(STREAM, iterations=48)  # about 3 s
+    out = {}
+    started = threading.Event()
+
+    def long_stream():
+        c = http.client.HTTPConnection("127.0.0.1", victim.port, timeout=60)
+        try:
+            c.request("POST", "/generate", body=json.dumps(stream),
+                      headers={"Content-Type": "application/json"})
+            r = c.getresponse()
+            done = False
+            for line in iter(r.readline, b""):
+                started.set()
+                done = done or line.startswith(b"event: done")
+            out["stream"] = (r.status, done)
+        except (OSError, http.client.HTTPException) as e:
+            out["stream"] = (0, str(e))
+        finally:
+            started.set()
+            c.close()
+
+    t = threading.Thread(target=long_stream)
+    t.start()
+    started.wait(10)
+    victim.proc.send_signal(signal.SIGTERM)
+    answers = []
+
+    def client():
+        answers.append(request(port, "POST", "/generate", SMALL, source=GOOD_ADDR))
+
+    end = time.monotonic() + 2.0
+    while time.monotonic() < end:
+        burst = [threading.Thread(target=client) for _ in range(6)]
+        for b in burst:
+            b.start()
+        for b in burst:
+            b.join()
+    t.join(60)
+    try:
+        code = victim.proc.wait(30)
+    except subprocess.TimeoutExpired:
+        code = None
+    refused = sum(1 for line in open(victim.access, errors="replace")
+                  if '"status":503' in line)
+    got = sorted({st for st, _ in answers})
+    note("%s: drain of one replica: its stream %s, exit %s; %d client requests meanwhile, "
+         "%d answered 200; the draining replica refused %d with 503"
+         % (name, out.get("stream"), code, len(answers),
+            sum(1 for st, _ in answers if st == 200), refused))
+    check(out.get("stream") == (200, True) and code == 0,
+          "%s: the draining replica finishes its stream and exits 0" % name, (out, code))
+    if name == "haproxy":
+        check(got == [200], "%s: every request during the drain is answered 200" % name, got)
+    else:
+        bad = [(st, b[:80]) for st, b in answers
+               if st != 200 and not (st == 503 and error_code(b) == "unavailable")]
+        check(not bad, "%s: requests during the drain get 200 or the daemon's 503" % name, bad)
+    return victim
+
+
 def run(name, start):
     replicas = []
     proxy = None
@@ -606,7 +674,8 @@ def run(name, start):
         check_slowbody(name, port, replicas)
         limits = json.loads(request(replicas[0].port, "GET", "/v1/models")[1])["data"][0]["limits"]
         check_limits(name, port, replicas, limits)
-        check_poison(name, port, replicas)
+        victim = check_drain(name, port, replicas)
+        check_poison(name, port, [r for r in replicas if r is not victim])
     finally:
         if proxy:
             stop(proxy)
