@@ -17,6 +17,12 @@ directory, HAProxy in the foreground), and checks through it:
             replicas' open connections stay at their baseline and a good
             client's small /generate is answered promptly; a 65th connection
             from one address is refused;
+  limits    the largest request the daemon's limits allow passes, larger
+            bodies and /metrics are refused, with JSON errors;
+  trickle   headers (both) and bodies (HAProxy) sent a byte a second are
+            cut 10 s after the connection, however steady the bytes;
+  drain     SIGTERM to a replica under load: its stream finishes, it exits
+            0, and HAProxy's clients see only 200s (nginx's see its 503s);
   poison    the request that crashed replicas is answered with a 4xx, not
             replayed, and every replica is still alive.
 
@@ -45,6 +51,7 @@ GOOD_ADDR = "127.0.0.3"  # the well-behaved client
 # Attackers: 60 connections from each, below the proxies' 64 per address.
 ATTACK_ADDRS = ["127.0.0.2", "127.0.0.4", "127.0.0.5", "127.0.0.6", "127.0.0.7"]
 CAP_ADDR = "127.0.0.8"  # one address going over the per-address cap
+TRICKLE_ADDR = "127.0.0.9"  # one slow-header and one slow-body client
 SMALL = b'{"height":4,"width":4,"iterations":2,"seed":1}'
 POISON = b'{"text":["ab"],"open":"\\u0000","height":1,"width":2}'
 # A stream whose iterations take tens of ms, so that bunching shows; its
@@ -477,6 +484,77 @@ def check_smuggle(name, port, replicas):
             check_json_error(name, shape, st[0], got.partition(b"\r\n\r\n")[2])
 
 
+class Trickle(threading.Thread):
+    """A client that sends `head`, then one byte of `drip` a second until
+    the proxy answers or closes: when that happened (seconds after the
+    connection) and what it answered."""
+
+    def __init__(self, port, head, drip):
+        super().__init__(daemon=True)
+        self.sock = socket.socket()
+        self.sock.bind((TRICKLE_ADDR, 0))
+        self.sock.connect(("127.0.0.1", port))
+        self.t0 = time.monotonic()
+        self.sock.sendall(head)
+        self.drip = drip
+        self.ended = None  # seconds after the connection
+        self.answer = b""
+        self.halt = threading.Event()
+        self.start()
+
+    def run(self):
+        i = 0
+        while not self.halt.is_set():
+            r, _, _ = select.select([self.sock], [], [], 1.0)
+            try:
+                if r:
+                    self.answer = self.sock.recv(4096)
+                    break
+                self.sock.send(self.drip[i % len(self.drip):][:1])
+                i += 1
+            except OSError:
+                break
+        if not self.halt.is_set():
+            self.ended = time.monotonic() - self.t0
+
+    def stop(self):
+        self.halt.set()
+        self.join()
+        self.sock.close()
+
+
+def start_trickles(port):
+    """A slow-header and a slow-body client; checked by check_trickles."""
+    return (Trickle(port, b"POST /generate HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a"),
+            Trickle(port, b"POST /generate HTTP/1.1\r\nHost: x\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n", b" "))
+
+
+def check_trickles(name, trickles):
+    """The proxy bounds the total time of a request's headers (both proxies)
+    and of its body (HAProxy; nginx only bounds the time between two reads of
+    a body, so a client sending a byte a second keeps its connection)."""
+    wait_until(lambda: all(t.ended is not None for t in trickles), 14 - (time.monotonic() - trickles[0].t0))
+    for t, what in zip(trickles, ("headers", "body")):
+        st = statuses(t.answer)
+        note("%s: slow %s, one byte a second: %s after %s s%s"
+             % (name, what, "answer %s" % st if st else ("closed" if t.ended else "still open"),
+                "%.1f" % t.ended if t.ended else "%.0f" % (time.monotonic() - t.t0),
+                "" if not st else ", " + error_code(t.answer.partition(b"\r\n\r\n")[2])))
+        if name == "nginx" and what == "body":
+            check(t.ended is None, "%s: a trickled body is held (no total body timeout)" % name)
+        else:
+            check(t.ended is not None and 9.0 <= t.ended <= 12.0,
+                  "%s: slow %s: cut at 10 s in total" % (name, what), t.ended)
+            if st:
+                check(st == [408], "%s: slow %s: answered 408" % (name, what), st)
+            # HAProxy answers slow headers from its HTTP parser, with its
+            # built-in page; nginx closes without an answer.
+            if st and what == "body":
+                check_json_error(name, "slow " + what, 408, t.answer.partition(b"\r\n\r\n")[2])
+        t.stop()
+
+
 def check_slowbody(name, port, replicas):
     base_fds = [r.fds() for r in replicas]
     base_conn = [r.connections() for r in replicas]
@@ -666,6 +744,7 @@ def run(name, start):
                                                        errors="replace").read()[-2000:]))
             return
         ok("%s in front of %d replicas on 127.0.0.1:%d" % (name, REPLICAS, port))
+        trickles = start_trickles(port)
         ms = sized_stream(replicas[0].port)
         note("%s: a 16x64 iteration takes %.1f ms here: streams of %dx64"
              % (name, ms, STREAM["height"]))
@@ -674,6 +753,7 @@ def run(name, start):
         check_slowbody(name, port, replicas)
         limits = json.loads(request(replicas[0].port, "GET", "/v1/models")[1])["data"][0]["limits"]
         check_limits(name, port, replicas, limits)
+        check_trickles(name, trickles)
         victim = check_drain(name, port, replicas)
         check_poison(name, port, [r for r in replicas if r is not victim])
     finally:
