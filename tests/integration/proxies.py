@@ -96,6 +96,7 @@ def spawn(argv, log, env=None):
 
 
 def stop(p, sig=signal.SIGTERM, wait_s=5):
+    """Sends sig, waits up to wait_s, then SIGKILL; forgets the process."""
     if p.poll() is None:
         p.send_signal(sig)
         try:
@@ -125,6 +126,7 @@ def free_port():
 
 
 def wait_until(cond, seconds, step=0.05):
+    """Polls cond() until it holds or the time runs out; its last value."""
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         if cond():
@@ -733,6 +735,8 @@ def check_drain(name, port, replicas):
 
 
 def run(name, start):
+    """Three fresh replicas and the proxy start(port, replicas) in front of
+    them; every check through it; then both stopped."""
     replicas = []
     proxy = None
     try:
@@ -756,6 +760,8 @@ def run(name, start):
         check_trickles(name, trickles)
         victim = check_drain(name, port, replicas)
         check_poison(name, port, [r for r in replicas if r is not victim])
+    except RuntimeError as e:  # a replica that did not start
+        fail("%s: %s" % (name, e))
     finally:
         if proxy:
             stop(proxy)
