@@ -157,10 +157,15 @@ def request(port, method, path, body=None, headers=None, source=None, timeout=10
 
 def sized_stream(port):
     """Sets STREAM's height so that one iteration takes about ITERATION_MS on
-    this build and machine (a sanitizer build is ten times slower)."""
-    st, body = request(port, "POST", "/generate",
-                       json.dumps({"height": 16, "width": 64, "iterations": 2, "seed": 1}))
-    ms = json.loads(body)["timings"]["compute_ms"] / 2 if st == 200 else 0
+    this build and machine (a sanitizer build is ten times slower). The
+    fastest of three tries, as other work on the machine only slows it."""
+    ms = 0
+    for _ in range(3):
+        st, body = request(port, "POST", "/generate",
+                           json.dumps({"height": 16, "width": 64, "iterations": 2, "seed": 1}))
+        if st == 200:
+            t = json.loads(body)["timings"]["compute_ms"] / 2
+            ms = min(ms, t) if ms else t
     if ms > 0:
         STREAM["height"] = max(1, min(32, round(16 * ITERATION_MS / ms)))
     return ms
@@ -379,13 +384,14 @@ def check_sse(name, port, replicas):
     The replica writes one every few tens of ms; a proxy that holds them
     back delivers several within a millisecond of each other. A busy machine
     can deschedule the client too, so the direct stream is measured beside
-    it and its bunched pairs (plus one) are allowed; a failure must show on
-    a second try as well."""
-    floor = 5.0
-    for attempt in (1, 2):
+    it and its bunched pairs (plus one) are allowed, and a failure must show
+    on three tries. Bunched: under 5 ms, or a quarter of the direct stream's
+    median gap if that is less."""
+    for attempt in (1, 2, 3):
         _, direct, _ = stream_times(replicas[0].port)
         st, its, done = stream_times(port)
         g, dg = gaps(its), gaps(direct)
+        floor = min(5.0, sorted(dg)[len(dg) // 2] / 4) if dg else 5.0
         note("%s: %d iteration events, first at %.0f ms (direct %.0f ms), gaps %s ms (direct %s ms)"
              % (name, len(its), its[0] if its else -1, direct[0] if direct else -1, g, dg))
         if not check(st == 200 and len(its) == STREAM["iterations"] and done is not None,
@@ -393,9 +399,9 @@ def check_sse(name, port, replicas):
             return
         bunched = sum(1 for x in g if x < floor)
         allowed = 1 + sum(1 for x in dg if x < floor)
-        if bunched <= allowed or attempt == 2:
+        if bunched <= allowed or attempt == 3:
             break
-    check(bunched <= allowed, "%s: SSE events arrive one by one (%d of %d gaps under %.0f ms, "
+    check(bunched <= allowed, "%s: SSE events arrive one by one (%d of %d gaps under %.1f ms, "
           "%d allowed)" % (name, bunched, len(g), floor, allowed), g)
 
 
