@@ -7,7 +7,7 @@
 # replica's requests are retried (HAProxy), and the request that once
 # crashed replicas is not replayed onto the others. Loopback only
 # (127.0.0.2-9 as distinct client addresses); about 35 s. The checks live in
-# proxies.py beside this file.
+# proxies.py beside this file, the processes and clients in proxy_lib.py.
 # Run from the repository root with HEPTAPOD_BIN set (make integration does).
 set -eu
 : "${HEPTAPOD_BIN:?set HEPTAPOD_BIN to the heptapod binary}"
