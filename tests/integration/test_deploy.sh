@@ -219,6 +219,9 @@ expose = re.search(r"^EXPOSE (\d+)", docker, re.M)
 check(expose and flag("--port") == expose.group(1) == "8080",
       "Dockerfile: EXPOSE, --port and the container port agree", str(argv))
 check(flag("--host") == "0.0.0.0", "Dockerfile: the daemon listens on all addresses")
+check(flag("--admin-port") == str(ports.get("admin")) and
+      re.search(r"^EXPOSE 8080 %s$" % flag("--admin-port"), docker, re.M),
+      "Dockerfile: --admin-port, EXPOSE and the k8s admin port agree", str(argv))
 model = flag("--model")
 check(model and re.search(r"^COPY --from=build \S+ %s$" % re.escape(model), docker, re.M),
       "Dockerfile: --model names the file the image copies in", str(model))
