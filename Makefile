@@ -44,6 +44,10 @@ ENGINE_SRC := $(wildcard engine/*.c)
 REST_SRC   := $(wildcard proto/*.c config/*.c server/*.c) $(filter-out cli/main.c,$(wildcard cli/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 REST_OBJ   := $(REST_SRC:%.c=$(BUILD)/%.o)
+# Files served from the binary (server/static.h): the playground and the API contract.
+EMBED      := server/static/index.html server/static/playground.css server/static/playground.js \
+              server/static/heptapod.js proto/openapi.json
+EMBED_OBJ  := $(BUILD)/gen/embedded.o
 LIB        := $(BUILD)/libheptapod.a
 BIN        := $(BUILD)/heptapod
 
@@ -66,7 +70,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -MMD -c $< -o $@
 
-$(LIB): $(ENGINE_OBJ) $(REST_OBJ)
+$(BUILD)/gen/embedded.c: $(EMBED) tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh $@ $(EMBED)
+
+$(EMBED_OBJ): $(BUILD)/gen/embedded.c server/static.h
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ) $(REST_OBJ) $(EMBED_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
