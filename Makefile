@@ -56,7 +56,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test unit integration bench loadtest fixtures model evaluate \
+.PHONY: all deps run test unit integration browser bench loadtest fixtures model evaluate \
         clean format lint valgrind check-layering
 .DEFAULT_GOAL := all
 
@@ -101,6 +101,8 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjans
             libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk jq
 # tests/integration/test_deploy.sh checks the configs of deploy/ with these.
 DEB_PKGS += haproxy nginx python3-yaml systemd
+# tests/browser/ drives the playground in headless Chromium and the JavaScript client in Node.
+DEB_PKGS += chromium nodejs
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -119,7 +121,11 @@ integration: $(BIN)
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do \
 	    echo "== $$t"; HEPTAPOD_BIN=$(BIN) sh $$t; done
 
-test: check-layering unit integration
+# The playground and the JavaScript client, in headless chromium and Node.
+browser: $(BIN)
+	@echo "== tests/browser/test_browser.sh"; HEPTAPOD_BIN=$(BIN) sh tests/browser/test_browser.sh
+
+test: check-layering unit integration browser
 
 check-layering:
 	@! grep -nE '#include *[<"](jansson|microhttpd|uv)\.h' engine/*.c engine/*.h || \
