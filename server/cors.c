@@ -58,8 +58,8 @@ static int bad_origin(const char *p, size_t n, const void *arg)
         ok = *q != '/' && *q != '*' && *q != ' ' && (unsigned char)*q > 0x20 &&
              (unsigned char)*q < 0x7f;
     if (ok) return 0;
-    snprintf(err, 256, "'%.*s' is not an origin (scheme://host[:port], or *)", (int)(n < 80 ? n : 80),
-             p);
+    snprintf(err, 256, "'%.*s' is not an origin (scheme://host[:port], or *)",
+             (int)(n < 80 ? n : 80), p);
     return 1;
 }
 
@@ -113,8 +113,9 @@ enum MHD_Result srv__cors_preflight(srv_conn *c, const char *methods)
     snprintf(age, sizeof age, "%lld", (long long)c->srv->cfg->cors_max_age_s);
     const char *extra[9] = {MHD_HTTP_HEADER_ALLOW, methods};
     if (c->cors_origin) { /* an origin that is not allowed learns nothing more */
-        const char *cors[] = {"Access-Control-Allow-Methods", methods, "Access-Control-Allow-Headers",
-                              ALLOW_HEADERS, "Access-Control-Max-Age", age};
+        const char *cors[] = {"Access-Control-Allow-Methods", methods,
+                              "Access-Control-Allow-Headers", ALLOW_HEADERS,
+                              "Access-Control-Max-Age",       age};
         memcpy(extra + 2, cors, sizeof cors);
     }
     c->outcome = "preflight";

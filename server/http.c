@@ -278,8 +278,9 @@ static enum MHD_Result handle_model(srv_conn *c)
     }
     if (atomic_load(&m->state) != SRV_MODEL_READY) {
         proto_error_set(&e, PROTO_E_UNAVAILABLE, NULL, "model '%s' is %s", m->name,
-                        atomic_load(&m->state) == SRV_MODEL_LOADING ? "still loading"
-                                                                    : "not loaded: it failed to load");
+                        atomic_load(&m->state) == SRV_MODEL_LOADING
+                            ? "still loading"
+                            : "not loaded: it failed to load");
         return srv__http_error(c, &e);
     }
     const char **kv = calloc((size_t)2 * eng_model_meta_count(m->model) + 1, sizeof *kv);
@@ -303,7 +304,7 @@ static enum MHD_Result handle_asset(srv_conn *c)
         proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "%s was not built into this binary", a->url);
         return srv__http_error(c, &e);
     }
-    const char *extra[11] = {MHD_HTTP_HEADER_ETAG,         f->etag,
+    const char *extra[11] = {MHD_HTTP_HEADER_ETAG,          f->etag,
                              MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache",
                              "X-Content-Type-Options",      "nosniff"};
     if (a->page) {
@@ -362,11 +363,13 @@ static void client_of(srv_conn *c)
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
     const struct sockaddr *sa = ci ? ci->client_addr : NULL;
     if (sa && sa->sa_family == AF_INET)
-        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->client, sizeof c->client);
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->client,
+                  sizeof c->client);
     else if (sa && sa->sa_family == AF_INET6)
         inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->client,
                   sizeof c->client);
-    const char *ua = MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+    const char *ua =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
     size_t n = 0;
     for (; ua && ua[n] && n + 1 < sizeof c->user_agent; n++)
         c->user_agent[n] = ua[n] >= 0x20 && ua[n] < 0x7f ? ua[n] : '?';

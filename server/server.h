@@ -394,6 +394,8 @@ struct srv_conn {
     const char *allow;   /* Allow header of a 405 */
     int draining;        /* answer with Connection: close */
     int close;           /* refused framing: answer with Connection: close */
+
+    /* the playground, CORS and the access log */
     const struct srv_asset *asset; /* SRV_ROUTE_ASSET */
     const char *cors_origin;       /* Access-Control-Allow-Origin to send, NULL: none */
     char client[48];               /* peer address, for the access log */
