@@ -38,6 +38,21 @@ writeFileSync(join(dir, "heptapod.mjs"), src);
 const { Client, HeptapodError, parseSSE } = await import(join(dir, "heptapod.mjs"));
 rmSync(dir, { recursive: true });
 
+const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
+async function until(what, fn, timeoutMs = 15000) {
+  const end = Date.now() + timeoutMs;
+  while (!(await fn())) {
+    if (Date.now() > end) throw new Error("timed out waiting for " + what);
+    await sleep(50);
+  }
+}
+// "ACTIVE QUEUED": the fixture model's active requests and queue depth.
+async function gauges(want) {
+  const m = await (await fetch(url + "/metrics")).text();
+  const g = (name) => (new RegExp(`^${name}\\{model="byte_f32"\\} (\\d+)$`, "m").exec(m) || [])[1];
+  return `${g("heptapod_active_requests")} ${g("heptapod_queue_depth")}` === want;
+}
+
 const hp = new Client({ baseUrl: url + "/", apiKey: "test-key" });
 try {
   // --- models --------------------------------------------------------------------
@@ -78,11 +93,10 @@ try {
   // --retry-after-s 2): one long request runs, one waits, the third is refused.
   const long = { height: 16, width: 64, iterations: 100000, seed: 1 };
   const ctl = new AbortController();
-  const sleep = (ms) => new Promise((res) => setTimeout(res, ms));
   const held = [hp.generate(long, { signal: ctl.signal }).catch((x) => x)];
-  await sleep(300);
+  await until("the first request runs", () => gauges("1 0"));
   held.push(hp.generate(long, { signal: ctl.signal }).catch((x) => x));
-  await sleep(300);
+  await until("the second request waits", () => gauges("1 1"));
   e = await rejects("a full queue", hp.generate(long, { signal: ctl.signal }));
   expect("a full queue is overloaded 429 with retryAfter in seconds",
     [e?.code, e?.status, e?.retryAfter], ["overloaded", 429, 2]);
@@ -92,12 +106,8 @@ try {
   expect("abort() ends pending generate() calls with an AbortError",
     (await Promise.all(held)).map((x) => x?.name), ["AbortError", "AbortError"]);
   // The daemon notices the closed connections and frees the queue.
-  const idle = async () => {
-    const m = await (await fetch(url + "/metrics")).text();
-    return /^heptapod_active_requests\{model="byte_f32"\} 0$/m.test(m) && /^heptapod_queue_depth\{model="byte_f32"\} 0$/m.test(m);
-  };
-  for (let i = 0; i < 100 && !(await idle()); i++) await sleep(100);
-  expect("aborted requests leave the daemon", await idle(), true);
+  await until("the aborted requests to leave", () => gauges("0 0"));
+  ok("aborted requests leave the daemon");
   const sctl = new AbortController();
   let seen = 0;
   e = await rejects("an aborted stream", (async () => {

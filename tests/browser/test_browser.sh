@@ -22,6 +22,24 @@ else
 fi
 stop_server
 
+# The README's JavaScript example, as printed, against a daemon without a key.
+start_server
+mkdir -p "$TMP/example"
+curl -s -o "$TMP/example/heptapod.mjs" "$URL/static/heptapod.js"
+awk '/^```js$/ { on = 1; next } /^```$/ { on = 0 } on' README.md |
+    sed "s|http://127.0.0.1:8080|$URL|g" >"$TMP/example/example.mjs"
+grep -q 'new Client' "$TMP/example/example.mjs" || fail "no JavaScript example found in README.md"
+if (cd "$TMP/example" && node example.mjs) >"$TMP/example.out" 2>&1; then
+    expect "README example: 4 text rows, then 8 iterations" \
+        "$(sed -n '5,12s/ .*//p' "$TMP/example.out" | tr '\n' ' ')" "1 2 3 4 5 6 7 8 "
+    expect "README example: the last iteration leaves nothing open" "$(sed -n 12p "$TMP/example.out")" "8 0"
+    expect "README example: the first row starts with the prompt" \
+        "$(head -c 16 "$TMP/example.out")" "Once upon a time"
+else
+    fail "README example: $(cat "$TMP/example.out")"
+fi
+stop_server
+
 start_server --model models/default.safetensors
 shot=$(dirname "$BIN")/playground.png
 if node tests/browser/playground_test.mjs "$URL" "$shot" >"$TMP/page.out" 2>&1; then
