@@ -160,6 +160,7 @@ export class Client {
     const res = await this.request("POST", "/generate", body, signal, "text/event-stream");
     const requestId = res.headers.get("x-request-id");
     for await (const { event, data } of parseSSE(res.body)) {
+      signal?.throwIfAborted(); // events already read are not handed out after an abort
       const d = JSON.parse(data);
       if (event === "error") {
         const e = d.error || {};
