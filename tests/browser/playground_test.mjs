@@ -1,7 +1,9 @@
-// playground_test.mjs URL SCREENSHOT - drives the playground at URL/ in
-// headless chromium (cdp.mjs) against a live daemon serving the default
-// model, as a user would: keyboard and mouse events, never the page's own
-// functions. Prints one ok/FAIL line per check; exits 1 on any failure.
+// playground_test.mjs URL SCREENSHOT [DAEMON] - drives the playground at
+// URL/ in headless chromium (cdp.mjs) against a live daemon serving the
+// default model, as a user would: keyboard and mouse events, never the
+// page's own functions. DAEMON (default URL) is where the test itself reads
+// /metrics and asks the JSON API, when URL is a proxy in front of it.
+// Prints one ok/FAIL line per check; exits 1 on any failure.
 //
 //  1. the page loads, lists the models and logs no console error;
 //  2. Tab walks the controls in order, and every control shows focus;
@@ -19,7 +21,7 @@
 import { writeFileSync } from "node:fs";
 import { launch } from "./cdp.mjs";
 
-const [url, shotPath] = process.argv.slice(2);
+const [url, shotPath, daemon = url] = process.argv.slice(2);
 let failures = 0;
 const ok = (what) => console.log("ok: " + what);
 const fail = (what) => {
@@ -45,7 +47,7 @@ async function waitFor(what, fn, timeoutMs = 15000) {
 }
 
 async function metric(name) {
-  const text = await (await fetch(url + "/metrics")).text();
+  const text = await (await fetch(daemon + "/metrics")).text();
   const line = text.split("\n").find((l) => l.startsWith(name + " "));
   return line ? Number(line.split(" ")[1]) : 0;
 }
@@ -143,7 +145,7 @@ try {
   expect("copy as curl names this daemon's /generate", m && m[1], url + "/generate");
   expect("copy as curl carries the settings", [req.seed, req.height, req.width, req.iterations, req.temperature, req.top_k, req.text],
     [11, 6, 40, 6, 0.8, 40, [prompt]]);
-  const res = await fetch(url + "/generate", {
+  const res = await fetch(daemon + "/generate", {
     method: "POST",
     headers: { "Content-Type": "application/json" },
     body: JSON.stringify({ ...req, stream: false }),

@@ -1,12 +1,14 @@
 #!/bin/sh
 # test_browser.sh - the playground and the JavaScript client against live
 # daemons: client_test.mjs under Node (fixture model, API key, a small
-# queue), then playground_test.mjs in headless Debian chromium (default
-# model, as `make run` serves it), which writes a screenshot beside the
-# binary (playground.png). Run from the repository root with HEPTAPOD_BIN
+# queue), the README's JavaScript example, then playground_test.mjs in
+# headless Debian chromium (default model, as `make run` serves it), which
+# writes a screenshot beside the binary (playground.png), directly and
+# through deploy/nginx.conf. Run from the repository root with HEPTAPOD_BIN
 # set (make browser does); needs node and chromium (make deps).
 set -eu
 . tests/integration/server_lib.sh
+. tests/integration/proxy_lib.sh
 
 for tool in node "${CHROMIUM:-chromium}"; do
     command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (make deps installs it)"; exit 1; }
@@ -42,6 +44,7 @@ stop_server
 
 start_server --model models/default.safetensors
 shot=$(dirname "$BIN")/playground.png
+rm -f "$shot"
 if node tests/browser/playground_test.mjs "$URL" "$shot" >"$TMP/page.out" 2>&1; then
     sed 's/^/  /' "$TMP/page.out"
     ok "playground in chromium: $(grep -c '^ok' "$TMP/page.out") checks"
@@ -50,6 +53,16 @@ else
     fail "playground in chromium"
 fi
 [ -s "$shot" ] && ok "screenshot $shot ($(wc -c <"$shot") bytes)" || fail "no screenshot at $shot"
+
+# The same page through the shipped nginx config (relative URLs, the policy,
+# an unbuffered stream and a cancel all pass through a proxy).
+start_nginx
+if node tests/browser/playground_test.mjs "$NGINX_URL" "$TMP/nginx.png" "$URL" >"$TMP/nginx.out" 2>&1; then
+    ok "playground through deploy/nginx.conf: $(grep -c '^ok' "$TMP/nginx.out") checks"
+else
+    cat "$TMP/nginx.out"
+    fail "playground through deploy/nginx.conf"
+fi
 stop_server
 expect "exit code after SIGTERM" "$STOP_CODE" 0
 finish

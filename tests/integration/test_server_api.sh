@@ -8,8 +8,7 @@
 # and HAProxy configs.
 set -eu
 . tests/integration/server_lib.sh
-PROXIES=
-trap 'for p in $PROXIES; do kill "$p" 2>/dev/null || true; done; cleanup' EXIT
+. tests/integration/proxy_lib.sh
 
 KEY='Authorization: Bearer k1'
 APP=https://app.example
@@ -168,10 +167,6 @@ for bad in 'https://app.example/path' 'app.example' 'https://a.example, *.exampl
 done
 
 # --- through the shipped nginx and HAProxy configs ----------------------------------------------
-free_port() {
-    $PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
 # through NAME BASE: the playground, its module and a stream through a proxy at BASE.
 through() {
     expect "$1: GET /" "$(curl -s -o "$TMP/p.html" -D "$TMP/headers" -w '%{http_code}' "$2/")" 200
@@ -182,42 +177,13 @@ through() {
         "200 text/javascript; charset=utf-8"
     curl -sN -o "$TMP/p.sse" -X POST -H 'Content-Type: application/json' \
         --data-binary '{"height":3,"width":8,"iterations":4,"stream":true,"seed":2}' "$2/generate"
-    expect "$1: a stream passes event by event" "$($PY tests/integration/validate.py sse "$TMP/p.sse")" "5 4 done"
+    expect "$1: a stream passes whole" "$($PY tests/integration/validate.py sse "$TMP/p.sse")" "5 4 done"
 }
 
 start_server
-NG=$(free_port)
-mkdir -p "$TMP/nginx"
-sed -e "s|^\( *\)server 10\.0\.0\.11:8080 .*|\1server 127.0.0.1:$PORT;|" -e '/server 10\.0\.0\.1[23]:8080/d' \
-    -e "s|listen 80;|listen 127.0.0.1:$NG;|" -e '/listen \[::\]:80;/d' deploy/nginx.conf >"$TMP/nginx/site.conf"
-cat >"$TMP/nginx/main.conf" <<EOF
-pid $TMP/nginx/pid;
-error_log $TMP/nginx/error.log;
-daemon off;
-events {}
-http {
-    access_log off;
-    client_body_temp_path $TMP/nginx/body;
-    proxy_temp_path $TMP/nginx/proxy;
-    fastcgi_temp_path $TMP/nginx/fastcgi;
-    uwsgi_temp_path $TMP/nginx/uwsgi;
-    scgi_temp_path $TMP/nginx/scgi;
-    include $TMP/nginx/site.conf;
-}
-EOF
-nginx -p "$TMP/nginx" -c "$TMP/nginx/main.conf" 2>>"$TMP/nginx/error.log" &
-PROXIES="$PROXIES $!"
-wait_for "curl -s -o /dev/null http://127.0.0.1:$NG/healthz" 10 || fail "nginx did not start: $(cat "$TMP/nginx/error.log")"
-through nginx "http://127.0.0.1:$NG"
-
-HA=$(free_port)
-sed -e "s|^\( *\)bind :8080|\1bind 127.0.0.1:$HA|" \
-    -e "s|^\( *\)server heptapod-1 10\.0\.0\.11:8080 check|\1server heptapod-1 127.0.0.1:$PORT check|" \
-    -e '/server heptapod-[23] /d' -e 's/slowstart 10s//' deploy/haproxy.cfg >"$TMP/haproxy.cfg"
-haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
-PROXIES="$PROXIES $!"
-wait_for "[ \"\$(curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$HA/readyz)\" = 200 ]" 10 ||
-    fail "haproxy did not pass requests: $(tail -n 5 "$TMP/haproxy.log")"
-through haproxy "http://127.0.0.1:$HA"
+start_nginx
+through nginx "$NGINX_URL"
+start_haproxy
+through haproxy "$HAPROXY_URL"
 stop_server
 finish
