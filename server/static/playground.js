@@ -83,7 +83,7 @@ function buildGrid() {
 function drawGrid() {
   const cells = $("grid").children;
   for (let i = 0; i < cells.length; i++) {
-    const id = st.shown[i] ?? st.given[i] ?? null;
+    const id = st.given[i] ?? st.shown[i] ?? null;
     const c = cells[i];
     c.textContent = glyph(id);
     c.dataset.id = id === null ? "" : String(id);
@@ -157,6 +157,7 @@ function setCell(i, id) {
   st.given[i] = id;
   givenToPrompt();
   drawGrid();
+  updateCurl();
 }
 
 function toggleCell(i) {

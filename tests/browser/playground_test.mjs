@@ -12,7 +12,8 @@
 //  4. the grid on the page equals the JSON API's answer to the request that
 //     "copy as curl" shows (same seed and settings), and the prompt's cells
 //     stay fixed;
-//  5. a screenshot is written to SCREENSHOT;
+//  5. a screenshot is written to SCREENSHOT; then a click fixes a cell,
+//     Delete frees it and a typed character fixes one, in the request too;
 //  6. an out-of-range setting shows the error body's code and message;
 //  7. a click on Generate then Escape stops a long generation, and the
 //     daemon's metrics count it as cancelled;
@@ -164,6 +165,31 @@ try {
   const shot = await page.send("Page.captureScreenshot", { format: "png" });
   writeFileSync(shotPath, Buffer.from(shot.data, "base64"));
   ok(`screenshot written to ${shotPath}`);
+
+  // --- 5b. cells: a click fixes a generated cell, Delete frees it, a typed character fixes one
+  const click = async (x, y) => {
+    for (const type of ["mousePressed", "mouseReleased"])
+      await page.send("Input.dispatchMouseEvent", { type, x, y, button: "left", clickCount: 1 });
+  };
+  const cell = (i) => page.eval(`(() => { const c = document.getElementById("c${i}"), r = c.getBoundingClientRect();
+    return { x: r.x + r.width / 2, y: r.y + r.height / 2, fixed: c.classList.contains("fixed"), id: c.dataset.id }; })()`);
+  const promptRows = async () => (await page.eval(`document.getElementById("prompt").value`)).split("\n");
+  const picked = ids[2][3];
+  let c = await cell(2 * 40 + 3);
+  await click(c.x, c.y);
+  c = await cell(2 * 40 + 3);
+  expect("a click fixes a generated cell to what it shows", [c.fixed, c.id], [true, String(picked)]);
+  if (picked >= 0x20 && picked < 0x7f && picked !== 0x5f)
+    expect("... and writes it into the prompt rows", (await promptRows())[2], "___" + String.fromCharCode(picked));
+  await key("Delete", "Delete", 46);
+  c = await cell(2 * 40 + 3);
+  expect("Delete frees the cell under the cursor", [c.fixed, await promptRows()], [false, [prompt]]);
+  await key("ArrowDown", "ArrowDown", 40);
+  await key("Z", "KeyZ", 90, "Z");
+  c = await cell(3 * 40 + 3);
+  expect("a typed character fixes the cell below", [c.fixed, c.id], [true, "90"]);
+  expect("... and the request sends it", JSON.parse(/-d '(.*)'$/.exec(await page.eval(`document.getElementById("curl-text").value`))[1]).text,
+    [prompt, "", "", "___Z"]);
 
   // --- 6. errors come from the error body ------------------------------------------------------
   const before = errors.length;
