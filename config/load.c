@@ -6,6 +6,7 @@
  * "<where>: <what is wrong>". Flags are scanned first (syntax only) because
  * one of them may name the file; they are applied last.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -99,7 +100,8 @@ static int set_value(cfg_settings *s, int i, const char *v, const char *where, c
     case CFG_INT: {
         char *end;
         long long x = strtoll(v, &end, 10);
-        if (!*v || *end || v[0] == ' ' || v[0] == '\t' || v[0] == '+')
+        /* strtoll skips leading white space and takes a '+': neither is an integer here */
+        if (!*v || *end || isspace((unsigned char)v[0]) || v[0] == '+')
             return fail(err, errlen, "%s: '%s' is not an integer", where, v);
         /* strtoll saturates on overflow, which the bounds below then refuse */
         if (x < st->min)

@@ -241,6 +241,8 @@ static void test_refusals(void **state)
     expect_refused(LOAD(&s, err, "--threads", "x"), err, "--threads", "not an integer");
     expect_refused(LOAD(&s, err, "--threads", "3x"), err, "--threads", "not an integer");
     expect_refused(LOAD(&s, err, "--threads", ""), err, "--threads", "not an integer");
+    expect_refused(LOAD(&s, err, "--port", "\n8080"), err, "--port", "not an integer");
+    expect_refused(LOAD(&s, err, "--port", "\v8080"), err, "--port", "not an integer");
     expect_refused(LOAD(&s, err, "--port", "99999999999999999999999"), err, "--port", "maximum");
     expect_refused(LOAD(&s, err, "--log-level", "verbose"), err, "--log-level", "debug|info");
     expect_refused(LOAD(&s, err, "--auth-health=maybe"), err, "--auth-health", "boolean");
