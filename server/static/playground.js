@@ -329,6 +329,7 @@ async function loadModels() {
     );
     sel.value = list.default || (list.data[0] && list.data[0].id) || "";
     chooseModel(sel.value);
+    showError(null);
     status(list.data.length ? "ready" : "no model is loaded yet: reload in a moment");
     $("grid").dataset.state = "idle";
   } catch (e) {
@@ -354,6 +355,7 @@ function init() {
     drawGrid();
   });
   $("model").addEventListener("change", (ev) => chooseModel(ev.target.value));
+  $("api_key").addEventListener("change", loadModels); // a 401 on load is fixed by typing the key
   for (const id of ["height", "width"])
     $(id).addEventListener("change", () => {
       resize();
