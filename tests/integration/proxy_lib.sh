@@ -2,7 +2,9 @@
 # deploy/nginx.conf and deploy/haproxy.cfg in front of the test daemon, as
 # unprivileged foreground processes on free loopback ports (no service, no
 # port 80), each changed only where it names addresses: the replicas become
-# the daemon at $PORT, the listener a free port. Both are stopped on exit.
+# the daemon at $PORT (HAProxy's health checks go to its admin listener,
+# which start_server must open: --admin-port 0), the listener a free port.
+# Both are stopped on exit.
 
 PROXIES=
 trap 'for p in $PROXIES; do kill "$p" 2>/dev/null || true; done; cleanup' EXIT
@@ -45,9 +47,14 @@ EOF
 # start_haproxy: sets HAPROXY_URL once HAProxy passes /readyz through.
 start_haproxy() {
     port=$(free_port)
+    admin=$(sed -n 's/.*admin listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/server.log" |
+        head -n 1)
+    [ -n "$admin" ] || fail "start_haproxy: the daemon has no admin listener (--admin-port 0)"
     sed -e "s|^\( *\)bind :8080|\1bind 127.0.0.1:$port|" \
-        -e "s|^\( *\)server heptapod-1 10\.0\.0\.11:8080 check|\1server heptapod-1 127.0.0.1:$PORT check|" \
+        -e "s|^\( *\)server heptapod-1 10\.0\.0\.11:8080 \(.*\)port 8081|\1server heptapod-1 127.0.0.1:$PORT \2port $admin|" \
         -e '/server heptapod-[23] /d' deploy/haproxy.cfg >"$TMP/haproxy.cfg"
+    grep -q "127.0.0.1:$PORT .*port $admin" "$TMP/haproxy.cfg" ||
+        fail "start_haproxy: deploy/haproxy.cfg no longer names heptapod-1 as expected"
     haproxy -db -f "$TMP/haproxy.cfg" >"$TMP/haproxy.log" 2>&1 &
     PROXIES="$PROXIES $!"
     HAPROXY_URL=http://127.0.0.1:$port

@@ -180,7 +180,7 @@ through() {
     expect "$1: a stream passes whole" "$($PY tests/integration/validate.py sse "$TMP/p.sse")" "5 4 done"
 }
 
-start_server
+start_server --admin-port 0
 start_nginx
 through nginx "$NGINX_URL"
 start_haproxy
