@@ -188,12 +188,12 @@ class Overload(unittest.TestCase):
     def tearDown(self):
         self.daemon.stop()
 
-    def burst(self, client, n=6):
+    def burst(self, client, n=4):
         results = [None] * n
 
         def one(i):
             try:
-                results[i] = client.generate(height=32, width=64, iterations=32, seed=i)
+                results[i] = client.generate(height=32, width=32, iterations=24, seed=i)
             except HeptapodError as e:
                 results[i] = e
         threads = [threading.Thread(target=one, args=(i,)) for i in range(n)]

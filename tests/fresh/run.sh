@@ -74,7 +74,7 @@ unmount_all() {
 
 cleanup() {
     [ -z "$times" ] || printf 'wall times:\n%s' "$times"
-    [ -z "$RUN_PGID" ] || kill -KILL -- "-$RUN_PGID" 2>/dev/null || true
+    [ -z "$RUN_PGID" ] || kill -KILL "-$RUN_PGID" 2>/dev/null || true
     for p in $(root_pids); do kill -KILL "$p" 2>/dev/null || true; done
     sleep 0.2
     unmount_all
@@ -212,7 +212,7 @@ readme_examples() {
 timed "README curl examples against it" readme_examples ||
     die "the README's examples fail against make deps run"
 
-kill -TERM -- "-$RUN_PGID"
+kill -TERM "-$RUN_PGID"
 i=0
 while kill -0 "$RUN_PGID" 2>/dev/null && [ $i -lt 100 ]; do
     sleep 0.1
