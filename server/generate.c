@@ -275,7 +275,8 @@ static enum MHD_Result submit(srv_conn *c)
     if (!j) return srv__http_error(c, &e);
     int64_t ms = j->req.deadline_ms ? j->req.deadline_ms : s->cfg->default_deadline_ms;
     /* Checked, not wrapped: a deadline past what the clock can hold is none. */
-    j->deadline = ms > 0 && ms <= (INT64_MAX - c->arrival) / 1000000 ? c->arrival + ms * 1000000 : 0;
+    j->deadline =
+        ms > 0 && ms <= (INT64_MAX - c->arrival) / 1000000 ? c->arrival + ms * 1000000 : 0;
     srv__job_ref(j); /* the scheduler's */
     int rc = srv__sched_submit(&m->sched, &j->q);
     if (rc != SRV_SCHED_OK) {

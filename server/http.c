@@ -297,8 +297,9 @@ static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const ch
         f->transfer_encoding++;
         f->te = value;
     }
-    if (!f->control && (has_control(key, key_size, 0) || (value && (strlen(value) != value_size ||
-                                                                     has_control(value, value_size, 1))))) {
+    if (!f->control &&
+        (has_control(key, key_size, 0) ||
+         (value && (strlen(value) != value_size || has_control(value, value_size, 1))))) {
         f->control = 1;
         snprintf(f->bad, sizeof f->bad, "%.*s", (int)(key_size < 48 ? key_size : 48), key);
     }
@@ -442,9 +443,8 @@ static int start_mhd(srv_server *s, srv_listener *l)
         flags, 0, NULL, NULL, on_request, l, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
         MHD_OPTION_NOTIFY_CONNECTION, srv__listen_notify, l, MHD_OPTION_URI_LOG_CALLBACK,
         srv__listen_uri_seen, l, MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_conns + 16,
-        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s,
-        MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s,
-        MHD_OPTION_END);
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_STRICT_FOR_CLIENT,
+        (int)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
     if (!l->mhd) {
         SRV_LOG(SRV_LOG_ERROR, "%s listener: cannot start libmicrohttpd", l->name);
         return -1;
@@ -472,9 +472,9 @@ int srv__http_start(srv_server *s)
         l = &s->listeners[1];
         s->n_listeners = 2;
         const char *host = cfg->admin_host[0] ? cfg->admin_host : cfg->host;
-        int max = (int)(cfg->admin_max_connections < cfg->max_connections
-                            ? cfg->admin_max_connections
-                            : cfg->max_connections);
+        int max =
+            (int)(cfg->admin_max_connections < cfg->max_connections ? cfg->admin_max_connections
+                                                                    : cfg->max_connections);
         if (srv__listen_open(s, l, "admin", 1, host, (int)cfg->admin_port, max) < 0 ||
             start_mhd(s, l) < 0)
             return -1;

@@ -219,8 +219,7 @@ static void on_accept(uv_poll_t *p, int status, int events)
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
         if ((errno == EMFILE || errno == ENFILE) && shed_one(l) == 0) {
-            SRV_LOG(SRV_LOG_WARN, "%s listener: out of descriptors; refusing connections",
-                    l->name);
+            SRV_LOG(SRV_LOG_WARN, "%s listener: out of descriptors; refusing connections", l->name);
             continue;
         }
         break; /* EAGAIN, or nothing more can be done this turn */
@@ -432,29 +431,29 @@ int srv__listen_stats_init(srv_server *s)
     srv_metrics *x = &s->metrics;
     x->connections = srv__family_add(x->reg, SRV_GAUGE, "heptapod_connections",
                                      "Open HTTP connections, by listener.", "listener", NULL, 0);
-    x->connections_refused = srv__family_add(
-        x->reg, SRV_COUNTER, "heptapod_connections_refused_total",
-        "Connections refused at accept: above max_connections (limit) or above "
-        "max_connections_per_client (per_client).",
-        "listener,reason", NULL, 0);
-    x->request_timeouts = srv__family_add(
-        x->reg, SRV_COUNTER, "heptapod_request_timeouts_total",
-        "Connections closed because a request's headers or body took longer than "
-        "header_timeout_ms or body_timeout_ms.",
-        "listener,phase", NULL, 0);
+    x->connections_refused =
+        srv__family_add(x->reg, SRV_COUNTER, "heptapod_connections_refused_total",
+                        "Connections refused at accept: above max_connections (limit) or above "
+                        "max_connections_per_client (per_client).",
+                        "listener,reason", NULL, 0);
+    x->request_timeouts =
+        srv__family_add(x->reg, SRV_COUNTER, "heptapod_request_timeouts_total",
+                        "Connections closed because a request's headers or body took longer than "
+                        "header_timeout_ms or body_timeout_ms.",
+                        "listener,phase", NULL, 0);
     s->timeout_headers = canned(PROTO_E_REQUEST_TIMEOUT,
                                 "the request headers did not arrive within header_timeout_ms", 0);
     s->timeout_body = canned(PROTO_E_REQUEST_TIMEOUT,
                              "the request body did not arrive within body_timeout_ms", 0);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return x->connections && x->connections_refused && x->request_timeouts &&
-                   s->timeout_headers && s->timeout_body
+    return x->connections && x->connections_refused && x->request_timeouts && s->timeout_headers &&
+                   s->timeout_body
                ? 0
                : -1;
 }
 
-int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin,
-                     const char *host, int port, int max_conns)
+int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin, const char *host,
+                     int port, int max_conns)
 {
     char err[256];
     memset(l, 0, sizeof *l);
@@ -469,10 +468,9 @@ int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin
     l->refuse_limit =
         canned(PROTO_E_UNAVAILABLE, "the server is at its connection limit (max_connections)",
                s->cfg->retry_after_s);
-    l->refuse_client = canned(
-        PROTO_E_OVERLOADED,
-        "too many connections from this address (max_connections_per_client)",
-        s->cfg->retry_after_s);
+    l->refuse_client = canned(PROTO_E_OVERLOADED,
+                              "too many connections from this address (max_connections_per_client)",
+                              s->cfg->retry_after_s);
     if (!l->clients || !l->refuse_limit || !l->refuse_client || stats(l) < 0) {
         SRV_LOG(SRV_LOG_ERROR, "%s listener: out of memory", name);
         return -1;

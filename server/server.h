@@ -178,11 +178,11 @@ struct srv_sock {
     int fd;
     srv_client *client; /* its address's count */
     srv_sock_phase phase;
-    int64_t since;      /* start of the phase (srv__now_ns) */
-    int requests;       /* requests finished on this connection */
-    int line_seen;      /* the current request's line has arrived */
-    int bad_target;     /* ... and its target holds a control byte */
-    srv_conn *conn;     /* the current request, once the handler saw it */
+    int64_t since;  /* start of the phase (srv__now_ns) */
+    int requests;   /* requests finished on this connection */
+    int line_seen;  /* the current request's line has arrived */
+    int bad_target; /* ... and its target holds a control byte */
+    srv_conn *conn; /* the current request, once the handler saw it */
     srv_sock *prev, *next;
 };
 
@@ -203,18 +203,17 @@ struct srv_listener {
     srv_sock *socks;
     srv_client **clients; /* per-address counts, hashed */
     uint64_t hash_seed;
-    unsigned char pending_key[16]; /* address of the connection being added */
+    unsigned char pending_key[16];      /* address of the connection being added */
     char *refuse_limit, *refuse_client; /* canned 503 and 429 */
-    srv_series *m_conns, *m_refused_limit, *m_refused_client, *m_timeout_headers,
-        *m_timeout_body;
+    srv_series *m_conns, *m_refused_limit, *m_refused_client, *m_timeout_headers, *m_timeout_body;
 };
 
 /** Registers the connection metrics and prepares the canned 408s. */
 int srv__listen_stats_init(srv_server *s);
 /** Binds host:port (port 0: any) and starts accepting into l->mhd, which the
  * caller starts right after. Returns 0, or -1 with a logged reason. */
-int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin,
-                     const char *host, int port, int max_conns);
+int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin, const char *host,
+                     int port, int max_conns);
 /** Stops accepting (the socket stays open until srv__listen_close). */
 void srv__listen_stop_accepting(srv_listener *l);
 /** Closes the socket and frees l's tables (after the loop closed). */
