@@ -25,7 +25,7 @@
 # tarball and apt's downloaded packages (reused, so a second run downloads
 # nothing; FRESH_APT_CACHE=0 starts every run with an empty one);
 # FRESH_MIRROR (default http://deb.debian.org/debian); FRESH_KEEP=1 keeps the
-# root for inspection.
+# root for inspection. The logs of the last run stay in $FRESH_CACHE/last-logs.
 set -eu
 
 REPO=$(cd "$(dirname "$0")/../.." && pwd)
@@ -78,6 +78,8 @@ cleanup() {
     for p in $(root_pids); do kill -KILL "$p" 2>/dev/null || true; done
     sleep 0.2
     unmount_all
+    rm -rf "$CACHE/last-logs" && cp -r "$LOG" "$CACHE/last-logs" 2>/dev/null &&
+        echo "fresh: logs of this run in $CACHE/last-logs"
     if [ "${FRESH_KEEP:-0}" = 1 ]; then
         echo "fresh: root kept in $ROOT"
     else
@@ -238,6 +240,7 @@ for u in nginx haproxy prometheus; do
     [ -z "$links" ] || die "$u is enabled as a service after make test: $links"
     [ -e "$ROOT/usr/sbin/$u" ] || [ -e "$ROOT/usr/bin/$u" ] || die "$u is not installed by make test"
 done
+grep '^apt-deps: ' "$LOG/test.log" | sed 's/^/  /'
 echo "ok: nginx, haproxy and prometheus are installed as programs, none enabled as a service"
 [ ! -e "$ROOT/usr/sbin/policy-rc.d" ] || die "make test left /usr/sbin/policy-rc.d behind"
 left=$(root_pids)
