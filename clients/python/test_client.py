@@ -8,7 +8,6 @@ Each daemon listens on 127.0.0.1 on a free port and is stopped at the end.
 """
 import ast
 import http.server
-import json
 import os
 import re
 import subprocess
