@@ -28,6 +28,8 @@ is the expected output of the last command run. It is compared by kind:
          list for more elements shaped like the first.
   SSE    (a sample starting with `event:`) the same event names in the same
          order, each `data` compared as JSON above.
+  HTTP   (a sample starting with `HTTP/`, from `curl -i`) the same status and
+         header names, and the same header values but Date and X-Request-Id.
   text   the same number of lines, none longer than the real line.
 
 So a stale sample (a missing or renamed field, another limit in an error
@@ -66,6 +68,7 @@ COMMAND_TIMEOUT_S = 60
 # computed the grid; their types and shapes are still compared.
 CLOCK_KEYS = {"request_id", "queued_ms", "compute_ms", "total_ms", "first_iteration_ms"}
 OUTPUT_KEYS = {"grid", "text"}
+CLOCK_HEADERS = {"date", "x-request-id"}
 ANY_OBJECT = "<doctest: any object>"
 MORE = "<doctest: more elements>"
 # A page of `heptapod generate` is "mostly text" above this share of
@@ -249,6 +252,35 @@ def parse_sse(text):
     return events
 
 
+def parse_head(text):
+    """(status code, {lower-case header name: value}) of an HTTP answer's head."""
+    lines = text.strip().replace("\r", "").split("\n")
+    status = lines[0].split()[1] if len(lines[0].split()) > 1 else ""
+    headers = {}
+    for line in lines[1:]:
+        if not line:
+            break
+        name, _, value = line.partition(":")
+        headers[name.strip().lower()] = value.strip()
+    return status, headers
+
+
+def compare_head(want_text, got_text):
+    """An answer's status line and headers against a sample head: the same
+    status, the same header names, the same values but for the clock's and
+    the request id."""
+    (ws, wh), (gs, gh) = parse_head(want_text), parse_head(got_text)
+    problems = [] if ws == gs else ["status %s in the sample, %s in the answer" % (ws, gs)]
+    for k in sorted(set(wh) - set(gh)):
+        problems.append("header %s: in the sample, not in the answer" % k)
+    for k in sorted(set(gh) - set(wh)):
+        problems.append("header %s: in the answer, not in the sample" % k)
+    for k in sorted(set(wh) & set(gh)):
+        if k not in CLOCK_HEADERS and wh[k] != gh[k]:
+            problems.append("header %s: %r in the sample, %r in the answer" % (k, wh[k], gh[k]))
+    return problems
+
+
 def check_sample(sample, output, volatile):
     """Problems of the real output against the sample block (a list)."""
     problems = []
@@ -262,6 +294,8 @@ def check_sample(sample, output, volatile):
             compare(load_sample_json(text), got, "$", volatile, problems)
         except ValueError as e:
             problems.append(str(e))
+    elif text.lstrip().startswith("HTTP/"):
+        problems = compare_head(text, output)
     elif text.lstrip().startswith("event:"):
         want, got = parse_sse(text), parse_sse(output)
         wn, gn = [n for n, _ in want], [n for n, _ in got]
@@ -437,9 +471,10 @@ class Runner:
                 self.failures.append("%s: the printed sample is stale:\n    %s"
                                      % (label, "\n    ".join(problems[:12])))
             else:
-                self.passed.append("%s [%s]" % (label, "json" if b.lang == "json" else
-                                                ("sse" if b.text.startswith("event:") else
-                                                 "text")))
+                kind = "json" if b.lang == "json" else (
+                    "sse" if b.text.startswith("event:") else
+                    "http" if b.text.startswith("HTTP/") else "text")
+                self.passed.append("%s [%s]" % (label, kind))
 
     def example(self, where, cmd, kind, url, env, quiet=False, may_fail=False):
         """Runs one command; returns its output, or None after a failure."""
