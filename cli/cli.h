@@ -6,6 +6,10 @@
 #ifndef HEPTAPOD_CLI_H
 #define HEPTAPOD_CLI_H
 
+/** Checkpoint used when --model is absent: the same as `heptapod serve`'s
+ *  default model (config/config.h), relative to the working directory. */
+#define CLI_DEFAULT_MODEL "models/default.safetensors"
+
 int cli_forward(int argc, char **argv);  /* cli/forward.c */
 int cli_generate(int argc, char **argv); /* cli/generate.c */
 int cli_serve(int argc, char **argv);    /* server/main.c */

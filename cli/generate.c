@@ -2,6 +2,12 @@
  * generate.c - `heptapod generate`: one generation run locally, printing the
  * grid after every refinement iteration, as text rows or one JSON object per
  * iteration.
+ *
+ * Every default is the daemon's for the same request (the default model,
+ * PROTO_DEFAULT_ITERATIONS, PROTO_DEFAULT_TEMPERATURE, top-k and top-p off,
+ * the model's remask_noise), so `heptapod generate` shows what POST
+ * /generate would answer; only the seed differs, fixed at 0 here where the
+ * daemon draws one.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,15 +20,15 @@
 #include "proto/proto.h"
 
 static const char usage[] =
-    "usage: heptapod generate --model CKPT [--height H --width W]\n"
+    "usage: heptapod generate [--model CKPT] [--height H --width W]\n"
     "                         [--prompt TEXT | --given GRID.json] [--iterations K]\n"
     "                         [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "                         [--remask-noise X] [--threads N] [--json]\n"
     "\n"
     "Generates one grid by iterative refinement and prints it after every\n"
-    "iteration.\n"
+    "iteration. The defaults are those of POST /generate on `heptapod serve`.\n"
     "\n"
-    "  --model CKPT       safetensors checkpoint\n"
+    "  --model CKPT       safetensors checkpoint (default " CLI_DEFAULT_MODEL ")\n"
     "  --height H         rows (default: the model's max_height, at most 16)\n"
     "  --width W          columns (default: the model's max_width, at most 64)\n"
     "  --prompt TEXT      tokenizer=byte models: TEXT's bytes are given cells from\n"
@@ -30,8 +36,8 @@ static const char usage[] =
     "                     the next row); every other cell is open\n"
     "  --given FILE       JSON [H][W] array of token ids, -1 or null for an open\n"
     "                     cell; sets the size (- reads stdin)\n"
-    "  --iterations K     refinement iterations (default 8)\n"
-    "  --temperature T    0 is greedy (default 0)\n"
+    "  --iterations K     refinement iterations (default %d)\n"
+    "  --temperature T    0 is greedy (default %g)\n"
     "  --top-k K          keep the K most probable tokens; 0 keeps all (default 0)\n"
     "  --top-p P          keep the most probable tokens until their probability\n"
     "                     reaches P, in (0, 1] (default 1)\n"
@@ -141,10 +147,10 @@ static int read_given(const char *path, int *h, int *w, int h_set, int w_set, in
 
 int cli_generate(int argc, char **argv)
 {
-    const char *model_path = NULL, *prompt = NULL, *given_path = NULL;
-    int height = 0, width = 0, iterations = 8, threads = 1, json = 0;
+    const char *model_path = CLI_DEFAULT_MODEL, *prompt = NULL, *given_path = NULL;
+    int height = 0, width = 0, iterations = PROTO_DEFAULT_ITERATIONS, threads = 1, json = 0;
     int h_set = 0, w_set = 0, noise_set = 0;
-    eng_sampling s = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+    eng_sampling s = {.temperature = PROTO_DEFAULT_TEMPERATURE, .top_k = 0, .top_p = 1.0f, .seed = 0};
     const cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_path, NULL},
         {"--height", CLI_OPT_INT, &height, &h_set},
@@ -162,11 +168,10 @@ int cli_generate(int argc, char **argv)
     };
     int parsed = cli__parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (parsed == CLI_HELP) {
-        fputs(usage, stdout);
+        printf(usage, PROTO_DEFAULT_ITERATIONS, (double)PROTO_DEFAULT_TEMPERATURE);
         return 0;
     }
     if (parsed != CLI_PARSED) return 2;
-    if (!model_path) return cli__fail(CMD, 2, "--model is required (try --help)");
     if (prompt && given_path) return cli__fail(CMD, 2, "--prompt and --given exclude each other");
     if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 

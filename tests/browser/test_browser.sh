@@ -5,13 +5,13 @@
 # headless Debian chromium (default model, as `make run` serves it), which
 # writes a screenshot beside the binary (playground.png), directly and
 # through deploy/nginx.conf. Run from the repository root with HEPTAPOD_BIN
-# set (make browser does); needs node and chromium (make deps).
+# set (make browser does); needs node and chromium (make test-deps).
 set -eu
 . tests/integration/server_lib.sh
 . tests/integration/proxy_lib.sh
 
 for tool in node "${CHROMIUM:-chromium}"; do
-    command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (make deps installs it)"; exit 1; }
+    command -v "$tool" >/dev/null || { echo "FAIL: $tool is not installed (make test-deps installs it)"; exit 1; }
 done
 
 start_server --api-key test-key --max-batch-cells 1024 --max-queue 1 --retry-after-s 2 \

@@ -166,7 +166,8 @@ $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["given"], sys.st
     "$GEN" >"$TMP/gen_given.json"
 gm=$FIX/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$GEN")
 k=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["iterations"])' "$GEN")
-run 0 "$BIN" generate --model "$gm" --given "$TMP/gen_given.json" --iterations "$k" --json
+run 0 "$BIN" generate --model "$gm" --given "$TMP/gen_given.json" --iterations "$k" --temperature 0 \
+    --json
 $PY - "$GEN" "$TMP/out" <<'EOF' || fail "generate differs from $GEN"
 import json, sys
 want = json.load(open(sys.argv[1]))["grids"]
