@@ -165,7 +165,7 @@ browser: $(BIN) | test-deps
 # Hostile clients against a live daemon (tests/abuse/run.py); sanitized
 # builds answer more slowly, so the suite's bounds on answers are scaled.
 .PHONY: abuse
-abuse: $(BIN)
+abuse: $(BIN) | test-deps
 	HEPTAPOD_BIN=$(BIN) HEPTAPOD_ABUSE_SLOW=$(if $(SANITIZER),3,1) $(PY) tests/abuse/run.py
 
 test: test-deps check-layering unit integration browser abuse
