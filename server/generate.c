@@ -408,6 +408,11 @@ static enum MHD_Result refuse(srv_conn *c, srv_model *m, int rc, const srv_admis
         proto_error_set(&e, PROTO_E_INTERNAL, NULL, "out of memory");
         break;
     }
+    size_t len = strlen(e.message);
+    if (a->retry_s > 0 && rc != SRV_SCHED_LATE && len < sizeof e.message)
+        snprintf(e.message + len, sizeof e.message - len,
+                 "; about %.1f s of work at the measured %s cell-iterations/s", a->retry_s,
+                 grouped(r, sizeof r, a->rate));
     if (why >= 0) srv__metric_add(m->m.refused[why], 1);
     c->retry_after_s = a->retry_after_s;
     return srv__http_error(c, &e);

@@ -19,6 +19,8 @@
 
 /* Weight of a full batch in the rate's moving average. */
 #define RATE_ALPHA 0.25
+/* Full batches' worth of passes before the rate counts as measured. */
+#define RATE_WARM 2.0
 /* Largest settings the sums below are sized for (config/config.h's maxima):
  * 2 x max_queue requests, each at most 2^24 cells x 2^17 iterations, and
  * the fair-share products, all stay far inside int64_t. */
@@ -239,7 +241,7 @@ int srv__sched_turn_cap(const srv_sched_limits *lim)
 /* The measured rate, or 0 while warming up. Under the lock. */
 static double rate_now(const srv_sched *s)
 {
-    return s->rate.weight >= 1 ? s->rate.rate : 0;
+    return s->rate.weight >= RATE_WARM ? s->rate.rate : 0;
 }
 
 static int retry_seconds(double s)
@@ -285,18 +287,20 @@ static double work_ahead(const srv_sched *s, const srv_qclient *c)
     return ahead;
 }
 
-/* Retry-After of a refusal, from the rate (0: not measured). */
-static int retry_for(int rc, const srv_admission *a)
+/* The seconds a refusal's Retry-After stands for: the time the measured
+ * rate needs to work off what stands in the way (0: not measured, or a
+ * retry cannot help). */
+static double retry_for(int rc, const srv_admission *a)
 {
     if (a->rate <= 0) return 0;
     switch (rc) {
     case SRV_SCHED_FULL:
     case SRV_SCHED_WORK:
-        return retry_seconds((double)a->queued_work / a->rate);
+        return (double)a->queued_work / a->rate;
     case SRV_SCHED_SHARE:
-        return retry_seconds((double)a->client_work * a->clients / a->rate);
+        return (double)a->client_work * a->clients / a->rate;
     case SRV_SCHED_LATE:
-        return retry_seconds(a->wait_s + a->need_s - a->deadline_s);
+        return a->wait_s + a->need_s - a->deadline_s;
     default:
         return 0;
     }
@@ -349,7 +353,8 @@ int srv__sched_submit(srv_sched *s, srv_qnode *n, srv_admission *a)
         enqueue(s, c, n);
         pthread_cond_signal(&s->cv);
     } else {
-        a->retry_after_s = retry_for(rc, a);
+        a->retry_s = retry_for(rc, a);
+        a->retry_after_s = a->retry_s > 0 ? retry_seconds(a->retry_s) : 0;
     }
     pthread_mutex_unlock(&s->mu);
     return rc;
@@ -411,17 +416,16 @@ void srv__sched_observe(srv_sched *s, long cells, double seconds)
     if (cells <= 0 || !(seconds > 0)) return;
     double w = (double)cells / s->lim.max_batch_cells;
     if (w > 1) w = 1;
+    double x = (double)cells / seconds;
     pthread_mutex_lock(&s->mu);
     srv_rate *r = &s->rate;
-    if (r->weight < 1) {
-        /* Warming up: the cell-weighted mean of everything seen so far. */
-        r->cells += (double)cells;
-        r->seconds += seconds;
-        r->weight += w;
-        r->rate = r->cells / r->seconds;
-        if (r->weight > 1) r->weight = 1;
-    } else {
-        r->rate += RATE_ALPHA * w * ((double)cells / seconds - r->rate);
+    if (r->passes++ > 0) { /* the worker's first pass pays one-time costs */
+        if (r->weight > 0 && x < r->rate / 2) x = r->rate / 2; /* a stall, not a trend */
+        /* Warming up: the weighted mean of the passes so far; then a moving
+         * average in which a full batch counts RATE_ALPHA. */
+        double alpha = r->weight < RATE_WARM ? w / (r->weight + w) : RATE_ALPHA * w;
+        r->rate += alpha * (x - r->rate);
+        r->weight = r->weight + w < RATE_WARM ? r->weight + w : RATE_WARM;
     }
     pthread_mutex_unlock(&s->mu);
 }

@@ -13,12 +13,18 @@
  *
  * Work. A request's work is cells x iterations (cell-iterations): what it
  * costs the worker. The worker reports each forward pass (cells stepped,
- * seconds); the rate is an average over recent passes in which each pass
- * weighs its share of a full batch (cells / max_batch_cells), so a stream of
- * one-cell passes, dominated by fixed costs, does not drag down the rate a
- * full batch achieves. The rate counts as measured once passes worth one
- * full batch were seen; before that (cold start) nothing is refused on rate
- * and Retry-After is the caller's constant.
+ * seconds); the rate is a moving average of the passes' cells per second in
+ * which each pass weighs its share of a full batch (cells / max_batch_cells,
+ * a full batch moving it by a quarter), so a stream of one-cell passes,
+ * dominated by fixed costs, does not drag down the rate a full batch
+ * achieves. Refusing work that would have finished costs more than
+ * admitting work that will not (the deadline still ends it), so the
+ * estimate leans high: the worker's first pass (one-time costs) is not
+ * counted, and a pass slower than half the estimate counts as half (a
+ * stall moves it down by an eighth at most; a lasting slowdown still
+ * brings it down within a few passes). The rate counts as measured once
+ * passes worth two full batches were counted; before that (cold start)
+ * nothing is refused on rate and Retry-After is the caller's constant.
  *
  * Into the queue (srv__sched_submit), in this order:
  *  1. Deadline, alone: a request whose own work at the measured rate takes
@@ -125,10 +131,9 @@ typedef struct srv_sched_stats {
 
 /** The measured rate (see the header comment). Under the scheduler's lock. */
 typedef struct srv_rate {
-    double rate;    /* cell-iterations per second */
-    double weight;  /* full batches' worth of passes seen, up to 1 */
-    double cells;   /* while warming up: cells and seconds summed */
-    double seconds;
+    double rate;   /* cell-iterations per second */
+    double weight; /* full batches' worth of passes counted, up to the warm-up's */
+    long passes;   /* passes seen, the first (not counted) included */
 } srv_rate;
 
 /** Clients hashed by key; a fixed table of chains. */
@@ -189,7 +194,9 @@ typedef struct srv_admission {
     double need_s;       /* its own work at the rate */
     double wait_s;       /* the work ahead of it at the rate */
     double deadline_s;   /* time left to its deadline; 0: none */
-    int retry_after_s;   /* 1..SRV_SCHED_RETRY_MAX; 0: no measurement, use a constant */
+    double retry_s;      /* the time to work off what stands in the way, at the rate */
+    int retry_after_s;   /* retry_s rounded up into 1..SRV_SCHED_RETRY_MAX; 0: no
+                          * measurement (use a constant) or a retry cannot help */
 } srv_admission;
 
 /**

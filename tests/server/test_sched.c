@@ -367,10 +367,12 @@ static void test_batch_wait_ends_when_full(void **state)
 
 /* ---- admission by work -------------------------------------------------------- */
 
-/* Warms the rate up with one full batch of `cells` in `seconds`. */
+/* Warms the rate up: a first pass (not counted), then two full batches. */
 static void warm(fixture *f, double rate)
 {
-    srv__sched_observe(&f->s, f->s.lim.max_batch_cells, f->s.lim.max_batch_cells / rate);
+    int cells = f->s.lim.max_batch_cells;
+    for (int i = 0; i < 3; i++)
+        srv__sched_observe(&f->s, cells, cells / rate);
     assert_true(fabs(srv__sched_stats(&f->s).rate - rate) < rate * 1e-9);
 }
 
@@ -585,29 +587,37 @@ static void test_cancel_passes_turn(void **state)
     teardown(f);
 }
 
-/* The rate: the first full batch's worth of passes sets it; afterwards a
- * pass moves it in proportion to its share of a full batch. */
+/* The rate: the first pass does not count; then the weighted mean of the
+ * passes until two full batches' worth; then a moving average in which a
+ * pass weighs its share of a full batch and a stall counts as half the
+ * estimate at worst. */
 static void test_rate_measurement(void **state)
 {
     fixture *f = setup_limits(8, 1000, 0, 0);
+    srv__sched_observe(&f->s, 1000, 1.0); /* the first pass: one-time costs */
+    srv__sched_observe(&f->s, 500, 0.01); /* 50,000/s, half a batch */
+    assert_true(srv__sched_stats(&f->s).rate == 0); /* still warming up */
+    srv__sched_observe(&f->s, 1000, 0.0125); /* 80,000/s */
     assert_true(srv__sched_stats(&f->s).rate == 0);
-    srv__sched_observe(&f->s, 500, 0.01); /* half a batch: still warming up */
-    assert_true(srv__sched_stats(&f->s).rate == 0);
-    srv__sched_observe(&f->s, 500, 0.0025);
-    double r = srv__sched_stats(&f->s).rate; /* 1000 cells in 12.5 ms */
-    assert_true(fabs(r - 80000) < 1e-6);
+    srv__sched_observe(&f->s, 500, 500.0 / 70000);
+    double r = srv__sched_stats(&f->s).rate; /* (0.5 x 50k + 80k + 0.5 x 70k) / 2 */
+    assert_true(fabs(r - 70000) < 1e-6);
     /* A one-cell pass at a tenth of the rate barely moves it... */
-    srv__sched_observe(&f->s, 1, 1.0 / 8000);
+    srv__sched_observe(&f->s, 1, 1.0 / 7000);
     r = srv__sched_stats(&f->s).rate;
-    assert_true(r < 80000 && r > 79980);
-    /* ...a full one moves it by a quarter of the difference. */
-    srv__sched_observe(&f->s, 1000, 1000.0 / 40000);
+    assert_true(r < 70000 && r > 69990);
+    /* ...a full batch that stalled moves it down by an eighth... */
+    srv__sched_observe(&f->s, 1000, 1.0);
     double r2 = srv__sched_stats(&f->s).rate;
-    assert_true(fabs(r2 - (r + 0.25 * (40000 - r))) < 1e-6);
+    assert_true(fabs(r2 - r * 0.875) < 1e-6);
+    /* ...and a full fast one up by a quarter of the difference. */
+    srv__sched_observe(&f->s, 1000, 1000.0 / 100000);
+    double r3 = srv__sched_stats(&f->s).rate;
+    assert_true(fabs(r3 - (r2 + 0.25 * (100000 - r2))) < 1e-6);
     /* Passes without cells or time are ignored. */
     srv__sched_observe(&f->s, 0, 1.0);
     srv__sched_observe(&f->s, 1000, 0.0);
-    assert_true(srv__sched_stats(&f->s).rate == r2);
+    assert_true(srv__sched_stats(&f->s).rate == r3);
     teardown(f);
 }
 
