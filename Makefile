@@ -6,6 +6,7 @@
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
 #   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
 #   make loadtest    load test against a daemon it starts
+#   make fuzz        libFuzzer drivers of fuzz/, each for FUZZ_SECONDS (clang)
 
 CC       ?= cc
 PY       ?= /usr/bin/python3
@@ -53,7 +54,7 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps run test unit integration bench loadtest fixtures model evaluate \
-        clean format lint valgrind check-layering
+        clean format lint valgrind check-layering fuzz
 .DEFAULT_GOAL := all
 
 all: $(BIN)
@@ -90,6 +91,8 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjans
             libuv1-dev libcmocka-dev curl python3-torch python3-numpy python3-jsonschema prometheus wrk jq
 # tests/integration/test_deploy.sh checks the configs of deploy/ with these.
 DEB_PKGS += haproxy nginx python3-yaml systemd
+# `make fuzz`: clang and its libFuzzer runtime.
+DEB_PKGS += clang libclang-rt-14-dev
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -118,6 +121,38 @@ check-layering:
 
 valgrind: $(TEST_BIN)
 	@set -e; for t in $(TEST_BIN); do valgrind -q --error-exitcode=1 --leak-check=full $$t; done
+
+# --- fuzzing -----------------------------------------------------------------
+
+# One libFuzzer driver per parser (fuzz/fuzz_NAME.c, its seeds in
+# fuzz/corpus/NAME, its dictionary fuzz/NAME.dict), built with clang under
+# ASan+UBSan into build-fuzz/; `make fuzz` runs each for FUZZ_SECONDS on a
+# copy of its seeds and fails on any crash, leak or timeout.
+FUZZ_CC      ?= clang
+FUZZ_SECONDS ?= 60
+FUZZ_BUILD   := build-fuzz
+FUZZ_DRIVERS := request text config checkpoint
+FUZZ_CFLAGS   = $(STD) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
+                -fno-omit-frame-pointer -pthread -I. $(PKG_CFLAGS) $(CFLAGS)
+FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
+                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c)
+FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
+
+$(FUZZ_BUILD)/%.o: %.c
+	@mkdir -p $(@D)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer-no-link -MMD -c $< -o $@
+
+$(FUZZ_LIB): $(FUZZ_SRC:%.c=$(FUZZ_BUILD)/%.o)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: fuzz/fuzz_%.c fuzz/oracle.h $(FUZZ_LIB)
+	$(FUZZ_CC) $(FUZZ_CFLAGS) -fsanitize=fuzzer -MMD -o $@ $< $(FUZZ_LIB) $(PKG_LIBS) -lm -pthread
+
+fuzz: $(FUZZ_DRIVERS:%=$(FUZZ_BUILD)/fuzz_%)
+	sh fuzz/run.sh $(FUZZ_BUILD) $(FUZZ_SECONDS) $(FUZZ_DRIVERS)
+
+-include $(shell find $(FUZZ_BUILD) -name '*.d' 2>/dev/null)
 
 # --- speed -------------------------------------------------------------------
 

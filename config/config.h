@@ -68,27 +68,29 @@ typedef enum cfg_type {
     X(max_connections, CFG_INT, "0", 0, 1000000, NULL,                                             \
       "concurrent HTTP connections (0: sized from RLIMIT_NOFILE); more are refused with 503")      \
     X(max_connections_per_client, CFG_INT, "64", 0, 1000000, NULL,                                 \
-      "concurrent connections from one client address (0: no limit); more get 429")               \
+      "concurrent connections from one client address (0: no limit); more get 429")                \
     X(header_timeout_ms, CFG_INT, "10000", 100, 3600000, NULL,                                     \
-      "longest wait for a request's headers, from accept or the previous response (408)")         \
+      "longest wait for a request's headers, from accept or the previous response (408)")          \
     X(body_timeout_ms, CFG_INT, "30000", 100, 3600000, NULL,                                       \
-      "longest time to receive a request body once its headers are in (408)")                     \
+      "longest time to receive a request body once its headers are in (408)")                      \
     X(idle_timeout_s, CFG_INT, "60", 1, 3600, NULL,                                                \
-      "close a connection that neither sends nor accepts bytes for this long")                    \
+      "close a connection that neither sends nor accepts bytes for this long")                     \
     X(admin_host, CFG_STRING, "", 0, 0, NULL,                                                      \
-      "address of the admin listener (empty: the same as host)")                                  \
+      "address of the admin listener (empty: the same as host)")                                   \
     X(admin_port, CFG_INT, "-1", -1, 65535, NULL,                                                  \
-      "port of the admin listener for /healthz, /readyz, /metrics (-1: none; 0: any free port)")  \
+      "port of the admin listener for /healthz, /readyz, /metrics (-1: none; 0: any free port)")   \
+    X(admin_max_connections, CFG_INT, "64", 1, 1000000, NULL,                                      \
+      "concurrent connections of the admin listener")                                              \
     X(max_queue_cell_iterations, CFG_INT, "4194304", 1, 1099511627776, NULL,                       \
-      "work waiting per model (height x width x iterations summed) before new requests get 429")  \
+      "work waiting per model (height x width x iterations summed) before new requests get 429")   \
     X(client_header, CFG_STRING, "", 0, 0, NULL,                                                   \
-      "request header naming the client for fair sharing, e.g. X-Forwarded-For behind a proxy "   \
-      "(empty: the API key, else the peer address)")                                              \
+      "request header naming the client for fair sharing, e.g. X-Forwarded-For behind a proxy "    \
+      "(empty: the API key, else the peer address)")                                               \
     X(api_key, CFG_STRING, "", 0, 0, NULL,                                                         \
-      "comma-separated keys; if set, requests need 'Authorization: Bearer KEY' or "               \
-      "'X-Api-Key: KEY' (prefer api_key_file: a flag is visible to local users)")                 \
+      "comma-separated keys; if set, requests need 'Authorization: Bearer KEY' or "                \
+      "'X-Api-Key: KEY' (prefer api_key_file: a flag is visible to local users)")                  \
     X(api_key_file, CFG_STRING, "", 0, 0, NULL,                                                    \
-      "file holding API keys, one per line ('#' comments), added to api_key")                     \
+      "file holding API keys, one per line ('#' comments), added to api_key")                      \
     X(auth_health, CFG_BOOL, "false", 0, 0, NULL,                                                  \
       "whether /healthz, /readyz, /metrics need the key")                                          \
     X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error",                                  \
@@ -96,7 +98,7 @@ typedef enum cfg_type {
     X(access_log, CFG_STRING, "-", 0, 0, NULL,                                                     \
       "access log path, '-' for stderr (empty: no access log)")                                    \
     X(sse_keepalive_ms, CFG_INT, "10000", 10, 600000, NULL,                                        \
-      "SSE keep-alive comment interval on idle streams")                                          \
+      "SSE keep-alive comment interval on idle streams")                                           \
     X(log_buffer_bytes, CFG_INT, "1048576", 4096, 1073741824, NULL,                                \
       "log lines waiting for stderr; when full, lines are dropped and counted")
 
@@ -147,6 +149,7 @@ typedef struct cfg_settings {
     int64_t idle_timeout_s;
     char *admin_host;
     int64_t admin_port;
+    int64_t admin_max_connections;
     int64_t max_queue_cell_iterations;
     char *client_header;
     char *api_key; /* "" when no key is required */

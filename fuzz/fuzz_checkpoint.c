@@ -5,14 +5,9 @@
  * ASan and UBSan watch both paths. The bytes go to a memfd, opened by its
  * /proc path, so the real open/fstat/mmap path runs without touching disk.
  *
- * Build and run (not part of `make`; needs clang):
- *   clang -std=c11 -D_GNU_SOURCE -g -O1 -fsanitize=fuzzer,address,undefined -I. \
- *       fuzz/fuzz_checkpoint.c engine/checkpoint.c engine/ckpt_meta.c \
- *       engine/jsonlite.c engine/halfconv.c engine/errors.c -lm -o build/fuzz_checkpoint
- *   mkdir -p build/fuzz-corpus
- *   build/fuzz_checkpoint -dict=fuzz/checkpoint.dict -max_total_time=60 \
- *       build/fuzz-corpus fuzz/corpus/checkpoint
- * The committed seeds come from `python3 fuzz/make_corpus.py fuzz/corpus/checkpoint`.
+ * `make fuzz` builds it with clang (-fsanitize=fuzzer,address,undefined) and
+ * runs it with fuzz/checkpoint.dict on a copy of fuzz/corpus/checkpoint; the
+ * committed seeds come from `python3 fuzz/make_corpus.py fuzz/corpus/checkpoint`.
  */
 #include <stdint.h>
 #include <stdio.h>

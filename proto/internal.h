@@ -5,6 +5,7 @@
 #define HEPTAPOD_PROTO_INTERNAL_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "proto/proto.h"
 
@@ -28,6 +29,12 @@ int proto__json_cstr(proto_buf *b, const char *s);
 
 /** Appends the JSON escape of one code point cp's UTF-8 bytes (s, n bytes). */
 int proto__json_char(proto_buf *b, const unsigned char *s, int n);
+
+/** Largest height*width a request may have under lim: lim->max_cells capped at PROTO_MAX_CELLS. */
+int64_t proto__max_cells(const proto_limits *lim);
+
+/** Largest deadline_ms under lim: lim->max_deadline_ms capped at PROTO_MAX_DEADLINE_MS. */
+int64_t proto__max_deadline_ms(const proto_limits *lim);
 
 /* Bits of proto_request.has: which fields the body named (null = absent). */
 enum {

@@ -19,8 +19,9 @@
  *   text         [string] byte-tokenizer models only, exclusive with `given`: one string
  *                         per row, each UTF-8 byte one cell; the `open` character marks
  *                         an open cell; short rows are padded with open cells
- *   open         string   the one character (one Unicode code point) that marks an open
- *                         cell in `text` and in rendered text rows; default "_"
+ *   open         string   the one character (one Unicode code point, not a control
+ *                         character) that marks an open cell in `text` and in rendered
+ *                         text rows; default "_"
  *   iterations   int      refinement iterations K, default PROTO_DEFAULT_ITERATIONS
  *                         (lowered to the server's max_iterations if that is smaller)
  *   temperature  number   0 .. PROTO_MAX_TEMPERATURE, default 1.0; 0 is greedy (argmax,
@@ -33,8 +34,8 @@
  *   seed         int      0 .. 2^63-1; absent: a random seed below 2^53 is drawn and
  *                         echoed in the response, so every result can be reproduced
  *   stream       bool     default false: one JSON body; true: Server-Sent Events
- *   deadline_ms  int      >= 1, relative to the request's arrival; absent: the server's
- *                         default deadline (if any)
+ *   deadline_ms  int      1 .. PROTO_MAX_DEADLINE_MS (one day), relative to the request's
+ *                         arrival; absent: the server's default deadline (if any)
  *   return_text  bool     default true; byte-tokenizer models add text rows to results
  *
  * A field set to null is the same as an absent field. A text row can only
@@ -171,6 +172,19 @@ char *proto_buf_steal(proto_buf *b, size_t *len);
 #define PROTO_DEFAULT_OPEN "_"
 /** Largest height or width accepted by the parser before any model is known. */
 #define PROTO_MAX_SIDE 65536
+/**
+ * Most cells one request may have, whatever the model and the server's
+ * limits: height x width, and the cells sent in `given` or `text` together.
+ * 2^24, the largest max_batch_cells the server accepts; it keeps every cell
+ * index and row offset far inside an int and one request's grids small.
+ */
+#define PROTO_MAX_CELLS (1 << 24)
+/**
+ * Largest deadline_ms accepted (one day), whatever the server's
+ * max_deadline_ms: deadlines are added to nanosecond clocks, and a day is
+ * longer than any request is worth waiting for.
+ */
+#define PROTO_MAX_DEADLINE_MS INT64_C(86400000)
 /** Largest temperature accepted. */
 #define PROTO_MAX_TEMPERATURE 1000.0f
 
@@ -218,7 +232,9 @@ void proto_request_free(proto_request *req);
  * Returns PROTO_OK, or INVALID_JSON / INVALID_TYPE / INVALID_FIELD (400)
  * with err naming the field; also OUT_OF_RANGE (422) for values no field can
  * hold whatever the model (an id or seed below 0, an integer beyond the C
- * type, a number beyond float, an `open` that is not one character).
+ * type, a number beyond float, an `open` that is not one character or is a
+ * control character, more than PROTO_MAX_SIDE rows or cells in a row, more
+ * than PROTO_MAX_CELLS cells in all).
  * On failure req holds nothing (free is harmless).
  */
 proto_err proto_parse_generate(const char *body, size_t len, proto_request *req, proto_error *err);
@@ -226,8 +242,8 @@ proto_err proto_parse_generate(const char *body, size_t len, proto_request *req,
 /** Server limits that bound a request beyond what the model itself allows. */
 typedef struct proto_limits {
     int max_iterations;      /* >= 1 */
-    int64_t max_cells;       /* largest height*width of one request; 0: no limit */
-    int64_t max_deadline_ms; /* 0: no limit */
+    int64_t max_cells;       /* largest height*width of one request; 0: PROTO_MAX_CELLS */
+    int64_t max_deadline_ms; /* 0: none beyond PROTO_MAX_DEADLINE_MS */
     float default_remask_noise; /* remask_noise of requests naming none (the model's) */
 } proto_limits;
 
@@ -236,13 +252,13 @@ typedef struct proto_limits {
  * completes it (see proto_request). Refuses with OUT_OF_RANGE (422), err
  * naming the field and the bound: height/width outside 1..max_height/
  * max_width or more rows/columns given than that, height*width above
- * lim->max_cells, a given id outside 0..vocab_size-1 or equal to the mask
+ * lim->max_cells or PROTO_MAX_CELLS, a given id outside 0..vocab_size-1 or equal to the mask
  * token, `text` for a model whose tokenizer is not byte, a text row longer
  * than width or more rows than height, iterations outside
  * 1..lim->max_iterations, a negative or non-finite temperature, top_k above
  * vocab_size or negative, top_p outside (0, 1], remask_noise outside
  * 0..ENG_MAX_REMASK_NOISE, a negative seed, deadline_ms
- * < 1 or above lim->max_deadline_ms. Refuses with INVALID_FIELD (400) when
+ * < 1 or above lim->max_deadline_ms or PROTO_MAX_DEADLINE_MS. Refuses with INVALID_FIELD (400) when
  * the height or width is absent and cannot be inferred. Draws a random seed
  * (< 2^53) when none was given. Call it once per parsed request. On failure
  * req stays valid for proto_request_free.

@@ -6,6 +6,7 @@
  * part of the contract.
  */
 #include <inttypes.h>
+#include <math.h>
 #include <string.h>
 
 #include "proto/internal.h"
@@ -57,12 +58,21 @@ static void put_grid(proto_buf *b, const proto_request *req, const int32_t *toke
     proto_buf_append(b, "]", 1);
 }
 
+/* A time or a remask_noise as JSON: printf's "nan" and "inf" are not JSON,
+ * and the contract says both are >= 0, so anything else (never expected from
+ * a validated request and the server's clocks) renders as 0. */
+static double nonneg(double v)
+{
+    return isfinite(v) && v > 0 ? v : 0.0;
+}
+
 static void put_timings(proto_buf *b, const proto_timings *t)
 {
     proto_buf_printf(b,
                      "\"timings\":{\"queued_ms\":%.3f,\"compute_ms\":%.3f,\"total_ms\":%.3f,"
                      "\"first_iteration_ms\":%.3f}",
-                     t->queued_ms, t->compute_ms, t->total_ms, t->first_iteration_ms);
+                     nonneg(t->queued_ms), nonneg(t->compute_ms), nonneg(t->total_ms),
+                     nonneg(t->first_iteration_ms));
 }
 
 /* "request_id":..,"model":.., shared by the result and the done event. */
@@ -84,7 +94,7 @@ int proto_render_result(proto_buf *b, const proto_request *req, const char *requ
                      ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64
                      ",\"remask_noise\":%g,",
                      req->height, req->width, g->iteration, req->sampling.seed,
-                     (double)req->sampling.remask_noise);
+                     nonneg(req->sampling.remask_noise));
     put_grid(b, req, g->tokens);
     proto_buf_append(b, ",", 1);
     put_timings(b, t);
@@ -105,7 +115,7 @@ int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *re
     proto_buf_puts(b, "event: done\ndata: {");
     put_ids(b, request_id, model);
     proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":%g,",
-                     iterations_run, req->sampling.seed, (double)req->sampling.remask_noise);
+                     iterations_run, req->sampling.seed, nonneg(req->sampling.remask_noise));
     put_timings(b, t);
     return proto_buf_puts(b, "}\n\n");
 }
@@ -149,12 +159,12 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
                      hp->tokenizer == ENG_TOKENIZER_BYTE ? "byte" : "none", hp->max_height,
                      hp->max_width);
     int64_t cells = (int64_t)hp->max_height * hp->max_width;
-    if (lim->max_cells > 0 && lim->max_cells < cells) cells = lim->max_cells;
+    if (proto__max_cells(lim) < cells) cells = proto__max_cells(lim);
     proto_buf_printf(b,
                      ",\"limits\":{\"max_height\":%d,\"max_width\":%d,\"max_cells\":%" PRId64
                      ",\"max_iterations\":%d,\"max_deadline_ms\":%" PRId64 "}",
                      hp->max_height, hp->max_width, cells, lim->max_iterations,
-                     lim->max_deadline_ms);
+                     proto__max_deadline_ms(lim));
     proto_buf_puts(b, ",\"metadata\":{");
     for (int i = 0; i < m->n_meta; i++) {
         if (i) proto_buf_append(b, ",", 1);

@@ -122,6 +122,9 @@ static proto_err parse_given(proto_request *req, json_t *v, proto_error *err)
                                    "%s: %zu cells is above the maximum %d", name,
                                    json_array_size(row), PROTO_MAX_SIDE);
         cells += json_array_size(row);
+        if (cells > PROTO_MAX_CELLS)
+            return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "given",
+                                   "given: more than %d cells in all", PROTO_MAX_CELLS);
     }
     if (alloc_rows(req, n, cells, err)) return err->err;
     size_t at = 0;
@@ -153,67 +156,99 @@ static proto_err parse_given(proto_request *req, json_t *v, proto_error *err)
     return PROTO_OK;
 }
 
+/* Code point of the one UTF-8 character s (len bytes, valid per proto__utf8_len). */
+static unsigned code_point(const unsigned char *s, int len)
+{
+    static const unsigned lead_mask[5] = {0, 0x7F, 0x1F, 0x0F, 0x07};
+    unsigned cp = s[0] & lead_mask[len];
+    for (int i = 1; i < len; i++)
+        cp = cp << 6 | (s[i] & 0x3F);
+    return cp;
+}
+
+/*
+ * The open character: exactly one code point, and not a control character
+ * (C0, DEL, C1). A NUL would be an empty C string to everything that reads
+ * open_char, and a control character in a text row is almost surely a
+ * mistake that should not silently turn cells into open ones.
+ */
 static proto_err parse_open(proto_request *req, json_t *v, proto_error *err)
 {
     if (!json_is_string(v))
         return proto_error_set(err, PROTO_E_INVALID_TYPE, "open",
                                "open must be a string of one character");
-    const char *s = json_string_value(v);
+    const unsigned char *s = (const unsigned char *)json_string_value(v);
     size_t n = json_string_length(v);
-    int len = proto__utf8_len((const unsigned char *)s, n);
+    int len = proto__utf8_len(s, n);
     if (n == 0 || len <= 0 || (size_t)len != n)
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "open",
                                "open must be exactly one character, got %zu bytes", n);
+    unsigned cp = code_point(s, len);
+    if (cp < 0x20 || (cp >= 0x7F && cp <= 0x9F))
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "open",
+                               "open: U+%04X is a control character; pick a visible one", cp);
     memcpy(req->open_char, s, n);
     req->open_char[n] = '\0';
     return PROTO_OK;
 }
 
-/* Text rows become id rows: each byte one cell, the open character one open cell. */
+/*
+ * One text row as cells: each byte one cell, each occurrence of the open
+ * character (ol >= 1 bytes) one open cell. Writes the ids to out unless it is
+ * NULL; returns the number of cells either way, so the same walk sizes the
+ * rows and then fills them.
+ */
+static size_t text_row(const unsigned char *s, size_t len, const unsigned char *open, size_t ol,
+                       int32_t *out)
+{
+    size_t cells = 0;
+    for (size_t i = 0; i < len; cells++) {
+        int is_open = ol > 0 && len - i >= ol && !memcmp(s + i, open, ol);
+        if (out) out[cells] = is_open ? ENG_OPEN : s[i];
+        i += is_open ? ol : 1;
+    }
+    return cells;
+}
+
+/* Text rows become id rows; sized first, so that every bound is checked
+ * before anything is allocated. */
 static proto_err parse_text(proto_request *req, json_t *v, proto_error *err)
 {
     if (!json_is_array(v))
         return proto_error_set(err, PROTO_E_INVALID_TYPE, "text",
                                "text must be an array of strings (one per row)");
-    size_t n = json_array_size(v), bytes = 0;
+    size_t n = json_array_size(v), cells = 0;
     char name[PROTO_FIELD_MAX];
     if (n > PROTO_MAX_SIDE)
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "text",
                                "text: %zu rows is above the maximum %d", n, PROTO_MAX_SIDE);
+    const unsigned char *open = (const unsigned char *)req->open_char;
+    size_t ol = strlen(req->open_char);
     for (size_t r = 0; r < n; r++) {
         json_t *row = json_array_get(v, r);
         snprintf(name, sizeof name, "text[%zu]", r);
         if (!json_is_string(row))
             return proto_error_set(err, PROTO_E_INVALID_TYPE, name, "%s must be a string", name);
-        if (json_string_length(row) > PROTO_MAX_SIDE * (size_t)4)
+        size_t k = text_row((const unsigned char *)json_string_value(row), json_string_length(row),
+                            open, ol, NULL);
+        if (k > PROTO_MAX_SIDE)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
-                                   "%s: %zu bytes is above the maximum %d cells", name,
-                                   json_string_length(row), PROTO_MAX_SIDE);
-        bytes += json_string_length(row);
+                                   "%s: %zu cells is above the maximum %d", name, k,
+                                   PROTO_MAX_SIDE);
+        cells += k;
+        if (cells > PROTO_MAX_CELLS)
+            return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "text",
+                                   "text: more than %d cells in all", PROTO_MAX_CELLS);
     }
-    if (alloc_rows(req, n, bytes, err)) return err->err;
-    const unsigned char *open = (const unsigned char *)req->open_char;
-    size_t ol = strlen(req->open_char), at = 0;
+    if (alloc_rows(req, n, cells, err)) return err->err;
+    size_t at = 0;
     for (size_t r = 0; r < n; r++) {
         json_t *row = json_array_get(v, r);
-        const unsigned char *s = (const unsigned char *)json_string_value(row);
-        size_t len = json_string_length(row);
+        size_t k = text_row((const unsigned char *)json_string_value(row), json_string_length(row),
+                            open, ol, req->rows + at);
         req->row_off[r] = (int)at;
-        for (size_t i = 0; i < len;) {
-            if (len - i >= ol && !memcmp(s + i, open, ol)) {
-                req->rows[at++] = ENG_OPEN;
-                i += ol;
-            } else {
-                req->rows[at++] = s[i++];
-            }
-        }
-        req->row_len[r] = (int)(at - (size_t)req->row_off[r]);
-        if (req->row_len[r] > PROTO_MAX_SIDE) {
-            snprintf(name, sizeof name, "text[%zu]", r);
-            return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
-                                   "%s: %d cells is above the maximum %d", name, req->row_len[r],
-                                   PROTO_MAX_SIDE);
-        }
+        req->row_len[r] = (int)k;
+        at += k;
     }
     req->n_rows = (int)n;
     req->n_text = (int)n;

@@ -95,11 +95,11 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
         side("width", req->width, hp->max_width, "max_width", err))
         return err->err;
     int64_t cells = (int64_t)req->height * req->width;
-    if (lim->max_cells > 0 && cells > lim->max_cells)
+    int64_t max_cells = proto__max_cells(lim);
+    if (cells > max_cells)
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "height",
                                "height x width: %d x %d = %lld cells is above the maximum %lld",
-                               req->height, req->width, (long long)cells,
-                               (long long)lim->max_cells);
+                               req->height, req->width, (long long)cells, (long long)max_cells);
     if (check_rows(req, hp, err)) return err->err;
     if (req->has & PROTO__HAS_ITERATIONS) {
         if (req->iterations < 1 || req->iterations > lim->max_iterations)
@@ -130,10 +130,11 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",
                                    "deadline_ms: %lld is below the minimum 1",
                                    (long long)req->deadline_ms);
-        if (lim->max_deadline_ms > 0 && req->deadline_ms > lim->max_deadline_ms)
+        int64_t max_ms = proto__max_deadline_ms(lim);
+        if (req->deadline_ms > max_ms)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",
                                    "deadline_ms: %lld is above the maximum %lld",
-                                   (long long)req->deadline_ms, (long long)lim->max_deadline_ms);
+                                   (long long)req->deadline_ms, (long long)max_ms);
     }
     return PROTO_OK;
 }
@@ -173,6 +174,19 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
     req->mask_token = hp->mask_token;
     req->want_text = req->want_text && hp->tokenizer == ENG_TOKENIZER_BYTE;
     return PROTO_OK;
+}
+
+int64_t proto__max_cells(const proto_limits *lim)
+{
+    return lim->max_cells > 0 && lim->max_cells < PROTO_MAX_CELLS ? lim->max_cells
+                                                                  : PROTO_MAX_CELLS;
+}
+
+int64_t proto__max_deadline_ms(const proto_limits *lim)
+{
+    return lim->max_deadline_ms > 0 && lim->max_deadline_ms < PROTO_MAX_DEADLINE_MS
+               ? lim->max_deadline_ms
+               : PROTO_MAX_DEADLINE_MS;
 }
 
 float proto_meta_remask_noise(const char *value)

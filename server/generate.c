@@ -241,16 +241,6 @@ static srv_model *find_model(srv_server *s, const char *name)
     return NULL;
 }
 
-/* The absolute deadline of a request that arrived at `arrival` with `ms` to
- * run (<= 0: none). A deadline too far to represent saturates: in effect
- * none, but never an overflow. */
-static int64_t deadline_at(int64_t arrival, int64_t ms)
-{
-    if (ms <= 0) return 0;
-    if (ms > (INT64_MAX - arrival) / 1000000) return INT64_MAX;
-    return arrival + ms * 1000000;
-}
-
 /* A seeded 64-bit hash of one kind of client identity (FNV-1a, then the
  * splitmix64 finaliser). The identity itself is never kept, and without the
  * per-process seed a client cannot pick the key it lands on. */
@@ -453,7 +443,9 @@ static enum MHD_Result submit(srv_conn *c)
     proto_request_free(&req);
     if (!j) return srv__http_error(c, &e);
     int64_t ms = j->req.deadline_ms ? j->req.deadline_ms : s->cfg->default_deadline_ms;
-    j->deadline = deadline_at(c->arrival, ms);
+    /* Checked, not wrapped: a deadline past what the clock can hold is none. */
+    j->deadline =
+        ms > 0 && ms <= (INT64_MAX - c->arrival) / 1000000 ? c->arrival + ms * 1000000 : 0;
     j->q.iterations = j->req.iterations;
     j->q.client = client_key(c);
     j->q.deadline = j->deadline;

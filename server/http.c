@@ -4,14 +4,27 @@
  * /v1/models, /metrics), one place that queues responses, and the
  * completion callback that counts and logs every request.
  *
- * Checks run in this order, each answering at once with its status: unknown
- * path 404, method 405, API key 401; then the route's own handler.
+ * Checks run in this order, each answering at once with its status: HTTP
+ * framing 400/501 (then the connection closes), unknown path 404 (on the
+ * admin listener everything but the health endpoints), method 405, API key
+ * 401; then the route's own handler.
+ *
+ * Framing: a request that two parsers could read differently is refused,
+ * never guessed at. libmicrohttpd 0.9.75 takes the first of several
+ * Content-Length headers, reads a body of unknown length until the peer
+ * closes for any Transfer-Encoding other than "chunked", and accepts a
+ * Content-Length beside "chunked"; all three are visible to the handler
+ * before any of the body is read, so they are refused here, as are control
+ * bytes in the target (see listen.c) and in header names and values. What
+ * libmicrohttpd decides before any handler runs is documented in
+ * docs/api.md ("HTTP framing") and left to the reverse proxy.
  */
 #include <arpa/inet.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "server/log.h"
 #include "server/server.h"
@@ -40,7 +53,8 @@ static void add_common_headers(srv_conn *c, struct MHD_Response *r, const char *
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
     /* While draining, keep-alive connections would keep clients pinned to a
      * replica that is going away. */
-    if (c->srv->draining) MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
+    if (c->srv->draining || c->close)
+        MHD_add_response_header(r, MHD_HTTP_HEADER_CONNECTION, "close");
 }
 
 enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
@@ -244,12 +258,14 @@ static enum MHD_Result handle_simple(srv_conn *c)
     }
 }
 
-static srv_conn *conn_new(srv_server *s, struct MHD_Connection *mc, const char *url,
+static srv_conn *conn_new(srv_listener *l, struct MHD_Connection *mc, const char *url,
                           const char *method)
 {
     srv_conn *c = calloc(1, sizeof *c);
     if (!c) return NULL;
-    c->srv = s;
+    c->srv = l->srv;
+    c->listener = l;
+    c->sock = srv__sock_of(mc);
     c->mhd = mc;
     c->arrival = srv__now_ns();
     snprintf(c->method, sizeof c->method, "%s", method);
@@ -259,13 +275,83 @@ static srv_conn *conn_new(srv_server *s, struct MHD_Connection *mc, const char *
     return c;
 }
 
+/* Counts one header's occurrences and checks its bytes. */
+struct framing {
+    int content_length, transfer_encoding, control;
+    const char *te;
+    char bad[64]; /* name of the first header with a control byte */
+};
+
+static int has_control(const char *p, size_t n, int allow_tab)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char ch = (unsigned char)p[i];
+        if ((ch < 0x20 && !(allow_tab && ch == '\t')) || ch == 0x7f) return 1;
+    }
+    return 0;
+}
+
+static enum MHD_Result count_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size)
+{
+    struct framing *f = cls;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH)) f->content_length++;
+    if (!strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING)) {
+        f->transfer_encoding++;
+        f->te = value;
+    }
+    if (!f->control &&
+        (has_control(key, key_size, 0) ||
+         (value && (strlen(value) != value_size || has_control(value, value_size, 1))))) {
+        f->control = 1;
+        snprintf(f->bad, sizeof f->bad, "%.*s", (int)(key_size < 48 ? key_size : 48), key);
+    }
+    return MHD_YES;
+}
+
+/* Refuses a request whose framing or target two parsers could read
+ * differently. Returns PROTO_OK or fills e (the connection then closes). */
+static proto_err check_framing(srv_conn *c, proto_error *e)
+{
+    struct framing f = {0};
+    MHD_get_connection_values_n(c->mhd, MHD_HEADER_KIND, count_header, &f);
+    if (c->sock && c->sock->bad_target)
+        return proto_error_set(e, PROTO_E_BAD_REQUEST, NULL,
+                               "the request target holds a control character (raw or %%-escaped)");
+    if (f.control)
+        return proto_error_set(e, PROTO_E_BAD_REQUEST, NULL,
+                               "header '%s' holds a control character", f.bad);
+    if (f.content_length > 1)
+        return proto_error_set(e, PROTO_E_BAD_REQUEST, NULL,
+                               "%d Content-Length headers; send exactly one", f.content_length);
+    if (f.transfer_encoding > 1)
+        return proto_error_set(e, PROTO_E_BAD_REQUEST, NULL,
+                               "%d Transfer-Encoding headers; send at most one",
+                               f.transfer_encoding);
+    if (f.transfer_encoding && f.content_length)
+        return proto_error_set(e, PROTO_E_BAD_REQUEST, NULL,
+                               "Content-Length and Transfer-Encoding together; send one of them");
+    if (f.transfer_encoding && strcasecmp(f.te, "chunked") != 0)
+        return proto_error_set(e, PROTO_E_NOT_IMPLEMENTED, NULL,
+                               "Transfer-Encoding '%.64s' is not supported; only 'chunked' is",
+                               f.te);
+    return PROTO_OK;
+}
+
+static const struct route *find_listener_route(const srv_listener *l, const char *url)
+{
+    const struct route *r = find_route(url);
+    return r && (!l->admin || r->health) ? r : NULL;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
                                   const char *method, const char *version, const char *upload,
                                   size_t *upload_size, void **con_cls)
 {
-    srv_server *s = cls;
+    srv_listener *l = cls;
     srv_conn *c = *con_cls;
     if (c) {
+        if (!*upload_size) srv__sock_request_complete(c->sock);
         if (c->route == SRV_ROUTE_GENERATE) return srv__generate(c, upload, upload_size);
         if (*upload_size) { /* a body on a GET: read and ignore it */
             *upload_size = 0;
@@ -273,11 +359,17 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         }
         return c->phase == SRV_PH_REPLIED ? MHD_YES : handle_simple(c);
     }
-    c = conn_new(s, mc, url, method);
+    c = conn_new(l, mc, url, method);
     if (!c) return MHD_NO;
     *con_cls = c;
+    srv__sock_request_begins(c->sock, c);
     proto_error e;
-    const struct route *r = find_route(url);
+    if (check_framing(c, &e) != PROTO_OK) {
+        c->endpoint = "other";
+        c->close = 1;
+        return srv__http_error(c, &e);
+    }
+    const struct route *r = find_listener_route(l, url);
     c->endpoint = r ? r->path : "other";
     if (!r) {
         proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no such path: %s", c->path);
@@ -306,8 +398,10 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
 static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                          enum MHD_RequestTerminationCode toe)
 {
-    srv_server *s = cls;
+    srv_listener *l = cls;
+    srv_server *s = l->srv;
     srv_conn *c = *con_cls;
+    srv__sock_request_ended(srv__sock_of(mc));
     if (!c) return;
     *con_cls = NULL;
     srv_access a = {.request_id = c->request_id, .method = c->method, .path = c->path};
@@ -337,39 +431,62 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
     srv__log(SRV_LOG_DEBUG, "http: %s", msg);
 }
 
+/* One listener's libmicrohttpd daemon: external epoll (the loop polls its
+ * epoll fd), no listening socket (listen.c accepts and adds connections),
+ * strict request parsing (a Host header on HTTP/1.1, no space in the
+ * target). */
+static int start_mhd(srv_server *s, srv_listener *l)
+{
+    const cfg_settings *cfg = s->cfg;
+    unsigned flags =
+        MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_NO_LISTEN_SOCKET;
+    /* libmicrohttpd's own limit sits above the listener's, which refuses
+     * first and with an answer. */
+    l->mhd = MHD_start_daemon(
+        flags, 0, NULL, NULL, on_request, l, MHD_OPTION_NOTIFY_COMPLETED, on_completed, l,
+        MHD_OPTION_NOTIFY_CONNECTION, srv__listen_notify, l, MHD_OPTION_URI_LOG_CALLBACK,
+        srv__listen_uri_seen, l, MHD_OPTION_CONNECTION_LIMIT, (unsigned)l->max_conns + 16,
+        MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)cfg->idle_timeout_s, MHD_OPTION_STRICT_FOR_CLIENT,
+        (int)1, MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
+    if (!l->mhd) {
+        SRV_LOG(SRV_LOG_ERROR, "%s listener: cannot start libmicrohttpd", l->name);
+        return -1;
+    }
+    uv_timer_init(&s->loop, &l->mhd_timer);
+    l->mhd_timer.data = l;
+    l->timer_init = 1;
+    return 0;
+}
+
 int srv__http_start(srv_server *s)
 {
     const cfg_settings *cfg = s->cfg;
-    struct sockaddr_in v4 = {.sin_family = AF_INET, .sin_port = htons((uint16_t)cfg->port)};
-    struct sockaddr_in6 v6 = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)cfg->port)};
-    const struct sockaddr *addr;
-    unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG;
-    if (inet_pton(AF_INET, cfg->host, &v4.sin_addr) == 1) {
-        addr = (const struct sockaddr *)&v4;
-    } else if (inet_pton(AF_INET6, cfg->host, &v6.sin6_addr) == 1) {
-        addr = (const struct sockaddr *)&v6;
-        flags |= MHD_USE_IPv6;
-    } else {
-        SRV_LOG(SRV_LOG_ERROR, "host %s is not a numeric IPv4 or IPv6 address", cfg->host);
+    if (srv__listen_stats_init(s) < 0) {
+        SRV_LOG(SRV_LOG_ERROR, "out of memory for the listeners");
         return -1;
     }
-    s->mhd = MHD_start_daemon(flags, (uint16_t)cfg->port, NULL, NULL, on_request, s,
-                              MHD_OPTION_SOCK_ADDR, addr, MHD_OPTION_NOTIFY_COMPLETED, on_completed,
-                              s, MHD_OPTION_CONNECTION_LIMIT, (unsigned)cfg->max_connections,
-                              MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                              MHD_OPTION_EXTERNAL_LOGGER, mhd_log, s, MHD_OPTION_END);
-    if (!s->mhd) {
-        SRV_LOG(SRV_LOG_ERROR, "cannot listen on %s:%lld", cfg->host, (long long)cfg->port);
+    srv_listener *l = &s->listeners[0];
+    s->n_listeners = 1;
+    if (srv__listen_open(s, l, "main", 0, cfg->host, (int)cfg->port, (int)cfg->max_connections) <
+            0 ||
+        start_mhd(s, l) < 0)
         return -1;
+    if (cfg->admin_port >= 0) {
+        l = &s->listeners[1];
+        s->n_listeners = 2;
+        const char *host = cfg->admin_host[0] ? cfg->admin_host : cfg->host;
+        int max =
+            (int)(cfg->admin_max_connections < cfg->max_connections ? cfg->admin_max_connections
+                                                                    : cfg->max_connections);
+        if (srv__listen_open(s, l, "admin", 1, host, (int)cfg->admin_port, max) < 0 ||
+            start_mhd(s, l) < 0)
+            return -1;
     }
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_BIND_PORT);
-    s->port = info ? info->port : (int)cfg->port;
     return 0;
 }
 
 void srv__http_stop(srv_server *s)
 {
-    if (!s->mhd) return;
     /* MHD must not be stopped with suspended connections: let each one
      * answer (its job has ended by now) before closing. */
     for (srv_conn *c = s->conns; c; c = c->next)
@@ -377,10 +494,15 @@ void srv__http_stop(srv_server *s)
             c->suspended = 0;
             MHD_resume_connection(c->mhd);
         }
-    for (int i = 0; i < 4; i++)
-        MHD_run(s->mhd);
-    if (s->polling) uv_poll_stop(&s->mhd_poll);
-    uv_timer_stop(&s->mhd_timer);
-    MHD_stop_daemon(s->mhd);
-    s->mhd = NULL;
+    for (int i = 0; i < s->n_listeners; i++) {
+        srv_listener *l = &s->listeners[i];
+        srv__listen_stop_accepting(l);
+        if (!l->mhd) continue;
+        for (int k = 0; k < 4; k++)
+            MHD_run(l->mhd);
+        if (l->polling) uv_poll_stop(&l->mhd_poll);
+        if (l->timer_init) uv_timer_stop(&l->mhd_timer);
+        MHD_stop_daemon(l->mhd);
+        l->mhd = NULL;
+    }
 }

@@ -19,26 +19,32 @@
 
 static void on_mhd_timer(uv_timer_t *t);
 
-void srv__loop_kick(srv_server *s)
+static void kick_one(srv_listener *l)
 {
-    if (!s->mhd) return;
-    MHD_run(s->mhd);
+    if (!l->mhd) return;
+    MHD_run(l->mhd);
     MHD_UNSIGNED_LONG_LONG to;
     /* MHD_NO: no timeout pending; the epoll fd alone will wake us. */
-    if (MHD_get_timeout(s->mhd, &to) == MHD_YES)
-        uv_timer_start(&s->mhd_timer, on_mhd_timer, (uint64_t)to, 0);
+    if (MHD_get_timeout(l->mhd, &to) == MHD_YES)
+        uv_timer_start(&l->mhd_timer, on_mhd_timer, (uint64_t)to, 0);
     else
-        uv_timer_stop(&s->mhd_timer);
+        uv_timer_stop(&l->mhd_timer);
+}
+
+void srv__loop_kick(srv_server *s)
+{
+    for (int i = 0; i < s->n_listeners; i++)
+        kick_one(&s->listeners[i]);
 }
 
 static void on_mhd_timer(uv_timer_t *t)
 {
-    srv__loop_kick(t->data);
+    kick_one(t->data);
 }
 
 static void on_mhd_poll(uv_poll_t *p, int status, int events)
 {
-    srv__loop_kick(p->data);
+    kick_one(p->data);
 }
 
 void srv__mail_post(srv_server *s, srv_job *j)
@@ -145,6 +151,7 @@ static void on_tick(uv_timer_t *t)
     srv_server *s = t->data;
     int64_t now = srv__now_ns();
     srv__generate_tick(s, now);
+    srv__listen_tick(s, now);
     if (s->draining) {
         if (!s->forced && now >= s->drain_deadline && s->n_inflight > 0) {
             SRV_LOG(SRV_LOG_WARN, "drain timeout: cancelling %d request%s", s->n_inflight,
@@ -177,20 +184,21 @@ int srv__loop_init(srv_server *s)
     uv_timer_init(&s->loop, &s->tick);
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
-    uv_timer_init(&s->loop, &s->mhd_timer);
-    s->mhd_timer.data = s;
     pthread_mutex_init(&s->mail_mu, NULL);
     return 0;
 }
 
 int srv__loop_attach_mhd(srv_server *s)
 {
-    const union MHD_DaemonInfo *info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
-    if (!info) return -1;
-    if (uv_poll_init(&s->loop, &s->mhd_poll, info->epoll_fd) != 0) return -1;
-    s->mhd_poll.data = s;
-    s->polling = 1;
-    uv_poll_start(&s->mhd_poll, UV_READABLE, on_mhd_poll);
+    for (int i = 0; i < s->n_listeners; i++) {
+        srv_listener *l = &s->listeners[i];
+        const union MHD_DaemonInfo *info = MHD_get_daemon_info(l->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+        if (!info) return -1;
+        if (uv_poll_init(&s->loop, &l->mhd_poll, info->epoll_fd) != 0) return -1;
+        l->mhd_poll.data = l;
+        l->polling = 1;
+        uv_poll_start(&l->mhd_poll, UV_READABLE, on_mhd_poll);
+    }
     srv__loop_kick(s);
     return 0;
 }

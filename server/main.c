@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -75,6 +76,7 @@ static void teardown(srv_server *s)
         srv__sched_destroy(&s->models[i].sched);
     free(s->models);
     srv__registry_free(s->metrics.reg);
+    srv__listen_free(s);
     if (s->access_fd > STDERR_FILENO) close(s->access_fd);
 }
 
@@ -91,12 +93,26 @@ static void shut_down(srv_server *s)
     srv__http_stop(s);
     srv__loop_drain_mail(s);
     srv__loop_close(s);
+    for (int i = 0; i < s->n_listeners; i++)
+        srv__listen_close(&s->listeners[i]);
+}
+
+/* Connections are descriptors: take the hard limit the administrator
+ * allows before max_connections is sized from it. */
+static void raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &rl);
+    }
 }
 
 int cli_serve(int argc, char **argv)
 {
     cfg_settings cfg;
     char err[512];
+    raise_nofile();
     int rc = cfg_load(&cfg, argc, argv, err, sizeof err);
     if (rc == CFG_HELP) {
         cfg_print_help(stdout);
@@ -112,6 +128,7 @@ int cli_serve(int argc, char **argv)
     srv_server s;
     memset(&s, 0, sizeof s);
     s.cfg = &cfg;
+    s.reserve_fd = -1;
     s.limits = (proto_limits){.max_iterations = (int)cfg.max_iterations,
                               .max_cells = cfg.max_batch_cells,
                               .max_deadline_ms = cfg.max_deadline_ms};
@@ -132,15 +149,25 @@ int cli_serve(int argc, char **argv)
     }
     if (srv__loop_init(&s) < 0 || srv__http_start(&s) < 0 || srv__loop_attach_mhd(&s) < 0) {
         SRV_LOG(SRV_LOG_ERROR, "cannot start the server");
-        if (s.mhd) srv__http_stop(&s);
+        srv__http_stop(&s);
+        srv__loop_close(&s);
+        for (int i = 0; i < s.n_listeners; i++)
+            srv__listen_close(&s.listeners[i]);
         teardown(&s);
         cfg_free(&cfg);
         return 1;
     }
     SRV_LOG(SRV_LOG_INFO,
-            "listening on http://%s%s%s:%d (heptapod %s, %d model%s, %lld threads each)",
-            strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "", s.port,
-            SRV_VERSION, s.n_models, s.n_models == 1 ? "" : "s", (long long)cfg.threads);
+            "listening on http://%s%s%s:%d (heptapod %s, %d model%s, %lld threads each, "
+            "%lld connections)",
+            strchr(cfg.host, ':') ? "[" : "", cfg.host, strchr(cfg.host, ':') ? "]" : "",
+            s.listeners[0].port, SRV_VERSION, s.n_models, s.n_models == 1 ? "" : "s",
+            (long long)cfg.threads, (long long)cfg.max_connections);
+    if (s.n_listeners > 1) {
+        const char *h = cfg.admin_host[0] ? cfg.admin_host : cfg.host;
+        SRV_LOG(SRV_LOG_INFO, "admin listening on http://%s%s%s:%d (/healthz, /readyz, /metrics)",
+                strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", s.listeners[1].port);
+    }
     for (int i = 0; i < s.n_models; i++)
         if (srv__worker_start(&s.models[i]) < 0) {
             SRV_LOG(SRV_LOG_ERROR, "cannot start the worker of model %s", s.models[i].name);

@@ -35,6 +35,9 @@ typedef struct srv_server srv_server;
 typedef struct srv_model srv_model;
 typedef struct srv_job srv_job;
 typedef struct srv_conn srv_conn;
+typedef struct srv_listener srv_listener;
+typedef struct srv_sock srv_sock;
+typedef struct srv_client srv_client;
 
 /* ---- jobs (job.c) --------------------------------------------------------- */
 
@@ -166,7 +169,81 @@ typedef struct srv_metrics {
         *batch_grids, *batch_cells, *iterations, *cells, *forward_passes, *queue_depth, *active,
         *queue_cells, *active_cells, *outcomes, *queue_work, *rate, *refusals;
     srv_series *ready_now, *draining_now;
+    srv_family *connections, *connections_refused, *request_timeouts; /* listen.c */
 } srv_metrics;
+
+/* ---- listeners (listen.c) ----------------------------------------------------- */
+
+/** Where the current request of a connection is (see listen.c). */
+typedef enum srv_sock_phase {
+    SRV_SOCK_HEADERS = 0, /* waiting for headers: bounded by header_timeout_ms */
+    SRV_SOCK_BODY,        /* receiving the body: bounded by body_timeout_ms */
+    SRV_SOCK_BUSY,        /* complete; being answered */
+    SRV_SOCK_CLOSING      /* timed out; the socket is shut down */
+} srv_sock_phase;
+
+/** One accepted connection (libmicrohttpd's socket context). Loop thread. */
+struct srv_sock {
+    srv_listener *listener;
+    struct MHD_Connection *mhd;
+    int fd;
+    srv_client *client; /* its address's count */
+    srv_sock_phase phase;
+    int64_t since;  /* start of the phase (srv__now_ns) */
+    int requests;   /* requests finished on this connection */
+    int line_seen;  /* the current request's line has arrived */
+    int bad_target; /* ... and its target holds a control byte */
+    srv_conn *conn; /* the current request, once the handler saw it */
+    srv_sock *prev, *next;
+};
+
+/** A listening socket with its own libmicrohttpd daemon and budget. */
+struct srv_listener {
+    srv_server *srv;
+    const char *name; /* "main" or "admin": metric label, logs */
+    int admin;        /* serves /healthz, /readyz, /metrics only */
+    int fd, port;
+    uv_poll_t accept_poll;
+    int accepting;
+    struct MHD_Daemon *mhd;
+    uv_poll_t mhd_poll;
+    int polling; /* mhd_poll is initialised */
+    uv_timer_t mhd_timer;
+    int timer_init;
+    int max_conns, per_client, n_conns;
+    srv_sock *socks;
+    srv_client **clients; /* per-address counts, hashed */
+    uint64_t hash_seed;
+    unsigned char pending_key[16];      /* address of the connection being added */
+    char *refuse_limit, *refuse_client; /* canned 503 and 429 */
+    srv_series *m_conns, *m_refused_limit, *m_refused_client, *m_timeout_headers, *m_timeout_body;
+};
+
+/** Registers the connection metrics and prepares the canned 408s. */
+int srv__listen_stats_init(srv_server *s);
+/** Binds host:port (port 0: any) and starts accepting into l->mhd, which the
+ * caller starts right after. Returns 0, or -1 with a logged reason. */
+int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin, const char *host,
+                     int port, int max_conns);
+/** Stops accepting (the socket stays open until srv__listen_close). */
+void srv__listen_stop_accepting(srv_listener *l);
+/** Closes the socket and frees l's tables (after the loop closed). */
+void srv__listen_close(srv_listener *l);
+/** Frees what srv__listen_stats_init made. */
+void srv__listen_free(srv_server *s);
+/** libmicrohttpd's MHD_OPTION_NOTIFY_CONNECTION callback (cls: the listener). */
+void srv__listen_notify(void *cls, struct MHD_Connection *mc, void **socket_context,
+                        enum MHD_ConnectionNotificationCode code);
+/** libmicrohttpd's MHD_OPTION_URI_LOG_CALLBACK: the request line arrived. */
+void *srv__listen_uri_seen(void *cls, const char *uri, struct MHD_Connection *mc);
+/** The connection's srv_sock, or NULL if it is not tracked. */
+srv_sock *srv__sock_of(struct MHD_Connection *mc);
+/** The handler saw a request's headers / its whole body / its end. */
+void srv__sock_request_begins(srv_sock *k, srv_conn *c);
+void srv__sock_request_complete(srv_sock *k);
+void srv__sock_request_ended(srv_sock *k);
+/** Enforces header_timeout_ms and body_timeout_ms (from the tick). */
+void srv__listen_tick(srv_server *s, int64_t now);
 
 struct srv_server {
     cfg_settings *cfg;
@@ -176,14 +253,14 @@ struct srv_server {
     proto_limits limits;
 
     uv_loop_t loop;
-    uv_poll_t mhd_poll;
-    int polling; /* mhd_poll is initialised */
-    uv_timer_t mhd_timer, tick;
+    uv_timer_t tick;
     uv_signal_t sigterm, sigint;
     uv_async_t wake;
-    struct MHD_Daemon *mhd;
-    int port;
-    int access_fd; /* -1: no access log */
+    srv_listener listeners[2]; /* main, then admin if admin_port >= 0 */
+    int n_listeners;
+    int reserve_fd;                       /* held for refusing at EMFILE */
+    char *timeout_headers, *timeout_body; /* canned 408s */
+    int access_fd;                        /* -1: no access log */
 
     pthread_mutex_t mail_mu;
     srv_job *mail_head;
@@ -204,9 +281,10 @@ struct srv_server {
 
 /** Sets up the loop, signals, the wake-up and the tick. Returns 0 or -1. */
 int srv__loop_init(srv_server *s);
-/** Watches MHD's epoll fd from the loop. Returns 0 or -1. */
+/** Watches each listener's libmicrohttpd epoll fd from the loop. Returns 0 or -1. */
 int srv__loop_attach_mhd(srv_server *s);
-/** Runs MHD now and re-arms its timer (after resuming connections). */
+/** Runs every libmicrohttpd daemon now and re-arms its timer (after
+ * resuming connections, accepting, or a tick). */
 void srv__loop_kick(srv_server *s);
 /** Runs the loop until the daemon stops. Returns the exit code. */
 int srv__loop_run(srv_server *s);
@@ -224,8 +302,9 @@ void srv__begin_drain(srv_server *s);
 
 /* ---- http.c ------------------------------------------------------------------- */
 
-/** Starts libmicrohttpd (external epoll, suspend/resume) on host:port.
- * Returns 0, or -1 with a logged reason. */
+/** Opens the main listener (and the admin one if admin_port >= 0), each
+ * with its libmicrohttpd daemon (external epoll, suspend/resume, no listen
+ * socket of its own). Returns 0, or -1 with a logged reason. */
 int srv__http_start(srv_server *s);
 /** Resumes every suspended connection and stops libmicrohttpd. */
 void srv__http_stop(srv_server *s);
@@ -289,6 +368,8 @@ typedef enum srv_phase {
 
 struct srv_conn {
     srv_server *srv;
+    srv_listener *listener;
+    srv_sock *sock; /* NULL if untracked */
     struct MHD_Connection *mhd;
     srv_route route;
     const char *endpoint; /* metrics label */
@@ -300,6 +381,7 @@ struct srv_conn {
     const char *outcome; /* for the access log */
     const char *allow;   /* Allow header of a 405 */
     int draining;        /* answer with Connection: close */
+    int close;           /* refused framing: answer with Connection: close */
     int retry_after_s;   /* Retry-After of a 429/503 if > 0, else the setting */
 
     /* POST /generate */

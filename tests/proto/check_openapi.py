@@ -93,6 +93,40 @@ def check_schemas(doc):
             check(not isinstance(value, bool), "%s: boolean %s is not portable" % (where, key))
 
 
+def check_request_bounds(doc):
+    """Every number a request carries is bounded in the document, and the
+    bounds that are proto.h constants say the same as proto.h."""
+    with open(os.path.join(oas.ROOT, "proto", "proto.h"), encoding="utf-8") as f:
+        header = f.read()
+
+    def const(name):
+        m = re.search(r"#define %s \(?(?:INT64_C\()?(\d+)(?: << (\d+))?" % name, header)
+        check(m is not None, "proto.h has no %s" % name)
+        if not m:
+            return None
+        return int(m.group(1)) << int(m.group(2) or 0)
+
+    props = doc["components"]["schemas"]["GenerateRequest"]["properties"]
+    for where, key, node in walk(props):
+        if isinstance(node, dict) and node.get("type") in ("integer", "number"):
+            check("minimum" in node and "maximum" in node,
+                  "GenerateRequest%s: a number without minimum and maximum" % where)
+        if isinstance(node, dict) and node.get("type") == "array":
+            check("maxItems" in node, "GenerateRequest%s: an array without maxItems" % where)
+    side, cells = const("PROTO_MAX_SIDE"), const("PROTO_MAX_CELLS")
+    for name in ("height", "width"):
+        check(props[name]["maximum"] == side, "%s maximum is not PROTO_MAX_SIDE" % name)
+    check(props["given"]["maxItems"] == side and props["given"]["items"]["maxItems"] == side,
+          "given maxItems is not PROTO_MAX_SIDE")
+    check(props["text"]["maxItems"] == side and props["text"]["items"]["maxLength"] == side,
+          "text maxItems/maxLength is not PROTO_MAX_SIDE")
+    check(str(cells) in props["given"]["description"] and str(cells) in props["text"]["description"],
+          "given/text do not state PROTO_MAX_CELLS")
+    check(props["deadline_ms"]["maximum"] == const("PROTO_MAX_DEADLINE_MS"),
+          "deadline_ms maximum is not PROTO_MAX_DEADLINE_MS")
+    check(props["temperature"]["maximum"] == 1000, "temperature maximum is not 1000")
+
+
 SAMPLES = {"result": "GenerateResult", "sse_iteration": "IterationEvent",
            "sse_iteration_large": "IterationEvent", "sse_done": "DoneEvent",
            "sse_error": "Error", "error": "Error", "models": "ModelList",
@@ -151,14 +185,16 @@ def check_samples(doc, binary):
     # requests: what the parser takes, and some of what it refuses by type
     good = [{"height": 2, "width": 3}, {"given": [[1, None], [2]], "seed": 5, "stream": True},
             {"height": 1, "width": 1, "top_p": 0.5}, {"height": 1, "width": 1, "top_p": 1},
-            {"text": ["a_b"], "open": "_", "temperature": 0, "top_p": 1, "model": None}]
+            {"text": ["a_b"], "open": "_", "temperature": 0, "top_p": 1, "model": None},
+            {"text": ["a\U0001F600b"], "open": "\U0001F600", "deadline_ms": 86400000}]
     for g in good:
         try:
             oas.validate("GenerateRequest", g, doc)
         except jsonschema.ValidationError as e:
             check(False, "GenerateRequest refuses %s: %s" % (g, e.message))
     for b in [{"height": "2"}, {"temprature": 1}, {"given": [[1.5]]}, {"top_p": 0}, {"top_p": 1.5},
-              {"stream": 1}, {"seed": -1}]:
+              {"stream": 1}, {"seed": -1}, {"deadline_ms": 86400001}, {"open": "\u0000"},
+              {"open": "\u0085"}, {"open": "__"}, {"height": 65537}, {"iterations": 0}]:
         must_fail("GenerateRequest", b, json.dumps(b), doc)
 
 
@@ -168,6 +204,7 @@ def main():
     check_shape(doc)
     check_error_table(doc)
     check_schemas(doc)
+    check_request_bounds(doc)
     check_samples(doc, binary)
     for f in failures:
         print("FAIL:", f)

@@ -197,6 +197,33 @@ static void test_sse_iteration_and_done(void **state)
     proto_request_free(&req);
 }
 
+/* Times that are not finite or below 0 (never expected from the server's
+ * clocks) render as 0: printf's "nan" and "-inf" would not be JSON. */
+static void test_odd_timings_stay_json(void **state)
+{
+    proto_request req;
+    make_request(&req, "{\"height\": 2, \"width\": 4, \"seed\": 1}");
+    proto_grid g = {.iteration = 1, .open = 1, .tokens = grid};
+    const proto_timings odd = {
+        .queued_ms = NAN, .compute_ms = INFINITY, .total_ms = -INFINITY, .first_iteration_ms = -3};
+    proto_buf b = {0};
+    assert_int_equal(proto_render_result(&b, &req, "r", "m", &g, &odd), 0);
+    json_t *v = parse(b.data, b.len);
+    json_t *t = json_object_get(v, "timings");
+    const char *keys[] = {"queued_ms", "compute_ms", "total_ms", "first_iteration_ms"};
+    for (int i = 0; i < 4; i++)
+        assert_true(json_number_value(json_object_get(t, keys[i])) == 0.0);
+    json_decref(v);
+    proto_buf_reset(&b);
+    assert_int_equal(proto_render_sse_done(&b, &req, "r", "m", 1, &odd), 0);
+    v = parse_event(&b, "done", "done_odd_timings");
+    assert_true(json_number_value(json_object_get(json_object_get(v, "timings"), "total_ms")) ==
+                0.0);
+    json_decref(v);
+    proto_buf_free(&b);
+    proto_request_free(&req);
+}
+
 static void test_models(void **state)
 {
     const char *keys[] = {"format", "note"}, *values[] = {"heptapod", "caf\xC3\xA9 \xFF"};
@@ -251,6 +278,9 @@ static void test_models(void **state)
     json_t *l0 = json_object_get(m0, "limits"), *l1 = json_object_get(m1, "limits");
     assert_int_equal(json_integer_value(json_object_get(l0, "max_cells")), 100); /* < 8*16 */
     assert_int_equal(json_integer_value(json_object_get(l0, "max_iterations")), 32);
+    /* no server deadline limit: the protocol's own, one day */
+    assert_int_equal(json_integer_value(json_object_get(l0, "max_deadline_ms")),
+                     PROTO_MAX_DEADLINE_MS);
     assert_int_equal(json_integer_value(json_object_get(l1, "max_cells")), 100); /* < 600 */
     assert_int_equal(json_array_size(json_object_get(json_object_get(m1, "hparams"), "window")), 1);
     assert_string_equal(
@@ -331,6 +361,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_result),
         cmocka_unit_test(test_sse_iteration_and_done),
+        cmocka_unit_test(test_odd_timings_stay_json),
         cmocka_unit_test(test_models),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_large_random_grid),

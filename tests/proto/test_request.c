@@ -381,6 +381,135 @@ static void test_content_type(void **state)
     }
 }
 
+/*
+ * The open character "\u0000" passed as one valid byte, then matched as an
+ * empty string: the text walk never advanced and wrote past the rows (heap
+ * overflow, SIGSEGV in a release build). NUL and every other control
+ * character are now refused as `open`, naming it.
+ */
+static void test_open_control_character_refused(void **state)
+{
+    expect_refused("{\"text\":[\"ab\"],\"open\":\"\\u0000\",\"height\":1,\"width\":2}", &byte_hp,
+                   PROTO_E_OUT_OF_RANGE, "open", "control");
+    const char *controls[] = {"\\u0001", "\\n",     "\\t",     "\\u001f",
+                              "\\u007f", "\\u0080", "\\u0085", "\\u009f"};
+    for (size_t i = 0; i < sizeof controls / sizeof controls[0]; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"text\": [\"a\\u0000b\"], \"open\": \"%s\"}", controls[i]);
+        expect_refused(body, &byte_hp, PROTO_E_OUT_OF_RANGE, "open", "control");
+    }
+    /* the neighbours of the control ranges are ordinary characters */
+    const char *fine[] = {" ", "~", "\\u00a0", "\\\"", "\\\\", "\\ud83d\\ude00"};
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        char body[128];
+        snprintf(body, sizeof body, "{\"text\": [\"ab\"], \"open\": \"%s\"}", fine[i]);
+        proto_request req;
+        proto_error err;
+        if (run(body, &byte_hp, &req, &err) != PROTO_OK) fail_msg("%s: %s", body, err.message);
+        assert_int_equal(req.width, 2);
+        proto_request_free(&req);
+    }
+}
+
+/* deadline_ms meets a nanosecond clock downstream: above one day it is refused,
+ * whatever the server's max_deadline_ms (0: none of its own). */
+static void test_deadline_bounded(void **state)
+{
+    proto_limits open_ended = lim;
+    open_ended.max_deadline_ms = 0;
+    const char *bodies[] = {"{\"height\":32,\"width\":64,\"iterations\":16,"
+                            "\"deadline_ms\":10000000000000}",
+                            "{\"height\":1,\"width\":1,\"deadline_ms\":9223372036854775807}",
+                            "{\"height\":1,\"width\":1,\"deadline_ms\":86400001}"};
+    eng_hparams big = byte_hp;
+    big.max_height = 32;
+    big.max_width = 64;
+    open_ended.max_cells = 0;
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        proto_request req;
+        proto_error err;
+        assert_int_equal(proto_parse_generate(bodies[i], strlen(bodies[i]), &req, &err), PROTO_OK);
+        assert_int_equal(proto_validate_generate(&req, &big, &open_ended, &err),
+                         PROTO_E_OUT_OF_RANGE);
+        assert_string_equal(err.field, "deadline_ms");
+        assert_non_null(strstr(err.message, "86400000"));
+        proto_request_free(&req);
+    }
+    /* the bound itself is accepted, and a server maximum below it still wins */
+    const char *day = "{\"height\":1,\"width\":1,\"deadline_ms\":86400000}";
+    proto_request req;
+    proto_error err;
+    assert_int_equal(proto_parse_generate(day, strlen(day), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &big, &open_ended, &err), PROTO_OK);
+    assert_int_equal(req.deadline_ms, PROTO_MAX_DEADLINE_MS);
+    proto_request_free(&req);
+    expect_refused(day, &byte_hp, PROTO_E_OUT_OF_RANGE, "deadline_ms", "60000");
+}
+
+/* Without a server cell limit, a model allowing huge sides still cannot make
+ * validate allocate more than PROTO_MAX_CELLS cells. */
+static void test_cells_bounded_without_server_limit(void **state)
+{
+    eng_hparams huge = id_hp;
+    huge.max_height = huge.max_width = PROTO_MAX_SIDE;
+    proto_limits none = lim;
+    none.max_cells = 0;
+    const char *bodies[] = {"{\"height\":65536,\"width\":65536}",
+                            "{\"height\":4097,\"width\":4096}"};
+    for (size_t i = 0; i < sizeof bodies / sizeof bodies[0]; i++) {
+        proto_request req;
+        proto_error err;
+        assert_int_equal(proto_parse_generate(bodies[i], strlen(bodies[i]), &req, &err), PROTO_OK);
+        assert_int_equal(proto_validate_generate(&req, &huge, &none, &err), PROTO_E_OUT_OF_RANGE);
+        assert_string_equal(err.field, "height");
+        assert_non_null(strstr(err.message, "16777216"));
+        assert_null(req.given);
+        proto_request_free(&req);
+    }
+}
+
+/* Text rows are bounded in cells, per row and in all, before anything is
+ * allocated; a 4-byte open character is one cell. */
+static void test_text_cells_bounded(void **state)
+{
+    /* 65536 open characters of 4 bytes each: 65536 cells, the most a row holds */
+    size_t n = PROTO_MAX_SIDE;
+    char *body = malloc(64 + 4 * (n + 1));
+    int at = sprintf(body, "{\"open\":\"\xF0\x9F\x98\x80\",\"text\":[\"");
+    for (size_t i = 0; i < n; i++, at += 4)
+        memcpy(body + at, "\xF0\x9F\x98\x80", 4);
+    strcpy(body + at, "\"]}");
+    proto_request req;
+    proto_error err;
+    assert_int_equal(proto_parse_generate(body, strlen(body), &req, &err), PROTO_OK);
+    assert_int_equal(req.width, PROTO_MAX_SIDE);
+    proto_request_free(&req);
+    /* one cell more is refused, naming the row */
+    strcpy(body + at, "x\"]}");
+    assert_int_equal(proto_parse_generate(body, strlen(body), &req, &err), PROTO_E_OUT_OF_RANGE);
+    assert_string_equal(err.field, "text[0]");
+    assert_non_null(strstr(err.message, "65536"));
+    free(body);
+
+    /* 257 full rows: more than PROTO_MAX_CELLS in all */
+    size_t rows = PROTO_MAX_CELLS / PROTO_MAX_SIDE + 1, len = 16 + rows * (n + 3);
+    body = malloc(len);
+    at = sprintf(body, "{\"text\":[");
+    for (size_t r = 0; r < rows; r++) {
+        body[at++] = r ? ',' : ' ';
+        body[at++] = '"';
+        memset(body + at, 'a', n);
+        at += (int)n;
+        body[at++] = '"';
+    }
+    strcpy(body + at, "]}");
+    assert_int_equal(proto_parse_generate(body, strlen(body), &req, &err), PROTO_E_OUT_OF_RANGE);
+    assert_string_equal(err.field, "text");
+    assert_non_null(strstr(err.message, "16777216"));
+    proto_request_free(&req);
+    free(body);
+}
+
 /* Bodies need not be NUL-terminated: the parser must stop at len. */
 static void test_body_not_terminated(void **state)
 {
@@ -466,6 +595,10 @@ int main(void)
         cmocka_unit_test(test_text_rows),
         cmocka_unit_test(test_content_type),
         cmocka_unit_test(test_body_not_terminated),
+        cmocka_unit_test(test_open_control_character_refused),
+        cmocka_unit_test(test_deadline_bounded),
+        cmocka_unit_test(test_cells_bounded_without_server_limit),
+        cmocka_unit_test(test_text_cells_bounded),
         cmocka_unit_test(test_mutated_bodies),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
