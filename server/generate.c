@@ -303,6 +303,24 @@ static const char *presented_key(srv_conn *c)
     return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key");
 }
 
+/* The peer address as listen.c counts connections: IPv4 mapped into
+ * ::ffff:0:0/96, and an IPv6 /64 as one client (it holds them all). */
+static uint64_t peer_key(srv_conn *c, uint64_t seed)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    unsigned char addr[16] = {0};
+    if (sa && sa->sa_family == AF_INET) {
+        addr[10] = addr[11] = 0xff;
+        memcpy(addr + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        memcpy(addr, a6, IN6_IS_ADDR_V4MAPPED(a6) ? 16 : 8);
+    }
+    return key_hash(seed, 'a', addr, sizeof addr);
+}
+
 /* Who the request is from, for fair sharing: the client header's last
  * address if that setting names one and it is present, else the API key,
  * else the peer address. */
@@ -314,18 +332,7 @@ static uint64_t client_key(srv_conn *c)
     const char *v = header[0] ? forwarded_client(c, header, &n) : NULL;
     if (v) return key_hash(seed, 'h', v, n);
     if ((v = presented_key(c))) return key_hash(seed, 'k', v, strlen(v));
-    const union MHD_ConnectionInfo *ci =
-        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    if (sa && sa->sa_family == AF_INET) {
-        const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
-        return key_hash(seed, '4', &in->sin_addr, sizeof in->sin_addr);
-    }
-    if (sa && sa->sa_family == AF_INET6) {
-        const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
-        return key_hash(seed, '6', &in6->sin6_addr, sizeof in6->sin6_addr);
-    }
-    return key_hash(seed, '?', NULL, 0);
+    return peer_key(c, seed);
 }
 
 /* An integer with thousands separators, for messages ("25,000"). */

@@ -8,6 +8,7 @@
 # deadline at the measured rate are refused up front (422 alone, 429 behind
 # the queue), never before a rate was measured; Retry-After comes from the
 # queued work and the rate; the gauges and refusal counters tell it all.
+# Behind a proxy, the last address of X-Forwarded-For names the client.
 set -eu
 . tests/integration/server_lib.sh
 
@@ -149,6 +150,32 @@ for r in queue_full queue_work client_share deadline; do
     [ "$n" -ge 1 ] && ok "refusals counted: $r = $n" || fail "no refusal counted for $r"
 done
 expect "deadline refusals (422 and 429)" "$(metric "${REFUSED}\"deadline\"}")" 2
+
+stop_server
+
+# --- who is a client behind a proxy: the last address of X-Forwarded-For ------------
+start_server --max-batch-cells 2048 --max-queue 2 --max-iterations 100000 --max-batch-wait-ms 0 \
+    --default-deadline-ms 0 --client-header X-Forwarded-For
+curl -sN -o /dev/null -X POST -H 'Content-Type: application/json' -H 'X-Forwarded-For: 192.0.2.9' \
+    --data-binary '{"height":32,"width":64,"iterations":100000,"stream":true}' "$URL/generate" &
+wait_for '[ "$(metric "$ACTIVE")" = 1 ]' 20 || fail "the long request never became active"
+send "-H X-Forwarded-For:198.51.100.1" "$ONE"
+send "-H X-Forwarded-For:198.51.100.1" "$ONE"
+wait_for '[ "$(metric "$QUEUED")" = 2 ]' 10 || fail "the first client's requests never queued"
+# A first entry the client wrote itself makes no new client.
+s=$(post "$ONE" -H 'X-Forwarded-For: 203.0.113.7, 198.51.100.1')
+expect_refusal "the same last address is the same client" "$s" 429 overloaded
+send "-H X-Forwarded-For:198.51.100.1,198.51.100.2" "$ONE"
+wait_for '[ "$(metric "$QUEUED")" = 3 ]' 10 && ok "another last address is another client" ||
+    fail "the second client's request was not admitted"
+s=$(post "$ONE" -H 'X-Forwarded-For: 198.51.100.1')
+expect_refusal "the first client over its share" "$s" 429 overloaded
+case "$(json "$TMP/body" "d['error']['message']")" in *"fair share"*) ok "refused for its fair share" ;;
+*) fail "message: $(json "$TMP/body" "d['error']['message']")" ;; esac
+# Of two header lines, the last one counts (a proxy adds its own line).
+send "-H X-Forwarded-For:198.51.100.1 -H X-Forwarded-For:198.51.100.3" "$ONE"
+wait_for '[ "$(metric "$QUEUED")" = 4 ]' 10 && ok "the last header line names the client" ||
+    fail "the third client's request was not admitted"
 
 check_schemas
 stop_server
