@@ -383,6 +383,11 @@ static enum MHD_Result refuse(srv_conn *c, srv_model *m, int rc, const srv_admis
         break;
     case SRV_SCHED_TOO_SLOW:
         why = SRV_REFUSED_DEADLINE;
+        if (a->deadline_s <= 0) { /* it passed while the body came in */
+            proto_error_set(&e, PROTO_E_DEADLINE_EXCEEDED, NULL,
+                            "the deadline passed before the request could be queued");
+            break;
+        }
         proto_error_set(&e, PROTO_E_OUT_OF_RANGE, NULL,
                         "%s cell-iterations need about %.1f s at the measured %s "
                         "cell-iterations/s, above the %.1f s left before its deadline",
