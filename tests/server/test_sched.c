@@ -8,6 +8,7 @@
  * on deadline and the computed Retry-After.
  */
 #include <math.h>
+#include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -468,6 +469,13 @@ static void test_fair_share_of_work(void **state)
     /* b holds 50 of a share of 100 / 2: the next one would pass the cap. */
     assert_int_equal(srv__sched_submit(&f->s, &b[1].q, NULL), SRV_SCHED_SHARE);
     assert_int_equal(srv__sched_submit(&f->s, &a[2].q, NULL), SRV_SCHED_SHARE);
+    /* New clients get in up to twice the work bound, then nobody does. */
+    fake c, d;
+    init_client(&c, 20, 3, 10, 5);
+    init_client(&d, 21, 4, 10, 5);
+    assert_int_equal(srv__sched_submit(&f->s, &c.q, NULL), SRV_SCHED_OK);
+    assert_int_equal(srv__sched_stats(&f->s).queued_work, 200);
+    assert_int_equal(srv__sched_submit(&f->s, &d.q, NULL), SRV_SCHED_WORK);
     teardown(f);
 }
 
@@ -718,6 +726,75 @@ static void test_retry_after(void **state)
     teardown(f);
 }
 
+/* ---- two threads ------------------------------------------------------------- */
+
+typedef struct worker_arg {
+    srv_sched *s;
+    int finished, dropped;
+} worker_arg;
+
+/* A worker like worker.c's: one turn per iteration, one pass observed. */
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    srv_qnode *batch[64], *dropped[64];
+    srv_turn t = {.cap = 64, .batch = batch, .dropped = dropped};
+    for (;;) {
+        int n = srv__sched_next(w->s, &t, 1);
+        w->dropped += t.n_dropped;
+        if (n == SRV_SCHED_DONE) break;
+        long cells = 0;
+        for (int i = 0; i < n; i++) {
+            fake *x = (fake *)batch[i];
+            cells += x->q.cells;
+            if (--x->left == 0) {
+                srv__sched_retire(w->s, &x->q);
+                w->finished++;
+            }
+        }
+        if (n > 0) srv__sched_observe(w->s, cells, 1e-6 * (double)cells);
+    }
+    return NULL;
+}
+
+/* Submissions, cancellations and stats from one thread while a worker
+ * thread runs turns: every node ends exactly once, and the counts come back
+ * to zero (run under SANITIZER=thread for the data races). */
+static void test_threads(void **state)
+{
+    enum { N = 600 };
+    srv_sched s;
+    srv_sched_limits lim = {.max_queue = N, .max_queue_work = 1000, .max_batch_cells = 16};
+    assert_int_equal(srv__sched_init(&s, &lim), 0);
+    fake *x = calloc(N, sizeof *x);
+    worker_arg w = {.s = &s};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, worker, &w), 0);
+    int queued = 0, refused = 0, cancelled = 0;
+    for (int i = 0; i < N; i++) {
+        init_client(&x[i], i, (uint64_t)(i % 3), 1 + i % 8, 1 + i % 5);
+        x[i].q.deadline = i % 2 ? srv__now_ns() + 1000000000 : 0;
+        if (srv__sched_submit(&s, &x[i].q, NULL) == SRV_SCHED_OK)
+            queued++;
+        else
+            refused++;
+        if (i % 7 == 0 && srv__sched_cancel(&s, &x[i].q)) cancelled++;
+        srv_sched_stats st = srv__sched_stats(&s);
+        assert_true(st.queued >= 0 && st.queued <= 2 * N && st.queued_work >= 0);
+    }
+    srv__sched_close(&s);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    /* Active nodes flagged by a cancel were dropped by the worker instead. */
+    assert_int_equal(w.finished + w.dropped + cancelled, queued);
+    srv_sched_stats st = srv__sched_stats(&s);
+    assert_int_equal(st.queued + st.active + st.clients, 0);
+    assert_int_equal(st.queued_work, 0);
+    assert_true(st.rate > 0);
+    (void)refused;
+    free(x);
+    srv__sched_destroy(&s);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -746,6 +823,7 @@ int main(void)
         cmocka_unit_test(test_refuse_too_slow),
         cmocka_unit_test(test_refuse_late_behind_queue),
         cmocka_unit_test(test_retry_after),
+        cmocka_unit_test(test_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
