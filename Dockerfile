@@ -47,7 +47,9 @@ COPY --from=build /src/build/heptapod /usr/local/bin/heptapod
 COPY --from=build /src/models/default.safetensors /models/default.safetensors
 
 USER 10001:10001
-EXPOSE 8080
+# 8080 serves the API; 8081 is the admin listener (/healthz, /readyz,
+# /metrics) that probes and scrapes use, answerable while 8080 is saturated.
+EXPOSE 8080 8081
 # SIGTERM starts the drain: /readyz turns 503, in-flight requests finish (up to
 # HEPTAPOD_DRAIN_TIMEOUT_S, default 30), then exit 0. Give the runtime a
 # longer stop timeout than that (docker stop -t 40, Kubernetes
@@ -56,8 +58,9 @@ STOPSIGNAL SIGTERM
 # No HEALTHCHECK: the slim image has no HTTP client to run one with, the OCI
 # image format (podman's default) drops it, and Kubernetes ignores it in
 # favour of the liveness and readiness probes of deploy/k8s/deployment.yaml.
-# Flags beat HEPTAPOD_* variables, so host, port and model are fixed here;
-# every other setting comes from the environment (HEPTAPOD_THREADS,
-# HEPTAPOD_API_KEY, ...) or from flags appended with `docker run IMAGE --flag v`.
+# Flags beat HEPTAPOD_* variables, so host, ports and model are fixed here;
+# every other setting comes from the environment (HEPTAPOD_API_KEY_FILE,
+# HEPTAPOD_MAX_CONNECTIONS_PER_CLIENT, ...) or from flags appended with
+# `docker run IMAGE --flag v`. Threads follow the container's CPU quota.
 ENTRYPOINT ["/usr/local/bin/heptapod", "serve", "--host", "0.0.0.0", "--port", "8080", \
-            "--model", "/models/default.safetensors"]
+            "--admin-port", "8081", "--model", "/models/default.safetensors"]

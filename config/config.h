@@ -39,7 +39,19 @@ typedef enum cfg_type {
  * Defaults are strings, parsed like any other source. min/max bound a
  * CFG_INT's value and a CFG_STRING's length (max 0: no limit).
  * threads = 0 means "automatic": cfg_load replaces it by
- * max(1, online cores / number of models), so that workers x threads <= cores.
+ * max(1, CPUs / number of models), so that workers x threads <= CPUs, where
+ * CPUs is what the process may use (cfg_cpu_count: the online cores, capped
+ * by the affinity mask and the cgroup's CPU quota), not the node's size.
+ *
+ * API keys: api_key is a comma-separated list (spaces around a key are
+ * trimmed; an empty entry is refused) that follows the precedence above
+ * like any setting, so HEPTAPOD_API_KEY replaces the file's list and
+ * --api-key replaces both; the keys of api_key_file (one per line, blank
+ * lines and '#' comments skipped, surrounding whitespace and CR trimmed) are
+ * added to that list. A request may present any of the resulting keys. A
+ * key is visible ASCII without spaces or commas. Prefer api_key_file or
+ * HEPTAPOD_API_KEY: a flag is visible to every local user in
+ * /proc/PID/cmdline until cfg_hide_secrets wipes it.
  */
 #define CFG_SETTINGS(X)                                                                            \
     X(config, CFG_STRING, "", 0, 0, NULL, "path of a JSON file of settings (empty: none)")         \
@@ -159,6 +171,9 @@ typedef struct cfg_settings {
     char *access_log;
     int64_t sse_keepalive_ms;
     int64_t log_buffer_bytes;
+    /* Resolved by cfg_load, not settings of their own: */
+    char **api_keys; /* [n_api_keys] every accepted key (api_key, then api_key_file's) */
+    int n_api_keys;  /* 0: no key is required */
     cfg_source source[48]; /* [cfg_count()] in table order */
 } cfg_settings;
 
@@ -178,7 +193,15 @@ typedef struct cfg_settings {
  */
 int cfg_load(cfg_settings *s, int argc, char **argv, char *err, size_t errlen);
 
-/** Releases what s owns and zeroes it. Safe on a zeroed struct. */
+/**
+ * Wipes the values of --api-key flags inside argv (the memory that
+ * /proc/PID/cmdline shows to every local user), after a successful
+ * cfg_load over the same arguments. argv's strings must be writable.
+ */
+void cfg_hide_secrets(int argc, char **argv);
+
+/** Releases what s owns (wiping the keys first) and zeroes it. Safe on a
+ * zeroed struct. */
 void cfg_free(cfg_settings *s);
 
 /**
@@ -193,6 +216,44 @@ void cfg_print_help(FILE *f);
  * log line or `--help`-adjacent debugging.
  */
 void cfg_print(FILE *f, const cfg_settings *s);
+
+/* ---- the machine as the process sees it (host.c) ---- */
+
+/** Where the host's limits are read; tests point these at fixture files. */
+typedef struct cfg_host_paths {
+    const char *proc_cgroup; /* "/proc/self/cgroup": its "0::/PATH" line */
+    const char *cgroup_root; /* "/sys/fs/cgroup": the cgroup v2 mount */
+    const char *meminfo;     /* "/proc/meminfo" */
+} cfg_host_paths;
+
+/** The real paths above. */
+extern const cfg_host_paths cfg_host_default;
+
+/** The process's cgroup v2 directory (cgroup_root + PATH) into out.
+ * Returns 0, or -1 if there is no v2 entry or it does not fit. */
+int cfg_cgroup_dir(const cfg_host_paths *p, char *out, size_t len);
+
+/** CPUs of one cpu.max file ("QUOTA PERIOD"): ceil(QUOTA / PERIOD), so
+ * "150000 100000" is 2; 0 for "max", a missing or malformed file. */
+int cfg_cpu_quota(const char *cpu_max);
+
+/** Bytes of one memory.max file; 0 for "max", a missing or malformed file. */
+int64_t cfg_memory_max(const char *memory_max);
+
+/**
+ * CPUs the process may use: the online cores, capped by its affinity mask
+ * (sched_getaffinity) and by the smallest cpu.max quota of its cgroup and
+ * the cgroup's ancestors. At least 1.
+ */
+int cfg_cpu_count(const cfg_host_paths *p);
+
+/**
+ * Bytes of memory the process may use: the smallest memory.max of its
+ * cgroup and its ancestors if below MemTotal, else MemTotal; 0 if neither
+ * is known. *source (if not NULL) gets a static name of where the figure
+ * came from, for messages: "cgroup memory.max" or "MemTotal ...".
+ */
+int64_t cfg_memory_limit(const cfg_host_paths *p, const char **source);
 
 /** Name of a source: "default", "file", "env" or "flag". */
 const char *cfg_source_name(cfg_source src);

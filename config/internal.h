@@ -18,4 +18,12 @@ const char *cfg__metavar(const cfg_setting *st);
 /** max_connections when set to 0: the soft RLIMIT_NOFILE less a reserve. */
 int64_t cfg__connections_from_nofile(void);
 
+/** Resolves s->api_keys from api_key and api_key_file (keys.c; their
+ * table indices name their sources in messages). Returns 0 or CFG_ERROR
+ * with a message that opens with the source and never shows a key. */
+int cfg__load_keys(cfg_settings *s, int api_key_index, int api_key_file_index, char *err,
+                   size_t errlen);
+/** Wipes and frees s->api_keys. */
+void cfg__free_keys(cfg_settings *s);
+
 #endif

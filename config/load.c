@@ -6,6 +6,7 @@
  * "<where>: <what is wrong>". Flags are scanned first (syntax only) because
  * one of them may name the file; they are applied last.
  */
+#include <ctype.h>
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -14,7 +15,6 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/resource.h>
-#include <unistd.h>
 
 #include "config/internal.h"
 
@@ -43,10 +43,12 @@ static void free_list(cfg_settings *s)
 void cfg_free(cfg_settings *s)
 {
     const cfg_setting *t = cfg_table();
+    if (s->api_key) explicit_bzero(s->api_key, strlen(s->api_key));
     for (int i = 0; i < cfg_count(); i++)
         if (t[i].type == CFG_STRING || t[i].type == CFG_ENUM)
             free(*(char **)((char *)s + cfg__offset[i]));
     free_list(s);
+    cfg__free_keys(s);
     memset(s, 0, sizeof *s);
 }
 
@@ -99,7 +101,8 @@ static int set_value(cfg_settings *s, int i, const char *v, const char *where, c
     case CFG_INT: {
         char *end;
         long long x = strtoll(v, &end, 10);
-        if (!*v || *end || v[0] == ' ' || v[0] == '\t' || v[0] == '+')
+        /* strtoll skips leading white space and takes a '+': neither is an integer here */
+        if (!*v || *end || isspace((unsigned char)v[0]) || v[0] == '+')
             return fail(err, errlen, "%s: '%s' is not an integer", where, v);
         /* strtoll saturates on overflow, which the bounds below then refuse */
         if (x < st->min)
@@ -332,11 +335,23 @@ static int load(cfg_settings *s, int argc, char **argv, flag_use *uses, char *er
 
     if (s->max_connections == 0) s->max_connections = cfg__connections_from_nofile();
     if (s->threads == 0) {
-        long cores = sysconf(_SC_NPROCESSORS_ONLN);
-        int64_t per = (cores > 0 ? cores : 1) / (s->n_model > 0 ? s->n_model : 1);
+        int cpus = cfg_cpu_count(&cfg_host_default);
+        int64_t per = cpus / (s->n_model > 0 ? s->n_model : 1);
         s->threads = per > 0 ? per : 1;
     }
-    return 0;
+    return cfg__load_keys(s, find("api_key", 7), find("api_key_file", 12), err, errlen);
+}
+
+void cfg_hide_secrets(int argc, char **argv)
+{
+    flag_use *uses = calloc(argc > 0 ? (size_t)argc : 1, sizeof *uses);
+    int n_uses = 0, key = find("api_key", 7);
+    char err[16];
+    if (uses && scan_flags(argc, argv, uses, &n_uses, err, sizeof err) == 0)
+        for (int k = 0; k < n_uses; k++)
+            if (uses[k].index == key) /* the value lies inside argv[] */
+                explicit_bzero((char *)uses[k].value, strlen(uses[k].value));
+    free(uses);
 }
 
 int cfg_load(cfg_settings *s, int argc, char **argv, char *err, size_t errlen)

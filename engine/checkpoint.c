@@ -392,6 +392,7 @@ static int bind_weights(loader *ld)
         if (owned > SIZE_MAX / sizeof(float) || posix_memalign(&block, 64, owned * sizeof(float)))
             return lfail(ld, ENG_ENOMEM, "out of memory for %zu converted weights", owned);
         m->owned = block;
+        m->owned_bytes = owned * sizeof(float);
     }
     float *next = m->owned;
     for (size_t k = 0; k < n_slots; k++) {
@@ -469,6 +470,11 @@ const eng_hparams *eng_model_hparams(const eng_model *m)
 const char *eng_model_path(const eng_model *m)
 {
     return m->path;
+}
+
+size_t eng_model_bytes(const eng_model *m)
+{
+    return m->map_len + m->owned_bytes;
 }
 
 static int cmp_key(const void *key, const void *entry)

@@ -72,6 +72,8 @@ void eng_model_free(eng_model *m);
 const eng_hparams *eng_model_hparams(const eng_model *m);
 /** The path the model was loaded from (owned by the model). */
 const char *eng_model_path(const eng_model *m);
+/** Memory the model holds: the mapped file plus the tensors converted at load. */
+size_t eng_model_bytes(const eng_model *m);
 /** Metadata value for key, or NULL. Owned by the model. */
 const char *eng_model_meta(const eng_model *m, const char *key);
 /** Number of metadata entries, and the i-th key/value (owned by the model). */
@@ -95,6 +97,13 @@ typedef struct eng_workspace eng_workspace;
 eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threads,
                                     char *err, size_t errlen);
 void eng_workspace_free(eng_workspace *ws);
+/**
+ * The bytes eng_workspace_create(m, max_cells, threads) allocates for its
+ * buffers (the threads' stacks aside), without allocating: to check a
+ * setting against the memory there is before trying. SIZE_MAX when the size
+ * overflows or an argument is out of range.
+ */
+size_t eng_workspace_bytes(const eng_model *m, int max_cells, int threads);
 int eng_workspace_max_cells(const eng_workspace *ws);
 int eng_workspace_threads(const eng_workspace *ws);
 

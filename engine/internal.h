@@ -40,6 +40,7 @@ struct eng_model {
     void *map;               /* the mmap of the file */
     size_t map_len;
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
+    size_t owned_bytes;      /* its size */
 };
 
 /* --- thread pool (engine/pool.c) ---------------------------------------------

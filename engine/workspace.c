@@ -48,6 +48,59 @@ static int split_columns(eng__colsplit *s, int out, int unit, int width)
     return 0;
 }
 
+/* Sizes of the buffers of a workspace; 0 where a product overflows. */
+typedef struct ws_sizes {
+    size_t big_ld, scratch_stride;
+    size_t d, big, qkv, v, rope, idx, grids, scratch;
+} ws_sizes;
+
+static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
+{
+    ws_sizes z;
+    size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
+    size_t v = (size_t)hp->vocab_size;
+    size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
+    z.big_ld = 3 * d > f ? 3 * d : f;
+    /* Generation samples in the scratch (4 V floats); whole cache lines so
+     * that threads never share one. */
+    z.scratch_stride = (product(4, v, 1, sizeof(float)) + ALIGN - 1) / ALIGN * ALIGN;
+    z.d = product(cells, d, 1, sizeof(float));
+    z.big = product(cells, z.big_ld, 1, sizeof(float));
+    z.qkv = product(3, cells, d, sizeof(float));
+    z.v = product(cells, v, 1, sizeof(float));
+    z.rope = product(positions, (size_t)hp->head_dim / 4, 1, sizeof(float));
+    z.idx = product(cells + 1, 1, 1, sizeof(int32_t));
+    z.grids = product(cells, 1, 1, sizeof(eng_grid));
+    z.scratch = product(z.scratch_stride, (size_t)threads, 1, 1);
+    return z;
+}
+
+/* Their sum (rounded up as alloc_aligned does), or SIZE_MAX on overflow. A
+ * zero size is an overflow in product(), but for the rope tables, which are
+ * empty when a head has nothing to rotate. */
+static size_t plan_total(const ws_sizes *z)
+{
+    if (!z->d || !z->big || !z->qkv || !z->v || !z->idx || !z->grids || !z->scratch)
+        return SIZE_MAX;
+    const size_t parts[] = {z->d,    z->d,   z->big, z->qkv, z->v,     z->rope,
+                            z->rope, z->idx, z->idx, z->idx, z->grids, z->scratch};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+        if (parts[i] > SIZE_MAX - ALIGN) return SIZE_MAX;
+        size_t p = (parts[i] + ALIGN - 1) / ALIGN * ALIGN;
+        if (total > SIZE_MAX - p) return SIZE_MAX;
+        total += p;
+    }
+    return total;
+}
+
+size_t eng_workspace_bytes(const eng_model *m, int max_cells, int threads)
+{
+    if (!m || max_cells < 1 || threads < 1) return SIZE_MAX;
+    ws_sizes z = plan(&m->hp, max_cells, threads);
+    return plan_total(&z);
+}
+
 eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threads, char *err,
                                     size_t errlen)
 {
@@ -70,10 +123,9 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
                   hp->heads);
         return NULL;
     }
-    size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
-    size_t v = (size_t)hp->vocab_size;
+    size_t cells = (size_t)max_cells;
     size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
-    size_t nf = (size_t)hp->head_dim / 4;
+    ws_sizes z = plan(hp, max_cells, threads);
 
     eng_workspace *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -83,19 +135,12 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->m = m;
     ws->max_cells = max_cells;
     ws->threads = threads;
-    ws->big_ld = 3 * d > f ? 3 * d : f;
-    /* Generation samples in the scratch (4 V floats); whole cache lines so
-     * that threads never share one. */
-    ws->scratch_stride = (product(4, v, 1, sizeof(float)) + ALIGN - 1) / ALIGN * ALIGN;
+    ws->big_ld = z.big_ld;
+    ws->scratch_stride = z.scratch_stride;
 
-    size_t sz_d = product(cells, d, 1, sizeof(float));
-    size_t sz_big = product(cells, ws->big_ld, 1, sizeof(float));
-    size_t sz_qkv = product(3, cells, d, sizeof(float));
-    size_t sz_v = product(cells, v, 1, sizeof(float));
-    size_t sz_rope = product(positions, nf, 1, sizeof(float));
-    size_t sz_idx = product(cells + 1, 1, 1, sizeof(int32_t));
-    size_t sz_scratch = product(ws->scratch_stride, (size_t)threads, 1, 1);
-    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch) {
+    size_t sz_d = z.d, sz_big = z.big, sz_qkv = z.qkv, sz_v = z.v, sz_rope = z.rope;
+    size_t sz_idx = z.idx, sz_scratch = z.scratch;
+    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids) {
         eng__fail(err, errlen, ENG_ENOMEM, "a workspace of %d cells is too large", max_cells);
         eng_workspace_free(ws);
         return NULL;

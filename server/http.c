@@ -26,6 +26,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "server/auth.h"
 #include "server/log.h"
 #include "server/server.h"
 
@@ -119,32 +120,14 @@ enum MHD_Result srv__http_error(srv_conn *c, const proto_error *e)
     return srv__http_reply_headers(c, status, body, len, "application/json", extra);
 }
 
-/* Compares a presented key with the configured one in time that depends
- * only on the configured key's length, never on where they differ. */
-static int key_matches(const char *given, const char *key)
-{
-    size_t klen = strlen(key), glen = given ? strlen(given) : 0;
-    unsigned char diff = (unsigned char)(glen != klen);
-    for (size_t i = 0; i < klen; i++) {
-        unsigned char g = i < glen ? (unsigned char)given[i] : 0;
-        diff |= (unsigned char)(g ^ (unsigned char)key[i]);
-    }
-    return given && diff == 0;
-}
-
 static int authorized(srv_conn *c, const struct route *r)
 {
-    const char *key = c->srv->cfg->api_key;
-    if (!key[0] || (r->health && !c->srv->cfg->auth_health)) return 1;
-    const char *auth =
-        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
-        const char *tok = auth + 7;
-        while (*tok == ' ')
-            tok++;
-        return key_matches(tok, key);
-    }
-    return key_matches(MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"), key);
+    const cfg_settings *cfg = c->srv->cfg;
+    if (cfg->n_api_keys == 0 || (r->health && !cfg->auth_health)) return 1;
+    const char *given = srv__auth_presented(
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"));
+    return srv__auth_check(cfg->api_keys, cfg->n_api_keys, given);
 }
 
 /* A client's id is kept if it is short and made of characters that are safe

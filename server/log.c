@@ -1,9 +1,16 @@
 /*
  * log.c - JSON-lines logging. Each line is formatted into one buffer and
- * written with a single write(2), so lines from different threads never
- * interleave.
+ * handed over whole, so lines from different threads never interleave.
+ *
+ * Once srv__log_start ran, a line goes to a bounded buffer (logbuf.c) whose
+ * own thread does the blocking write(2): the event loop and the workers
+ * never wait for stderr or the access-log file, and a line that finds the
+ * buffer full is dropped and counted. Before that (startup errors) and
+ * after srv__log_stop, lines are written directly, as there is then no
+ * loop to block.
  */
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -11,8 +18,17 @@
 #include <unistd.h>
 
 #include "server/log.h"
+#include "server/logbuf.h"
 
 srv_level srv__log_level = SRV_LOG_INFO;
+
+/* The process's two log destinations: one process, one log. Set before the
+ * threads that log start and cleared after they stopped; atomic so that a
+ * reader on another thread sees either NULL or a started buffer. */
+static _Atomic(srv_logbuf *) sinks[SRV_LOG_SINKS];
+static int sink_fd[SRV_LOG_SINKS] = {STDERR_FILENO, -1};
+/* Counters of stopped buffers, so that a late scrape still reads them. */
+static srv_logbuf_stats final_stats[SRV_LOG_SINKS];
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -88,12 +104,63 @@ static void begin(line *l, const char *level)
     putf(l, "{\"time\":\"%s.%03dZ\",\"level\":\"%s\"", ts, (int)(tv.tv_usec / 1000), level);
 }
 
+/* The buffer in front of fd, if one runs. */
+static srv_logbuf *sink_for(int fd)
+{
+    for (int i = 0; i < SRV_LOG_SINKS; i++)
+        if (sink_fd[i] == fd) return atomic_load(&sinks[i]);
+    return NULL;
+}
+
 static void finish(line *l, int fd)
 {
     memcpy(l->buf + l->len, "}\n", 2);
     l->len += 2;
+    srv_logbuf *b = sink_for(fd);
+    if (b) {
+        srv__logbuf_push(b, l->buf, l->len); /* a drop is counted there */
+        return;
+    }
     ssize_t w = write(fd, l->buf, l->len);
     (void)w; /* nowhere left to report a failing log */
+}
+
+int srv__log_start(size_t bytes, int access_fd)
+{
+    srv_logbuf *err = srv__logbuf_start(STDERR_FILENO, bytes);
+    if (!err) return -1;
+    memset(final_stats, 0, sizeof final_stats);
+    atomic_store(&sinks[SRV_LOG_STDERR], err);
+    if (access_fd > STDERR_FILENO) {
+        srv_logbuf *acc = srv__logbuf_start(access_fd, bytes);
+        if (!acc) {
+            srv__log_stop(0);
+            return -1;
+        }
+        sink_fd[SRV_LOG_ACCESS] = access_fd;
+        atomic_store(&sinks[SRV_LOG_ACCESS], acc);
+    }
+    return 0;
+}
+
+void srv__log_stop(int timeout_ms)
+{
+    for (int i = 0; i < SRV_LOG_SINKS; i++) {
+        srv_logbuf *b = atomic_exchange(&sinks[i], NULL);
+        if (b) srv__logbuf_stop(b, timeout_ms, &final_stats[i]);
+    }
+    sink_fd[SRV_LOG_ACCESS] = -1;
+}
+
+srv_log_counts srv__log_counts(srv_log_sink sink)
+{
+    srv_log_counts c = {0, 0};
+    if (sink < 0 || sink >= SRV_LOG_SINKS) return c;
+    srv_logbuf *b = atomic_load(&sinks[sink]);
+    srv_logbuf_stats st = b ? srv__logbuf_stats(b) : final_stats[sink];
+    c.written = st.lines_written;
+    c.dropped = st.lines_dropped;
+    return c;
 }
 
 void srv__log(srv_level level, const char *fmt, ...)

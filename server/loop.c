@@ -76,6 +76,7 @@ static void stop(srv_server *s, int code)
  * after a drain began. A model that failed to load stops the daemon. */
 static void check_models(srv_server *s)
 {
+    if (s->stopping) return; /* a failure was reported once already */
     int ready = 0;
     for (int i = 0; i < s->n_models; i++) {
         srv_model *m = &s->models[i];

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "server/auth.h"
 #include "server/server.h"
 
 /* A model's name is its file name without the directory and the
@@ -77,6 +78,7 @@ static void teardown(srv_server *s)
     free(s->models);
     srv__registry_free(s->metrics.reg);
     srv__listen_free(s);
+    srv__log_stop(1000); /* last: flush what is left, bounded in time */
     if (s->access_fd > STDERR_FILENO) close(s->access_fd);
 }
 
@@ -124,6 +126,8 @@ int cli_serve(int argc, char **argv)
     }
     int level = srv__log_level_parse(cfg.log_level);
     srv__log_level = level >= SRV_LOG_OFF ? (srv_level)level : SRV_LOG_INFO;
+    cfg_hide_secrets(argc, argv); /* wipe --api-key from /proc/PID/cmdline */
+    srv__auth_announce(&cfg);
 
     srv_server s;
     memset(&s, 0, sizeof s);
@@ -140,6 +144,8 @@ int cli_serve(int argc, char **argv)
         cfg_free(&cfg);
         return 2;
     }
+    if (srv__log_start((size_t)cfg.log_buffer_bytes, s.access_fd) < 0)
+        SRV_LOG(SRV_LOG_WARN, "no log writer thread: logging writes directly");
     int ok = srv__stats_init(&s) == 0;
     if (!ok) fprintf(stderr, "heptapod serve: out of memory for the metrics\n");
     if (!ok || setup_models(&s) < 0) {

@@ -170,6 +170,7 @@ typedef struct srv_metrics {
         *queue_cells, *active_cells, *outcomes, *queue_work, *rate, *refusals;
     srv_series *ready_now, *draining_now;
     srv_family *connections, *connections_refused, *request_timeouts; /* listen.c */
+    srv_series *log_lines[SRV_LOG_SINKS][2]; /* stats.c: [sink][written, dropped] */
 } srv_metrics;
 
 /* ---- listeners (listen.c) ----------------------------------------------------- */

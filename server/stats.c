@@ -38,6 +38,39 @@ static const char *const refused_names[SRV_REFUSED_N] = {
 
 #define N(a) ((int)(sizeof a / sizeof a[0]))
 
+/* The log's lines (log.c), by destination, read from its counters at
+ * scrape time: drops show a stderr or file that cannot keep up. */
+static int stats_log_init(srv_server *s)
+{
+    srv_registry *r = s->metrics.reg;
+    srv_family *f[2] = {
+        srv__family_add(r, SRV_COUNTER, "heptapod_log_lines_written_total",
+                        "Log lines written, by destination (stderr, access_log file).", "log", NULL,
+                        0),
+        srv__family_add(r, SRV_COUNTER, "heptapod_log_lines_dropped_total",
+                        "Log lines dropped because their destination could not take them in "
+                        "time (buffer full, write error), by destination.",
+                        "log", NULL, 0)};
+    static const char *const sink_names[SRV_LOG_SINKS] = {"stderr", "access_log"};
+    for (int k = 0; k < SRV_LOG_SINKS; k++) {
+        /* The access-log file's series exist only when it has one. */
+        if (k == SRV_LOG_ACCESS && s->access_fd <= 2) continue;
+        const char *v[] = {sink_names[k]};
+        for (int i = 0; i < 2; i++)
+            if (!(s->metrics.log_lines[k][i] = srv__series(f[i], v))) return -1;
+    }
+    return 0;
+}
+
+static void stats_log_refresh(srv_server *s)
+{
+    for (int k = 0; k < SRV_LOG_SINKS; k++) {
+        srv_log_counts c = srv__log_counts((srv_log_sink)k);
+        srv__metric_set(s->metrics.log_lines[k][0], (double)c.written);
+        srv__metric_set(s->metrics.log_lines[k][1], (double)c.dropped);
+    }
+}
+
 int srv__stats_init(srv_server *s)
 {
     srv_metrics *x = &s->metrics;
@@ -138,6 +171,7 @@ int srv__stats_init(srv_server *s)
 #endif
     };
     srv__metric_set(srv__series(build, bv), 1);
+    if (stats_log_init(s) < 0) return -1;
     return x->http_requests && x->outcomes && x->model_info && build && x->ready_now &&
                    x->queue_work && x->rate && x->refusals &&
                    x->draining_now && x->process[5]
@@ -211,6 +245,7 @@ void srv__stats_refresh(srv_server *s)
         if (vals[i] >= 0) srv__metric_set(x->process[i], vals[i]);
     srv__metric_set(x->ready_now, s->ready);
     srv__metric_set(x->draining_now, s->draining);
+    stats_log_refresh(s);
     for (int i = 0; i < s->n_models; i++) {
         srv_model *m = &s->models[i];
         srv_sched_stats st = srv__sched_stats(&m->sched);

@@ -9,6 +9,7 @@
  * retire, and one uv_async wakes the loop for all of them.
  * Nothing here touches a connection.
  */
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -60,6 +61,38 @@ static void deliver(srv_model *m, srv_job **jobs, int n, int64_t now)
     }
 }
 
+/* "7.9 GiB", "512.0 MiB": sizes in messages. */
+static void fmt_bytes(char *out, size_t len, double bytes)
+{
+    if (bytes >= 1073741824.0)
+        snprintf(out, len, "%.1f GiB", bytes / 1073741824.0);
+    else
+        snprintf(out, len, "%.1f MiB", bytes / 1048576.0);
+}
+
+/* Refuses, before allocating, a workspace that with the weights would not
+ * fit in the memory the process may use: allocation would likely succeed
+ * (memory is overcommitted) and the first large batch then meet the OOM
+ * killer instead of a message. */
+static int check_memory(srv_model *m, int cells, int threads)
+{
+    const char *source = NULL;
+    int64_t limit = cfg_memory_limit(&cfg_host_default, &source);
+    size_t ws = eng_workspace_bytes(m->model, cells, threads);
+    size_t weights = eng_model_bytes(m->model);
+    if (limit <= 0) return 0; /* unknown: nothing to check against */
+    if (ws != SIZE_MAX && (double)ws + (double)weights <= (double)limit) return 0;
+    char need[32] = "more than 16 EiB", have[32], w[32];
+    if (ws != SIZE_MAX) fmt_bytes(need, sizeof need, (double)ws);
+    fmt_bytes(w, sizeof w, (double)weights);
+    fmt_bytes(have, sizeof have, (double)limit);
+    snprintf(m->error, sizeof m->error,
+             "max_batch_cells %d needs a workspace of %s for model %s (plus %s of weights); the "
+             "memory limit is %s (%s); lower --max-batch-cells",
+             cells, need, m->name, w, have, source);
+    return -1;
+}
+
 static int load(srv_model *m)
 {
     const cfg_settings *cfg = m->srv->cfg;
@@ -68,6 +101,7 @@ static int load(srv_model *m)
     /* One request never exceeds the budget (proto's max_cells), so the
      * workspace holds exactly one full batch. */
     int cells = (int)cfg->max_batch_cells;
+    if (check_memory(m, cells, (int)cfg->threads) < 0) return -1;
     m->ws = eng_workspace_create(m->model, cells, (int)cfg->threads, m->error, sizeof m->error);
     return m->ws ? 0 : -1;
 }

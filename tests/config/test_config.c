@@ -71,9 +71,8 @@ static void test_defaults(void **state)
     assert_string_equal(s.api_key, "");
     assert_string_equal(s.log_level, "info");
     assert_string_equal(s.config, "");
-    /* threads 0 resolves to cores / models, at least 1 */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
-    assert_int_equal(s.threads, cores > 1 ? cores : 1);
+    /* threads 0 resolves to the CPUs the process may use / models */
+    assert_int_equal(s.threads, cfg_cpu_count(&cfg_host_default));
     for (int i = 0; i < cfg_count(); i++)
         assert_int_equal(s.source[i], CFG_SRC_DEFAULT);
     cfg_free(&s);
@@ -168,8 +167,8 @@ static void test_flag_spellings_and_lists(void **state)
     assert_string_equal(s.model[0], "f.st");
     cfg_free(&s);
 
-    /* automatic threads divide the cores among the models */
-    long cores = sysconf(_SC_NPROCESSORS_ONLN);
+    /* automatic threads divide the CPUs among the models */
+    long cores = cfg_cpu_count(&cfg_host_default);
     assert_int_equal(LOAD0(&s, err), 0); /* three models from env */
     assert_int_equal(s.threads, cores / 3 > 0 ? cores / 3 : 1);
     cfg_free(&s);
@@ -241,6 +240,8 @@ static void test_refusals(void **state)
     expect_refused(LOAD(&s, err, "--threads", "x"), err, "--threads", "not an integer");
     expect_refused(LOAD(&s, err, "--threads", "3x"), err, "--threads", "not an integer");
     expect_refused(LOAD(&s, err, "--threads", ""), err, "--threads", "not an integer");
+    expect_refused(LOAD(&s, err, "--port", "\n8080"), err, "--port", "not an integer");
+    expect_refused(LOAD(&s, err, "--port", "\v8080"), err, "--port", "not an integer");
     expect_refused(LOAD(&s, err, "--port", "99999999999999999999999"), err, "--port", "maximum");
     expect_refused(LOAD(&s, err, "--log-level", "verbose"), err, "--log-level", "debug|info");
     expect_refused(LOAD(&s, err, "--auth-health=maybe"), err, "--auth-health", "boolean");

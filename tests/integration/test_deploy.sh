@@ -125,16 +125,17 @@ grep -qx '!models/default.safetensors' .dockerignore && ok ".dockerignore admits
 
 # --- the files agree with each other and with the daemon -----------------------
 
-# Setting names as HEPTAPOD_* variables, from the table of config/config.h.
-sed -n 's/^ *X(\([a-z_]*\),.*/\1/p' config/config.h | tr a-z A-Z | sed 's/^/HEPTAPOD_/' \
-    >"$TMP/settings"
+# Settings as "HEPTAPOD_NAME default" lines, from the table of config/config.h.
+sed -n 's/^ *X(\([a-z_]*\), *CFG_[A-Z]*, *"\([^"]*\)".*/\1 \2/p' config/config.h |
+    awk '{ printf "HEPTAPOD_%s %s\n", toupper($1), $2 }' >"$TMP/settings"
 [ -s "$TMP/settings" ] || fail "no settings found in config/config.h"
 
 "$PY" - "$TMP/settings" >"$TMP/consistency" 2>&1 <<'EOF' || true
-import re, sys
+import glob, re, sys
 import yaml
 
-settings = set(open(sys.argv[1]).read().split())
+defaults = dict((l.split() + [""])[:2] for l in open(sys.argv[1]) if l.strip())
+settings = set(defaults)
 k8s = "deploy/k8s/"
 
 def ok(msg): print("ok: " + msg)
@@ -167,11 +168,24 @@ unknown = [n for n in env if n not in settings]
 check(not unknown, "k8s: every HEPTAPOD_* variable is a setting of config/config.h", str(unknown))
 ports = {p["name"]: p["containerPort"] for p in c["ports"]}
 check(ports.get("http") == 8080, "k8s: container port http is 8080", str(ports))
-for s in docs["Service"]:
-    check(s["spec"]["ports"][0]["targetPort"] in ("http", 8080),
-          "k8s: Service %s targets the http port" % s["metadata"]["name"])
-check(c["livenessProbe"]["httpGet"]["path"] == "/healthz", "k8s: liveness probe is /healthz")
-check(c["readinessProbe"]["httpGet"]["path"] == "/readyz", "k8s: readiness probe is /readyz")
+admin = env.get("HEPTAPOD_ADMIN_PORT", {}).get("value")
+check(admin and ports.get("admin") == int(admin) != 8080,
+      "k8s: container port admin is HEPTAPOD_ADMIN_PORT", "%s %s" % (admin, ports))
+services = {s["metadata"]["name"]: s for s in docs["Service"]}
+def targets(name): return [p["targetPort"] for p in services[name]["spec"]["ports"]]
+check(targets("heptapod") == ["http"], "k8s: the client Service heptapod reaches only the http port",
+      str(targets("heptapod")))
+check(targets("heptapod-pods") == ["admin"] and
+      services["heptapod-pods"]["spec"]["ports"][0]["port"] == ports.get("admin"),
+      "k8s: the headless Service heptapod-pods (Prometheus) is the admin port",
+      str(services["heptapod-pods"]["spec"]["ports"]))
+for probe, path in (("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")):
+    get = c[probe]["httpGet"]
+    check(get["path"] == path and get["port"] in ("admin", ports.get("admin")),
+          "k8s: %s is %s on the admin port" % (probe, path), str(get))
+ann = pod["metadata"].get("annotations", {})
+check(ann.get("prometheus.io/port") == str(ports.get("admin")),
+      "k8s: the prometheus.io/port annotation is the admin port", str(ann))
 
 drain = int(env["HEPTAPOD_DRAIN_TIMEOUT_S"]["value"])
 cmd = c["lifecycle"]["preStop"]["exec"]["command"]
@@ -182,10 +196,12 @@ check(grace > pre + drain, "k8s: grace period %d s exceeds preStop %d s + drain 
       "SIGKILL would cut the drain")
 
 req, lim = c["resources"]["requests"], c["resources"]["limits"]
-threads = int(env["HEPTAPOD_THREADS"]["value"])
-check(str(req["cpu"]) == str(lim["cpu"]) == str(threads),
-      "k8s: HEPTAPOD_THREADS equals the CPUs requested and limited", "%s %s %s" % (threads, req, lim))
+check("HEPTAPOD_THREADS" not in env,
+      "k8s: HEPTAPOD_THREADS is not hard-coded (the daemon follows the CPU limit)")
+check(str(req["cpu"]) == str(lim["cpu"]), "k8s: CPUs requested equal CPUs limited",
+      "%s %s" % (req, lim))
 check(int(str(req["cpu"])) >= 2, "k8s: at least 2 CPUs requested")
+k8s_per_client = int(env.get("HEPTAPOD_MAX_CONNECTIONS_PER_CLIENT", {}).get("value", 0))
 
 ref = env["HEPTAPOD_API_KEY"]["valueFrom"]["secretKeyRef"]
 sec = docs["Secret"][0]
@@ -203,6 +219,9 @@ expose = re.search(r"^EXPOSE (\d+)", docker, re.M)
 check(expose and flag("--port") == expose.group(1) == "8080",
       "Dockerfile: EXPOSE, --port and the container port agree", str(argv))
 check(flag("--host") == "0.0.0.0", "Dockerfile: the daemon listens on all addresses")
+check(flag("--admin-port") == str(ports.get("admin")) and
+      re.search(r"^EXPOSE 8080 %s$" % flag("--admin-port"), docker, re.M),
+      "Dockerfile: --admin-port, EXPOSE and the k8s admin port agree", str(argv))
 model = flag("--model")
 check(model and re.search(r"^COPY --from=build \S+ %s$" % re.escape(model), docker, re.M),
       "Dockerfile: --model names the file the image copies in", str(model))
@@ -218,10 +237,133 @@ check(stop > udrain, "systemd: TimeoutStopSec %d s exceeds the drain timeout %d 
 check(re.search(r"^KillSignal=SIGTERM$", unit, re.M) and re.search(r"^Type=simple$", unit, re.M),
       "systemd: Type=simple, KillSignal=SIGTERM")
 
+uport, uadmin = uenv.get("HEPTAPOD_PORT"), uenv.get("HEPTAPOD_ADMIN_PORT")
+check(uport and uadmin and uport != uadmin, "systemd: HEPTAPOD_PORT and HEPTAPOD_ADMIN_PORT set apart",
+      "%s %s" % (uport, uadmin))
+per_client = int(uenv.get("HEPTAPOD_MAX_CONNECTIONS_PER_CLIENT",
+                          defaults.get("HEPTAPOD_MAX_CONNECTIONS_PER_CLIENT", 0)))
+check(per_client > 0, "systemd: a per-client connection limit is set", str(per_client))
+check(uenv.get("HEPTAPOD_CLIENT_HEADER") == "X-Forwarded-For",
+      "systemd: fair sharing names the client by X-Forwarded-For (set by the balancers)")
+check(0 < k8s_per_client, "k8s: a per-client connection limit is set", str(k8s_per_client))
+
+def seconds(v):
+    m = re.fullmatch(r"(\d+)(ms|s|m|h)?", v)
+    return int(m.group(1)) * {"ms": 0.001, "s": 1, "m": 60, "h": 3600, None: 1}[m.group(2)]
+keepalive_s = int(defaults["HEPTAPOD_SSE_KEEPALIVE_MS"]) / 1000
+deadline_s = int(defaults["HEPTAPOD_DEFAULT_DEADLINE_MS"]) / 1000
+header_s = int(defaults["HEPTAPOD_HEADER_TIMEOUT_MS"]) / 1000
+max_body = int(defaults["HEPTAPOD_MAX_BODY_BYTES"])
+
+# The replicas, as each file names them: host:main port / host:admin port.
+prom = yaml.safe_load(open("deploy/prometheus.yml"))
+jobs = {j["job_name"]: j for j in prom["scrape_configs"]}
+scraped = sorted(t for sc in jobs["heptapod"]["static_configs"] for t in sc["targets"])
+hosts = sorted(t.rsplit(":", 1)[0] for t in scraped)
+check(all(t.endswith(":" + str(uadmin)) for t in scraped),
+      "prometheus: static targets are the admin port %s" % uadmin, str(scraped))
+dns = jobs["heptapod-kubernetes"]["dns_sd_configs"][0]
+check(dns["port"] == ports.get("admin"), "prometheus: pods are scraped on the k8s admin port",
+      "%s %s" % (dns["port"], ports))
+
 hap = open("deploy/haproxy.cfg").read()
-check(re.search(r"^\s*option httpchk GET /readyz$", hap, re.M), "haproxy: health check is GET /readyz")
+def hap_has(pattern, msg, why="missing"): check(re.search(pattern, hap, re.M), "haproxy: " + msg, why)
+hap_has(r"^\s*option httpchk GET /readyz$", "health check is GET /readyz")
+servers = re.findall(r"^\s*server \S+ (\S+):(\d+) (.*)$", hap, re.M)
+check(sorted(h for h, _, _ in servers) == hosts and all(p == uport for _, p, _ in servers),
+      "haproxy: servers are the replicas' main port, as Prometheus lists them", str(servers))
+check(all(re.search(r"\bcheck port %s\b" % uadmin, rest) for _, _, rest in servers),
+      "haproxy: health checks go to the admin port %s" % uadmin, str(servers))
+hap_has(r"^\s*option http-buffer-request$", "request bodies are buffered whole")
+hap_has(r"^\s*option http-no-delay$", "SSE events are sent without delay (http-no-delay)")
+hap_has(r"^\s*option http-server-close$", "one request per replica connection")
+m = re.search(r"^\s*timeout http-request (\S+)$", hap, re.M)
+check(m and seconds(m.group(1)) <= header_s,
+      "haproxy: timeout http-request bounds headers and body, within the daemon's header timeout",
+      str(m and m.group(1)))
+for t in ("client", "server"):
+    m = re.search(r"^\s*timeout %s (\S+)$" % t, hap, re.M)
+    check(m and seconds(m.group(1)) > max(keepalive_s, deadline_s),
+          "haproxy: timeout %s exceeds the SSE keep-alive and the default deadline" % t,
+          str(m and m.group(1)))
+retry = re.search(r"^\s*retry-on (.*)$", hap, re.M)
+words = retry.group(1).split() if retry else []
+check("conn-failure" in words and not set(words) & {"empty-response", "junk-response",
+      "response-timeout", "all-retryable-errors"} and set(words) <= {"conn-failure", "503"},
+      "haproxy: retries only a failed connection or a 503 (no work done)", str(words))
+check(not re.search(r"^\s*option accept-invalid-http-", hap, re.M), "haproxy: malformed requests are refused")
+mc = [int(x) for x in re.findall(r"\bmaxconn (\d+)", re.search(r"^\s*default-server (.*)$", hap, re.M).group(1))]
+check(mc and mc[0] < per_client,
+      "haproxy: per-replica maxconn is below the daemon's per-client limit", "%s %s" % (mc, per_client))
+hap_has(r"^\s*http-request set-header X-Forwarded-For %\[src\]$",
+        "X-Forwarded-For is replaced by the client's address")
+check(not re.search(r"^\s*option forwardfor", hap, re.M), "haproxy: no appended X-Forwarded-For")
+m = re.search(r"^\s*tune.bufsize (\d+)$", hap, re.M)
+d = re.search(r"req\.body_size gt (\d+)", hap)
+check(m and d and int(d.group(1)) <= int(m.group(1)) - 4096,
+      "haproxy: bodies above what one buffer holds are refused", str(d and d.group(0)))
+
 nginx = open("deploy/nginx.conf").read()
-check(re.search(r"^\s*proxy_buffering off;$", nginx, re.M), "nginx: proxy_buffering off for SSE")
+def ngx(name):
+    m = re.findall(r"^\s*%s\s+([^;]*);" % name, nginx, re.M)
+    return m[-1] if m else None
+def size(v): return int(v[:-1]) * {"k": 1024, "m": 1 << 20}[v[-1].lower()] if v[-1].isalpha() else int(v)
+ups = re.findall(r"^\s*server (\S+):(\d+) (.*);$", nginx, re.M)
+check(sorted(h for h, _, _ in ups) == hosts and all(p == uport for _, p, _ in ups),
+      "nginx: upstream servers are the replicas' main port", str(ups))
+mcs = [int(m) for _, _, rest in ups for m in re.findall(r"max_conns=(\d+)", rest)]
+check(len(mcs) == len(ups) and max(mcs) < per_client and ngx("zone"),
+      "nginx: max_conns per replica (shared zone) below the daemon's per-client limit", str(mcs))
+check(ngx("keepalive") is None, "nginx: no idle upstream connections on top of max_conns")
+check(ngx("proxy_request_buffering") in (None, "on"), "nginx: request bodies are buffered whole")
+check(ngx("client_header_timeout") and seconds(ngx("client_header_timeout")) <= header_s,
+      "nginx: client_header_timeout within the daemon's header timeout")
+for t in ("client_body_timeout", "send_timeout"):
+    check(ngx(t) and seconds(ngx(t)) <= 60, "nginx: %s set (%s)" % (t, ngx(t)))
+check(ngx("client_max_body_size") and size(ngx("client_max_body_size")) <= max_body,
+      "nginx: client_max_body_size within HEPTAPOD_MAX_BODY_BYTES (%d)" % max_body)
+check(ngx("large_client_header_buffers"), "nginx: header size bounded")
+prt = ngx("proxy_read_timeout")
+check(prt and seconds(prt) > max(keepalive_s, deadline_s),
+      "nginx: proxy_read_timeout exceeds the SSE keep-alive and the default deadline", str(prt))
+nu = (ngx("proxy_next_upstream") or "").split()
+check(nu == ["error"], "nginx: retries a POST only when it could not be sent", str(nu))
+sse_unbuffered = ngx("proxy_buffering") == "off" or (
+    "X-Accel-Buffering" not in (ngx("proxy_ignore_headers") or "") and
+    any('"X-Accel-Buffering", "no"' in open(f).read() for f in glob.glob("server/*.c")))
+check(sse_unbuffered, "nginx: SSE responses unbuffered (proxy_buffering off, or the daemon's "
+      "X-Accel-Buffering: no honoured)")
+check(ngx("gzip") == "off" and not re.search(r"gzip_types[^;]*event-stream", nginx),
+      "nginx: no compression of event streams")
+check(ngx("proxy_set_header X-Forwarded-For") == "$remote_addr",
+      "nginx: X-Forwarded-For is replaced by the client's address")
+check(ngx("limit_conn") and ngx("limit_conn_zone"), "nginx: connections per client address bounded")
+
+# The proxies' own error answers have the daemon's JSON error shape.
+import json
+error_schema = json.load(open("proto/openapi.json"))["components"]["schemas"]["Error"]
+codes = set(error_schema["properties"]["error"]["properties"]["code"]["enum"])
+def error_body(text, status, where):
+    try:
+        e = json.loads(text)["error"]
+        good = set(e) <= {"code", "message", "field"} and e["code"] in codes and e["message"]
+    except (ValueError, KeyError, TypeError):
+        good = False
+    check(good, "%s: its own %s answer is a JSON error of proto/openapi.json" % (where, status), text)
+hap_errors = re.findall(r"^\s*http-error status (\d+) content-type application/json string '([^']*)'",
+                        hap, re.M)
+check(len(hap_errors) >= 8, "haproxy: http-error bodies for its own answers", len(hap_errors))
+for status, text in hap_errors:
+    error_body(text, status, "haproxy")
+pages = dict(re.findall(r"^\s*error_page (\d+) (\S+);", nginx, re.M))
+check(len(pages) >= 8, "nginx: error_page for its own answers", len(pages))
+for status, uri in pages.items():
+    loc = re.search(r"location = %s \{\n(.*?)\n\s*\}\n" % re.escape(uri), nginx, re.S)
+    ret = loc and re.search(r"return (\d+) '([^']*)';", loc.group(1))
+    check(ret and ret.group(1) == status and "internal;" in loc.group(1),
+          "nginx: error page %s is an internal location answering %s" % (uri, status))
+    if ret:
+        error_body(ret.group(2).replace("\\n", "\n"), status, "nginx")
 EOF
 cat "$TMP/consistency"
 passed=$((passed + $(grep -c '^ok: ' "$TMP/consistency" || true)))
