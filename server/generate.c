@@ -22,6 +22,7 @@
 #include <strings.h>
 #include <sys/socket.h>
 
+#include "server/auth.h"
 #include "server/server.h"
 
 #define SSE_BLOCK 32768
@@ -291,16 +292,10 @@ static const char *forwarded_client(srv_conn *c, const char *header, size_t *len
  * was checked): an unchecked key would let one client pose as many. */
 static const char *presented_key(srv_conn *c)
 {
-    if (!c->srv->cfg->api_key[0]) return NULL;
-    const char *auth =
-        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (auth && !strncasecmp(auth, "Bearer ", 7)) {
-        auth += 7;
-        while (*auth == ' ')
-            auth++;
-        return auth;
-    }
-    return MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key");
+    if (c->srv->cfg->n_api_keys == 0) return NULL;
+    return srv__auth_presented(
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"));
 }
 
 /* The peer address as listen.c counts connections: IPv4 mapped into

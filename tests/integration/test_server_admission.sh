@@ -8,7 +8,8 @@
 # deadline at the measured rate are refused up front (422 alone, 429 behind
 # the queue), never before a rate was measured; Retry-After comes from the
 # queued work and the rate; the gauges and refusal counters tell it all.
-# Behind a proxy, the last address of X-Forwarded-For names the client.
+# Behind a proxy, the last address of X-Forwarded-For names the client; with
+# API keys, the key does.
 set -eu
 . tests/integration/server_lib.sh
 
@@ -176,6 +177,25 @@ case "$(json "$TMP/body" "d['error']['message']")" in *"fair share"*) ok "refuse
 send "-H X-Forwarded-For:198.51.100.1 -H X-Forwarded-For:198.51.100.3" "$ONE"
 wait_for '[ "$(metric "$QUEUED")" = 4 ]' 10 && ok "the last header line names the client" ||
     fail "the third client's request was not admitted"
+
+stop_server
+
+# --- who is a client with API keys: its key, whatever its address ----------------------
+printf 'key-one\nkey-two\n' >"$TMP/keys"
+start_server --max-batch-cells 2048 --max-queue 2 --max-iterations 100000 --max-batch-wait-ms 0 \
+    --default-deadline-ms 0 --api-key-file "$TMP/keys"
+K1='-H X-Api-Key:key-one'
+curl -sN -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer key-two' \
+    --data-binary '{"height":32,"width":64,"iterations":100000,"stream":true}' "$URL/generate" &
+wait_for '[ "$(metric "$ACTIVE")" = 1 ]' 20 || fail "the long request never became active"
+send "$K1" "$ONE"
+send "$K1" "$ONE"
+wait_for '[ "$(metric "$QUEUED")" = 2 ]' 10 || fail "the first key's requests never queued"
+s=$(post "$ONE" -H 'Authorization: Bearer key-one')
+expect_refusal "the same key is the same client" "$s" 429 overloaded
+send "-H X-Api-Key:key-two" "$ONE"
+wait_for '[ "$(metric "$QUEUED")" = 3 ]' 10 && ok "another key from the same address is another client" ||
+    fail "the second key's request was not admitted"
 
 check_schemas
 stop_server
