@@ -82,9 +82,10 @@ stop_server
 
 # --- bounds, fair share, deadline, Retry-After ----------------------------------------
 # Count and work bounds small enough to reach; no default deadline, so only
-# requests that name one can be refused on it.
+# requests that name one can be refused on it; no drain wait at the end for
+# the requests left waiting (here and below).
 start_server --max-batch-cells 2048 --max-queue 8 --max-queue-cell-iterations 1000000 \
-    --max-iterations 100000 --max-batch-wait-ms 0 --default-deadline-ms 0
+    --max-iterations 100000 --max-batch-wait-ms 0 --default-deadline-ms 0 --drain-timeout-s 0
 BIG='"height":32,"width":64,"iterations":100' # 204,800 cell-iterations
 ONE='{"height":1,"width":1,"iterations":1}'
 
@@ -156,7 +157,7 @@ stop_server
 
 # --- who is a client behind a proxy: the last address of X-Forwarded-For ------------
 start_server --max-batch-cells 2048 --max-queue 2 --max-iterations 100000 --max-batch-wait-ms 0 \
-    --default-deadline-ms 0 --client-header X-Forwarded-For
+    --default-deadline-ms 0 --drain-timeout-s 0 --client-header X-Forwarded-For
 curl -sN -o /dev/null -X POST -H 'Content-Type: application/json' -H 'X-Forwarded-For: 192.0.2.9' \
     --data-binary '{"height":32,"width":64,"iterations":100000,"stream":true}' "$URL/generate" &
 wait_for '[ "$(metric "$ACTIVE")" = 1 ]' 20 || fail "the long request never became active"
@@ -183,7 +184,7 @@ stop_server
 # --- who is a client with API keys: its key, whatever its address ----------------------
 printf 'key-one\nkey-two\n' >"$TMP/keys"
 start_server --max-batch-cells 2048 --max-queue 2 --max-iterations 100000 --max-batch-wait-ms 0 \
-    --default-deadline-ms 0 --api-key-file "$TMP/keys"
+    --default-deadline-ms 0 --drain-timeout-s 0 --api-key-file "$TMP/keys"
 K1='-H X-Api-Key:key-one'
 curl -sN -o /dev/null -X POST -H 'Content-Type: application/json' -H 'Authorization: Bearer key-two' \
     --data-binary '{"height":32,"width":64,"iterations":100000,"stream":true}' "$URL/generate" &
