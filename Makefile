@@ -45,6 +45,10 @@ ENGINE_SRC := $(wildcard engine/*.c)
 REST_SRC   := $(wildcard proto/*.c config/*.c server/*.c) $(filter-out cli/main.c,$(wildcard cli/*.c))
 ENGINE_OBJ := $(ENGINE_SRC:%.c=$(BUILD)/%.o)
 REST_OBJ   := $(REST_SRC:%.c=$(BUILD)/%.o)
+# Files served from the binary (server/static.h): the playground and the API contract.
+EMBED      := server/static/index.html server/static/playground.css server/static/playground.js \
+              server/static/heptapod.js proto/openapi.json
+EMBED_OBJ  := $(BUILD)/gen/embedded.o
 LIB        := $(BUILD)/libheptapod.a
 BIN        := $(BUILD)/heptapod
 
@@ -53,7 +57,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps run test unit integration bench loadtest fixtures model evaluate \
+.PHONY: all deps run test unit integration browser bench loadtest fixtures model evaluate \
         clean format lint valgrind check-layering fuzz
 .DEFAULT_GOAL := all
 
@@ -67,7 +71,14 @@ $(BUILD)/%.o: %.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -MMD -c $< -o $@
 
-$(LIB): $(ENGINE_OBJ) $(REST_OBJ)
+$(BUILD)/gen/embedded.c: $(EMBED) tools/embed.sh
+	@mkdir -p $(@D)
+	sh tools/embed.sh $@ $(EMBED)
+
+$(EMBED_OBJ): $(BUILD)/gen/embedded.c server/static.h
+	$(CC) $(CFLAGS_ALL) -c $< -o $@
+
+$(LIB): $(ENGINE_OBJ) $(REST_OBJ) $(EMBED_OBJ)
 	@rm -f $@
 	ar rcs $@ $^
 
@@ -93,6 +104,8 @@ DEB_PKGS := build-essential pkg-config libopenblas-dev libmicrohttpd-dev libjans
 DEB_PKGS += haproxy nginx python3-yaml systemd
 # `make fuzz`: clang and its libFuzzer runtime.
 DEB_PKGS += clang libclang-rt-14-dev
+# tests/browser/ drives the playground in headless Chromium and the JavaScript client in Node.
+DEB_PKGS += chromium nodejs
 
 deps:
 	$(SUDO) apt-get update -qq
@@ -111,7 +124,11 @@ integration: $(BIN)
 	@set -e; for t in $(sort $(wildcard tests/integration/test_*.sh)); do \
 	    echo "== $$t"; HEPTAPOD_BIN=$(BIN) sh $$t; done
 
-test: check-layering unit integration
+# The playground and the JavaScript client, in headless chromium and Node.
+browser: $(BIN)
+	@echo "== tests/browser/test_browser.sh"; HEPTAPOD_BIN=$(BIN) sh tests/browser/test_browser.sh
+
+test: check-layering unit integration browser
 
 check-layering:
 	@! grep -nE '#include *[<"](jansson|microhttpd|uv)\.h' engine/*.c engine/*.h || \

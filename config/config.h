@@ -105,6 +105,11 @@ typedef enum cfg_type {
       "file holding API keys, one per line ('#' comments), added to api_key")                      \
     X(auth_health, CFG_BOOL, "false", 0, 0, NULL,                                                  \
       "whether /healthz, /readyz, /metrics need the key")                                          \
+    X(cors_allow_origin, CFG_STRING, "", 0, 4096, NULL,                                            \
+      "origins allowed to call the API from a browser: '*' or a comma-separated list of "          \
+      "scheme://host[:port] (empty: no CORS headers)")                                             \
+    X(cors_max_age_s, CFG_INT, "600", 0, 86400, NULL,                                              \
+      "how long a browser may cache a CORS preflight answer (Access-Control-Max-Age)")             \
     X(log_level, CFG_ENUM, "info", 0, 0, "debug|info|warn|error",                                  \
       "least severe log level written")                                                            \
     X(access_log, CFG_STRING, "-", 0, 0, NULL,                                                     \
@@ -167,6 +172,8 @@ typedef struct cfg_settings {
     char *api_key; /* "" when no key is required */
     char *api_key_file;
     int auth_health;
+    char *cors_allow_origin; /* "" when CORS is off */
+    int64_t cors_max_age_s;
     char *log_level; /* "debug", "info", "warn" or "error" */
     char *access_log;
     int64_t sse_keepalive_ms;

@@ -355,7 +355,7 @@ typedef struct proto_model_info {
 
 /**
  * Appends the GET /v1/models body:
- *   {"object": "list", "default": name, "data": [{"name", "default", "path"?,
+ *   {"object": "list", "default": name, "data": [{"id", "name", "default", "path"?,
  *    "hparams": {vocab_size, dim, depth, heads, head_dim, mlp_hidden,
  *                window: [int|"global"], dilation: [int], rope_base, norm_eps,
  *                mask_token, tokenizer: "byte"|"none", max_height, max_width},
@@ -366,6 +366,13 @@ typedef struct proto_model_info {
  */
 int proto_render_models(proto_buf *b, const proto_model_info *models, int n,
                         const proto_limits *lim);
+
+/**
+ * Appends one model as an item of proto_render_models' "data" (the body of
+ * GET /v1/models/{name}): {"id", "name", "default", ...}; "id" equals
+ * "name". Returns 0 or -1.
+ */
+int proto_render_model(proto_buf *b, const proto_model_info *m, const proto_limits *lim);
 
 /**
  * Appends {"status": status} plus, when detail is not NULL, "detail": detail

@@ -136,7 +136,11 @@ static void put_int_list(proto_buf *b, const int *v, int n, int global_ok)
 static void put_model(proto_buf *b, const proto_model_info *m, const proto_limits *lim)
 {
     const eng_hparams *hp = m->hp;
+    /* "id" is the same name under the key OpenAI-style clients look for. */
     proto_buf_append(b, "{", 1);
+    put_key(b, "id");
+    proto__json_cstr(b, m->name ? m->name : "");
+    proto_buf_append(b, ",", 1);
     put_key(b, "name");
     proto__json_cstr(b, m->name ? m->name : "");
     proto_buf_printf(b, ",\"default\":%s", m->is_default ? "true" : "false");
@@ -191,6 +195,12 @@ int proto_render_models(proto_buf *b, const proto_model_info *models, int n,
         put_model(b, &models[i], lim);
     }
     return proto_buf_puts(b, "]}");
+}
+
+int proto_render_model(proto_buf *b, const proto_model_info *m, const proto_limits *lim)
+{
+    put_model(b, m, lim);
+    return b->oom ? -1 : 0;
 }
 
 int proto_render_status(proto_buf *b, const char *status, const char *detail)

@@ -195,6 +195,7 @@ static enum MHD_Result start_stream(srv_conn *c)
     MHD_add_response_header(r, MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache");
     MHD_add_response_header(r, "X-Accel-Buffering", "no"); /* proxies: do not buffer */
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    srv__cors_headers(c, r);
     enum MHD_Result rc = MHD_queue_response(c->mhd, MHD_HTTP_OK, r);
     MHD_destroy_response(r);
     c->status = MHD_HTTP_OK;

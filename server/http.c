@@ -6,8 +6,11 @@
  *
  * Checks run in this order, each answering at once with its status: HTTP
  * framing 400/501 (then the connection closes), unknown path 404 (on the
- * admin listener everything but the health endpoints), method 405, API key
- * 401; then the route's own handler.
+ * admin listener everything but the health endpoints), a CORS preflight
+ * 204 (cors.c), method 405, API key 401; then the route's own handler.
+ * The embedded files (static.h: the playground, /openapi.json) need no key:
+ * they are the same public bytes for everyone, and the page asks for the
+ * key itself.
  *
  * Framing: a request that two parsers could read differently is refused,
  * never guessed at. libmicrohttpd 0.9.75 takes the first of several
@@ -29,6 +32,7 @@
 #include "server/auth.h"
 #include "server/log.h"
 #include "server/server.h"
+#include "server/static.h"
 
 static const struct route {
     const char *path;
@@ -41,17 +45,25 @@ static const struct route {
     {"/metrics", SRV_ROUTE_METRICS, 0, 1},
 };
 
+/* Routes matched by more than one path: the path is their metrics label. */
+#define MODEL_PREFIX "/v1/models/"
+static const struct route model_route = {MODEL_PREFIX "{name}", SRV_ROUTE_MODEL, 0, 0};
+static const struct route asset_route = {"/static", SRV_ROUTE_ASSET, 0, 0};
+
 static const struct route *find_route(const char *url)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return &routes[i];
-    return NULL;
+    if (!strncmp(url, MODEL_PREFIX, strlen(MODEL_PREFIX)) && url[strlen(MODEL_PREFIX)])
+        return &model_route;
+    return srv__asset_find(url) ? &asset_route : NULL;
 }
 
 static void add_common_headers(srv_conn *c, struct MHD_Response *r, const char *content_type)
 {
     if (content_type) MHD_add_response_header(r, MHD_HTTP_HEADER_CONTENT_TYPE, content_type);
     MHD_add_response_header(r, "X-Request-Id", c->request_id);
+    srv__cors_headers(c, r);
     /* While draining, keep-alive connections would keep clients pinned to a
      * replica that is going away. */
     if (c->srv->draining || c->close)
@@ -64,6 +76,19 @@ enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
     return srv__http_reply_headers(c, status, body, len, content_type, NULL);
 }
 
+static enum MHD_Result queue(srv_conn *c, struct MHD_Response *r, int status,
+                             const char *content_type, const char *const *extra)
+{
+    add_common_headers(c, r, content_type);
+    for (int i = 0; extra && extra[i]; i += 2)
+        MHD_add_response_header(r, extra[i], extra[i + 1]);
+    enum MHD_Result rc = MHD_queue_response(c->mhd, (unsigned)status, r);
+    MHD_destroy_response(r);
+    c->status = status;
+    c->phase = SRV_PH_REPLIED;
+    return rc;
+}
+
 enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
                                         const char *content_type, const char *const *extra)
 {
@@ -73,14 +98,15 @@ enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, siz
         free(body);
         return MHD_NO;
     }
-    add_common_headers(c, r, content_type);
-    for (int i = 0; extra && extra[i]; i += 2)
-        MHD_add_response_header(r, extra[i], extra[i + 1]);
-    enum MHD_Result rc = MHD_queue_response(c->mhd, (unsigned)status, r);
-    MHD_destroy_response(r);
-    c->status = status;
-    c->phase = SRV_PH_REPLIED;
-    return rc;
+    return queue(c, r, status, content_type, extra);
+}
+
+enum MHD_Result srv__http_reply_static(srv_conn *c, int status, const void *body, size_t len,
+                                       const char *content_type, const char *const *extra)
+{
+    struct MHD_Response *r =
+        MHD_create_response_from_buffer(len, (void *)(uintptr_t)body, MHD_RESPMEM_PERSISTENT);
+    return r ? queue(c, r, status, content_type, extra) : MHD_NO;
 }
 
 static char *render_or_null(proto_buf *b, size_t *len)
@@ -157,6 +183,13 @@ static void request_id(srv_conn *c)
              (unsigned long long)(s->id_counter & 0xffffffffULL));
 }
 
+static srv_model *find_model(srv_server *s, const char *name)
+{
+    for (int i = 0; i < s->n_models; i++)
+        if (!strcmp(s->models[i].name, name)) return &s->models[i];
+    return NULL;
+}
+
 static enum MHD_Result fail_oom(srv_conn *c)
 {
     proto_error e;
@@ -169,6 +202,22 @@ static enum MHD_Result reply_buf(srv_conn *c, int status, proto_buf *b, const ch
     size_t len = 0;
     char *body = render_or_null(b, &len);
     return body ? srv__http_reply(c, status, body, len, ctype) : fail_oom(c);
+}
+
+/* A loaded model as /v1/models shows it; kv holds room for 2 * its
+ * metadata count (keys, then values), which the result borrows. */
+static proto_model_info model_info(const srv_model *m, const char **kv)
+{
+    int nm = eng_model_meta_count(m->model);
+    for (int k = 0; k < nm; k++)
+        eng_model_meta_at(m->model, k, &kv[k], &kv[nm + k]);
+    return (proto_model_info){.name = m->name,
+                              .path = m->path,
+                              .is_default = m->index == 0,
+                              .hp = eng_model_hparams(m->model),
+                              .n_meta = nm,
+                              .meta_keys = kv,
+                              .meta_values = kv + nm};
 }
 
 static enum MHD_Result handle_models(srv_conn *c)
@@ -191,18 +240,8 @@ static enum MHD_Result handle_models(srv_conn *c)
         srv_model *m = &s->models[i];
         if (atomic_load(&m->state) != SRV_MODEL_READY)
             continue; /* listed once loaded: its hyper-parameters are known then */
-        int nm = eng_model_meta_count(m->model);
-        const char **keys = next, **vals = next + nm;
-        next += 2 * nm;
-        for (int k = 0; k < nm; k++)
-            eng_model_meta_at(m->model, k, &keys[k], &vals[k]);
-        info[n++] = (proto_model_info){.name = m->name,
-                                       .path = m->path,
-                                       .is_default = i == 0,
-                                       .hp = eng_model_hparams(m->model),
-                                       .n_meta = nm,
-                                       .meta_keys = keys,
-                                       .meta_values = vals};
+        info[n++] = model_info(m, next);
+        next += 2 * eng_model_meta_count(m->model);
     }
     proto_buf b;
     proto_buf_init(&b);
@@ -210,6 +249,60 @@ static enum MHD_Result handle_models(srv_conn *c)
     free(info);
     free(meta);
     return reply_buf(c, 200, &b, "application/json");
+}
+
+/* GET /v1/models/{name}: c->model was looked up from the path (NULL: no
+ * such model). */
+static enum MHD_Result handle_model(srv_conn *c)
+{
+    srv_model *m = c->model;
+    proto_error e;
+    if (!m) {
+        proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no model named '%.128s' (see /v1/models)",
+                        c->path + strlen(MODEL_PREFIX));
+        return srv__http_error(c, &e);
+    }
+    if (atomic_load(&m->state) != SRV_MODEL_READY) {
+        proto_error_set(&e, PROTO_E_UNAVAILABLE, NULL, "model '%s' is %s", m->name,
+                        atomic_load(&m->state) == SRV_MODEL_LOADING
+                            ? "still loading"
+                            : "not loaded: it failed to load");
+        return srv__http_error(c, &e);
+    }
+    const char **kv = calloc((size_t)2 * eng_model_meta_count(m->model) + 1, sizeof *kv);
+    if (!kv) return fail_oom(c);
+    proto_model_info info = model_info(m, kv);
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_render_model(&b, &info, &c->srv->limits);
+    free(kv);
+    return reply_buf(c, 200, &b, "application/json");
+}
+
+/* An embedded file, revalidated by its ETag (304 when unchanged). Pages
+ * carry the Content-Security-Policy; everything is kept from sniffing. */
+static enum MHD_Result handle_asset(srv_conn *c)
+{
+    const srv_asset *a = c->asset;
+    const srv_embedded *f = srv__asset_file(a);
+    if (!f) {
+        proto_error e;
+        proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "%s was not built into this binary", a->url);
+        return srv__http_error(c, &e);
+    }
+    const char *extra[11] = {MHD_HTTP_HEADER_ETAG,          f->etag,
+                             MHD_HTTP_HEADER_CACHE_CONTROL, "no-cache",
+                             "X-Content-Type-Options",      "nosniff"};
+    if (a->page) {
+        const char *page[] = {"Content-Security-Policy", SRV_PAGE_CSP, "Referrer-Policy",
+                              "no-referrer"};
+        memcpy(extra + 6, page, sizeof page);
+    }
+    const char *inm =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_IF_NONE_MATCH);
+    if (inm && strstr(inm, f->etag))
+        return srv__http_reply_static(c, MHD_HTTP_NOT_MODIFIED, "", 0, NULL, extra);
+    return srv__http_reply_static(c, 200, f->data, f->len, a->type, extra);
 }
 
 static enum MHD_Result handle_simple(srv_conn *c)
@@ -236,9 +329,37 @@ static enum MHD_Result handle_simple(srv_conn *c)
         return reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
     case SRV_ROUTE_MODELS:
         return handle_models(c);
+    case SRV_ROUTE_MODEL:
+        return handle_model(c);
+    case SRV_ROUTE_ASSET:
+        return handle_asset(c);
+    case SRV_ROUTE_PREFLIGHT:
+        return srv__cors_preflight(c, c->allow);
     default:
         return MHD_NO;
     }
+}
+
+/* The peer's address and User-Agent, kept for the access log. The agent
+ * is cut to fit and anything but printable ASCII becomes '?', so the log
+ * line stays one valid JSON line whatever a client sends. */
+static void client_of(srv_conn *c)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    if (sa && sa->sa_family == AF_INET)
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->client,
+                  sizeof c->client);
+    else if (sa && sa->sa_family == AF_INET6)
+        inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->client,
+                  sizeof c->client);
+    const char *ua =
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_USER_AGENT);
+    size_t n = 0;
+    for (; ua && ua[n] && n + 1 < sizeof c->user_agent; n++)
+        c->user_agent[n] = ua[n] >= 0x20 && ua[n] < 0x7f ? ua[n] : '?';
+    c->user_agent[n] = '\0';
 }
 
 static srv_conn *conn_new(srv_listener *l, struct MHD_Connection *mc, const char *url,
@@ -255,6 +376,9 @@ static srv_conn *conn_new(srv_listener *l, struct MHD_Connection *mc, const char
     snprintf(c->path, sizeof c->path, "%s", url);
     proto_buf_init(&c->out);
     request_id(c);
+    c->cors_origin =
+        srv__cors_allow(c->srv->cfg, MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Origin"));
+    client_of(c);
     return c;
 }
 
@@ -358,14 +482,27 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no such path: %s", c->path);
         return srv__http_error(c, &e);
     }
+    if (r->route == SRV_ROUTE_ASSET) {
+        c->asset = srv__asset_find(url);
+        c->endpoint = c->asset->url;
+    }
+    if (r->route == SRV_ROUTE_MODEL) c->model = find_model(c->srv, url + strlen(MODEL_PREFIX));
+    int cors = c->srv->cfg->cors_allow_origin[0] != '\0';
+    if (cors && !strcmp(method, MHD_HTTP_METHOD_OPTIONS) &&
+        MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Access-Control-Request-Method")) {
+        c->route = SRV_ROUTE_PREFLIGHT; /* answered once the request is complete, as below */
+        c->allow = r->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+        return MHD_YES;
+    }
     int get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
     if (r->post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0 : !get) {
-        c->allow = r->post ? "POST" : "GET, HEAD";
+        c->allow = r->post ? (cors ? "POST, OPTIONS" : "POST")
+                           : (cors ? "GET, HEAD, OPTIONS" : "GET, HEAD");
         proto_error_set(&e, PROTO_E_METHOD_NOT_ALLOWED, NULL, "%s does not take %s", r->path,
                         c->method);
         return srv__http_error(c, &e);
     }
-    if (!authorized(c, r)) {
+    if (r->route != SRV_ROUTE_ASSET && !authorized(c, r)) {
         proto_error_set(&e, PROTO_E_UNAUTHORIZED, NULL,
                         "a valid API key is required (Authorization: Bearer KEY)");
         return srv__http_error(c, &e);
@@ -387,7 +524,12 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     srv__sock_request_ended(srv__sock_of(mc));
     if (!c) return;
     *con_cls = NULL;
-    srv_access a = {.request_id = c->request_id, .method = c->method, .path = c->path};
+    srv_access a = {.request_id = c->request_id,
+                    .method = c->method,
+                    .path = c->path,
+                    .client = c->client[0] ? c->client : NULL,
+                    .user_agent = c->user_agent[0] ? c->user_agent : NULL};
+    if (c->route == SRV_ROUTE_MODEL && c->model) a.model = c->model->name;
     if (c->route == SRV_ROUTE_GENERATE) srv__generate_completed(c, toe, &a);
     /* No status queued: the client left before any answer (499, as proxies
      * log it). */
@@ -444,6 +586,11 @@ static int start_mhd(srv_server *s, srv_listener *l)
 int srv__http_start(srv_server *s)
 {
     const cfg_settings *cfg = s->cfg;
+    char err[320];
+    if (srv__cors_check(cfg->cors_allow_origin, err, sizeof err) < 0) {
+        SRV_LOG(SRV_LOG_ERROR, "%s", err);
+        return -1;
+    }
     if (srv__listen_stats_init(s) < 0) {
         SRV_LOG(SRV_LOG_ERROR, "out of memory for the listeners");
         return -1;

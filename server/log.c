@@ -188,6 +188,10 @@ void srv__access_log(int fd, const srv_access *a)
     put_str(&l, a->method);
     puts_raw(&l, ",\"path\":");
     put_str(&l, a->path);
+    puts_raw(&l, ",\"client\":");
+    put_str(&l, a->client);
+    puts_raw(&l, ",\"user_agent\":");
+    put_str(&l, a->user_agent);
     putf(&l, ",\"status\":%d,\"model\":", a->status);
     put_str(&l, a->model);
     puts_raw(&l, ",\"outcome\":");

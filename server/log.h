@@ -39,6 +39,7 @@ int srv__log_level_parse(const char *name);
 typedef struct srv_access {
     const char *request_id;
     const char *method, *path;
+    const char *client, *user_agent; /* peer address, User-Agent header */
     int status;
     const char *model;
     const char *outcome; /* "ok", "error", "cancelled", "deadline", ... */

@@ -320,6 +320,26 @@ enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
 enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
                                         const char *content_type, const char *const *extra);
 
+/** Queues bytes of static storage (never freed) with status, type and
+ * extra headers as srv__http_reply_headers. */
+enum MHD_Result srv__http_reply_static(srv_conn *c, int status, const void *body, size_t len,
+                                       const char *content_type, const char *const *extra);
+
+/* ---- cors.c ------------------------------------------------------------------------ */
+
+/** Checks a cors_allow_origin value at start. Returns 0, or -1 with a
+ * message naming the setting and the bad entry in err. */
+int srv__cors_check(const char *list, char *err, size_t len);
+/** The Access-Control-Allow-Origin value for a request from `origin` (its
+ * Origin header, or NULL): "*", origin itself, or NULL when CORS is off or
+ * the origin is not allowed. The result may point into origin. */
+const char *srv__cors_allow(const cfg_settings *cfg, const char *origin);
+/** Adds the CORS headers of c (from c->cors_origin) to a response. */
+void srv__cors_headers(const srv_conn *c, struct MHD_Response *r);
+/** Answers a preflight of a route taking `methods` (e.g. "POST, OPTIONS"):
+ * 204 with Allow and, for an allowed origin, the Access-Control-* headers. */
+enum MHD_Result srv__cors_preflight(srv_conn *c, const char *methods);
+
 /* ---- generate.c ----------------------------------------------------------------- */
 
 /** POST /generate, called by the access handler for every call of the
@@ -356,7 +376,10 @@ typedef enum srv_route {
     SRV_ROUTE_MODELS,
     SRV_ROUTE_HEALTHZ,
     SRV_ROUTE_READYZ,
-    SRV_ROUTE_METRICS
+    SRV_ROUTE_METRICS,
+    SRV_ROUTE_MODEL,    /* GET /v1/models/{name} */
+    SRV_ROUTE_ASSET,    /* an embedded file (static.h) */
+    SRV_ROUTE_PREFLIGHT /* a CORS preflight of any route */
 } srv_route;
 
 /** Phase of a POST /generate on its connection. */
@@ -384,6 +407,12 @@ struct srv_conn {
     int draining;        /* answer with Connection: close */
     int close;           /* refused framing: answer with Connection: close */
     int retry_after_s;   /* Retry-After of a 429/503 if > 0, else the setting */
+
+    /* the playground, CORS and the access log */
+    const struct srv_asset *asset; /* SRV_ROUTE_ASSET */
+    const char *cors_origin;       /* Access-Control-Allow-Origin to send, NULL: none */
+    char client[48];               /* peer address, for the access log */
+    char user_agent[128];          /* User-Agent, printable ASCII, cut to fit */
 
     /* POST /generate */
     srv_phase phase;

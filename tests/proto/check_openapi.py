@@ -43,7 +43,8 @@ def check_shape(doc):
     check(isinstance(doc.get("info", {}).get("title"), str), "info.title missing")
     check(isinstance(doc.get("info", {}).get("version"), str), "info.version missing")
     paths = doc.get("paths", {})
-    for p in ["/generate", "/v1/models", "/healthz", "/readyz", "/metrics"]:
+    for p in ["/generate", "/v1/models", "/v1/models/{name}", "/healthz", "/readyz", "/metrics",
+              "/openapi.json", "/"]:
         check(p in paths, "path %s missing" % p)
     for p, item in paths.items():
         for method, op in item.items():
@@ -129,7 +130,7 @@ def check_request_bounds(doc):
 
 SAMPLES = {"result": "GenerateResult", "sse_iteration": "IterationEvent",
            "sse_iteration_large": "IterationEvent", "sse_done": "DoneEvent",
-           "sse_error": "Error", "error": "Error", "models": "ModelList",
+           "sse_error": "Error", "error": "Error", "models": "ModelList", "model": "Model",
            "healthz": "Status", "readyz": "Status"}
 
 

@@ -304,6 +304,25 @@ static void test_models(void **state)
     proto_buf_free(&b);
 }
 
+/* One model alone (GET /v1/models/{name}) is exactly its item of the list,
+ * and carries its name as "id" too. */
+static void test_model_alone(void **state)
+{
+    proto_model_info m = {.name = "bytes", .path = "models/b.safetensors", .hp = &byte_hp};
+    proto_buf one = {0}, list = {0};
+    assert_int_equal(proto_render_model(&one, &m, &lim), 0);
+    dump("model", one.data, one.len);
+    assert_int_equal(proto_render_models(&list, &m, 1, &lim), 0);
+    json_t *v = parse(one.data, one.len), *l = parse(list.data, list.len);
+    assert_true(json_equal(v, json_array_get(json_object_get(l, "data"), 0)));
+    assert_string_equal(json_string_value(json_object_get(v, "id")), "bytes");
+    assert_string_equal(json_string_value(json_object_get(v, "name")), "bytes");
+    json_decref(v);
+    json_decref(l);
+    proto_buf_free(&one);
+    proto_buf_free(&list);
+}
+
 static void test_status(void **state)
 {
     proto_buf b = {0};
@@ -363,6 +382,7 @@ int main(void)
         cmocka_unit_test(test_sse_iteration_and_done),
         cmocka_unit_test(test_odd_timings_stay_json),
         cmocka_unit_test(test_models),
+        cmocka_unit_test(test_model_alone),
         cmocka_unit_test(test_status),
         cmocka_unit_test(test_large_random_grid),
     };
