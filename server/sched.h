@@ -29,11 +29,12 @@
  * Into the queue (srv__sched_submit), in this order:
  *  1. Deadline, alone: a request whose own work at the measured rate takes
  *     longer than the time left to its deadline can never finish:
- *     SRV_SCHED_TOO_SLOW (the caller answers 422).
+ *     SRV_SCHED_TOO_SLOW (the caller answers 422, or 504 if no time is
+ *     left at all).
  *  2. Bounds: while the queue stays within max_queue requests and
  *     max_queue_work cell-iterations, every request is admitted. Past
- *     either bound, a request is still admitted if it is its client's only
- *     queued request, or if with it its client holds no more than its fair
+ *     either bound, a request is still admitted if its client has nothing
+ *     queued yet, or if with it its client holds no more than its fair
  *     share of both bounds (the bound divided by the number of clients with
  *     queued requests, its own counted): a client with nothing queued
  *     always gets in, and the client that filled the queue is the one
