@@ -15,11 +15,14 @@
  * whose client vanished without closing.
  */
 #include <errno.h>
+#include <netinet/in.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 
+#include "server/auth.h"
 #include "server/server.h"
 
 #define SSE_BLOCK 32768
@@ -240,6 +243,179 @@ static srv_model *find_model(srv_server *s, const char *name)
     return NULL;
 }
 
+/* A seeded 64-bit hash of one kind of client identity (FNV-1a, then the
+ * splitmix64 finaliser). The identity itself is never kept, and without the
+ * per-process seed a client cannot pick the key it lands on. */
+static uint64_t key_hash(uint64_t seed, char kind, const void *p, size_t n)
+{
+    uint64_t h = 0xcbf29ce484222325ULL ^ seed;
+    h = (h ^ (unsigned char)kind) * 0x100000001b3ULL;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ ((const unsigned char *)p)[i]) * 0x100000001b3ULL;
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebULL;
+    return h ^ (h >> 31);
+}
+
+struct last_header {
+    const char *name;
+    const char *value;
+};
+
+static enum MHD_Result keep_last(void *cls, enum MHD_ValueKind kind, const char *key,
+                                 const char *value)
+{
+    struct last_header *h = cls;
+    if (key && value && !strcasecmp(key, h->name)) h->value = value;
+    return MHD_YES;
+}
+
+/* The last address of the client header (a proxy appends the peer it saw
+ * to X-Forwarded-For, in a new header line or after a comma, so only the
+ * last entry is the proxy's word), trimmed; NULL if absent or empty. */
+static const char *forwarded_client(srv_conn *c, const char *header, size_t *len)
+{
+    struct last_header h = {header, NULL};
+    MHD_get_connection_values(c->mhd, MHD_HEADER_KIND, keep_last, &h);
+    if (!h.value) return NULL;
+    const char *v = strrchr(h.value, ',');
+    v = v ? v + 1 : h.value;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    size_t n = strlen(v);
+    while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+        n--;
+    *len = n;
+    return n ? v : NULL;
+}
+
+/* The API key the request presented, only where keys are required (so it
+ * was checked): an unchecked key would let one client pose as many. */
+static const char *presented_key(srv_conn *c)
+{
+    if (c->srv->cfg->n_api_keys == 0) return NULL;
+    return srv__auth_presented(
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION),
+        MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"));
+}
+
+/* The peer address as listen.c counts connections: IPv4 mapped into
+ * ::ffff:0:0/96, and an IPv6 /64 as one client (it holds them all). */
+static uint64_t peer_key(srv_conn *c, uint64_t seed)
+{
+    const union MHD_ConnectionInfo *ci =
+        MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
+    unsigned char addr[16] = {0};
+    if (sa && sa->sa_family == AF_INET) {
+        addr[10] = addr[11] = 0xff;
+        memcpy(addr + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
+    } else if (sa && sa->sa_family == AF_INET6) {
+        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
+        memcpy(addr, a6, IN6_IS_ADDR_V4MAPPED(a6) ? 16 : 8);
+    }
+    return key_hash(seed, 'a', addr, sizeof addr);
+}
+
+/* Who the request is from, for fair sharing: the client header's last
+ * address if that setting names one and it is present, else the API key,
+ * else the peer address. */
+static uint64_t client_key(srv_conn *c)
+{
+    uint64_t seed = c->srv->id_seed;
+    const char *header = c->srv->cfg->client_header;
+    size_t n = 0;
+    const char *v = header[0] ? forwarded_client(c, header, &n) : NULL;
+    if (v) return key_hash(seed, 'h', v, n);
+    if ((v = presented_key(c))) return key_hash(seed, 'k', v, strlen(v));
+    return peer_key(c, seed);
+}
+
+/* An integer with thousands separators, for messages ("25,000"). */
+static const char *grouped(char *buf, size_t len, double v)
+{
+    char digits[32];
+    snprintf(digits, sizeof digits, "%.0f", v < 0 ? 0 : v < 9e18 ? v : 9e18);
+    size_t n = strlen(digits), o = 0;
+    for (size_t i = 0; i < n && o + 2 < len; i++) {
+        if (i > 0 && (n - i) % 3 == 0) buf[o++] = ',';
+        buf[o++] = digits[i];
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* Answers a refusal of the scheduler with its status, a message giving the
+ * figures behind it, the computed Retry-After, and counts it by reason. */
+static enum MHD_Result refuse(srv_conn *c, srv_model *m, int rc, const srv_admission *a)
+{
+    const cfg_settings *cfg = c->srv->cfg;
+    proto_error e;
+    char w[32], q[32], r[32], b[32];
+    int why = -1;
+    switch (rc) {
+    case SRV_SCHED_FULL:
+        why = SRV_REFUSED_QUEUE_FULL;
+        proto_error_set(&e, PROTO_E_OVERLOADED, NULL,
+                        "the queue of model '%s' is full: %d requests wait (max_queue %lld)",
+                        m->name, a->queued, (long long)cfg->max_queue);
+        break;
+    case SRV_SCHED_WORK:
+        why = SRV_REFUSED_QUEUE_WORK;
+        proto_error_set(&e, PROTO_E_OVERLOADED, NULL,
+                        "the queue of model '%s' is full of work: %s cell-iterations wait, this "
+                        "request adds %s (max_queue_cell_iterations %s)",
+                        m->name, grouped(q, sizeof q, (double)a->queued_work),
+                        grouped(w, sizeof w, (double)a->work),
+                        grouped(b, sizeof b, (double)cfg->max_queue_cell_iterations));
+        break;
+    case SRV_SCHED_SHARE:
+        why = SRV_REFUSED_CLIENT_SHARE;
+        proto_error_set(&e, PROTO_E_OVERLOADED, NULL,
+                        "the queue of model '%s' is full and this client already has %d requests "
+                        "(%s cell-iterations) waiting, its fair share with %d clients waiting",
+                        m->name, a->client_queued, grouped(w, sizeof w, (double)a->client_work),
+                        a->clients);
+        break;
+    case SRV_SCHED_TOO_SLOW:
+        why = SRV_REFUSED_DEADLINE;
+        if (a->deadline_s <= 0) { /* it passed while the body came in */
+            proto_error_set(&e, PROTO_E_DEADLINE_EXCEEDED, NULL,
+                            "the deadline passed before the request could be queued");
+            break;
+        }
+        proto_error_set(&e, PROTO_E_OUT_OF_RANGE, NULL,
+                        "%s cell-iterations need about %.1f s at the measured %s "
+                        "cell-iterations/s, above the %.1f s left before its deadline",
+                        grouped(w, sizeof w, (double)a->work), a->need_s,
+                        grouped(r, sizeof r, a->rate), a->deadline_s);
+        break;
+    case SRV_SCHED_LATE:
+        why = SRV_REFUSED_DEADLINE;
+        proto_error_set(&e, PROTO_E_OVERLOADED, NULL,
+                        "behind the work queued ahead of it this request would finish in about "
+                        "%.1f s (%.1f s waiting, %.1f s its own) at the measured %s "
+                        "cell-iterations/s, after the %.1f s left before its deadline",
+                        a->wait_s + a->need_s, a->wait_s, a->need_s,
+                        grouped(r, sizeof r, a->rate), a->deadline_s);
+        break;
+    case SRV_SCHED_CLOSED:
+        proto_error_set(&e, PROTO_E_UNAVAILABLE, NULL, "the server is shutting down");
+        break;
+    default:
+        proto_error_set(&e, PROTO_E_INTERNAL, NULL, "out of memory");
+        break;
+    }
+    size_t len = strlen(e.message);
+    if (a->retry_s > 0 && rc != SRV_SCHED_LATE && len < sizeof e.message)
+        snprintf(e.message + len, sizeof e.message - len,
+                 "; about %.1f s of work at the measured %s cell-iterations/s", a->retry_s,
+                 grouped(r, sizeof r, a->rate));
+    if (why >= 0) srv__metric_add(m->m.refused[why], 1);
+    c->retry_after_s = a->retry_after_s;
+    return srv__http_error(c, &e);
+}
+
 /* The whole body is in: parse, validate, queue, and start answering. */
 static enum MHD_Result submit(srv_conn *c)
 {
@@ -278,14 +454,16 @@ static enum MHD_Result submit(srv_conn *c)
     /* Checked, not wrapped: a deadline past what the clock can hold is none. */
     j->deadline =
         ms > 0 && ms <= (INT64_MAX - c->arrival) / 1000000 ? c->arrival + ms * 1000000 : 0;
+    j->q.iterations = j->req.iterations;
+    j->q.client = client_key(c);
+    j->q.deadline = j->deadline;
     srv__job_ref(j); /* the scheduler's */
-    int rc = srv__sched_submit(&m->sched, &j->q);
+    srv_admission a;
+    int rc = srv__sched_submit(&m->sched, &j->q, &a);
     if (rc != SRV_SCHED_OK) {
         srv__job_unref(j);
         srv__job_unref(j);
-        if (rc == SRV_SCHED_FULL)
-            return fail(c, PROTO_E_OVERLOADED, "the queue of model '%s' is full", m->name);
-        return fail(c, PROTO_E_UNAVAILABLE, "%s", "the server is shutting down");
+        return refuse(c, m, rc, &a);
     }
     attach(c, j);
     if (j->req.stream) return start_stream(c);

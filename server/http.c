@@ -129,7 +129,10 @@ enum MHD_Result srv__http_error(srv_conn *c, const proto_error *e)
     char retry[24];
     const char *extra[5] = {NULL};
     if (status == 429 || status == 503) {
-        snprintf(retry, sizeof retry, "%lld", (long long)c->srv->cfg->retry_after_s);
+        /* Computed from the queued work and the measured rate where the
+         * refusal knows them; the setting otherwise. */
+        long long after = c->retry_after_s > 0 ? c->retry_after_s : c->srv->cfg->retry_after_s;
+        snprintf(retry, sizeof retry, "%lld", after);
         extra[0] = MHD_HTTP_HEADER_RETRY_AFTER;
         extra[1] = retry;
     } else if (status == 401) {

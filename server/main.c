@@ -46,6 +46,7 @@ static int setup_models(srv_server *s)
         return -1;
     }
     srv_sched_limits lim = {.max_queue = (int)cfg->max_queue,
+                            .max_queue_work = cfg->max_queue_cell_iterations,
                             .max_batch_cells = (int)cfg->max_batch_cells,
                             .max_batch_grids = 0,
                             .batch_wait_ns = cfg->max_batch_wait_ms * 1000000};

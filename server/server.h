@@ -114,13 +114,24 @@ void srv__job_cancel(srv_job *j, srv_end why);
 
 enum { SRV_MODEL_LOADING = 0, SRV_MODEL_READY, SRV_MODEL_FAILED };
 
+/** Why admission refused a request (the `reason` label of the refusals). */
+typedef enum srv_refused {
+    SRV_REFUSED_QUEUE_FULL = 0, /* max_queue requests queued */
+    SRV_REFUSED_QUEUE_WORK,     /* max_queue_cell_iterations queued */
+    SRV_REFUSED_CLIENT_SHARE,   /* its client holds its fair share */
+    SRV_REFUSED_DEADLINE,       /* it cannot finish before its deadline */
+    SRV_REFUSED_N
+} srv_refused;
+
 /** Metric series one model's worker updates, resolved once at start. */
 typedef struct srv_model_metrics {
     srv_series *queue_seconds, *first_iteration_seconds, *request_seconds;
     srv_series *forward_seconds, *batch_grids, *batch_cells;
     srv_series *iterations, *cells, *forward_passes;
     srv_series *queue_depth, *active, *queue_cells, *active_cells;
+    srv_series *queue_work, *rate; /* gauges: cell-iterations queued, per second */
     srv_series *outcome[SRV_END_FAILED + 1]; /* generations by ending */
+    srv_series *refused[SRV_REFUSED_N];      /* admission refusals by reason */
 } srv_model_metrics;
 
 struct srv_model {
@@ -156,7 +167,7 @@ typedef struct srv_metrics {
     srv_series *process[6];
     srv_family *queue_seconds, *first_iteration_seconds, *request_seconds, *forward_seconds,
         *batch_grids, *batch_cells, *iterations, *cells, *forward_passes, *queue_depth, *active,
-        *queue_cells, *active_cells, *outcomes;
+        *queue_cells, *active_cells, *outcomes, *queue_work, *rate, *refusals;
     srv_series *ready_now, *draining_now;
     srv_family *connections, *connections_refused, *request_timeouts; /* listen.c */
     srv_series *log_lines[SRV_LOG_SINKS][2]; /* stats.c: [sink][written, dropped] */
@@ -395,6 +406,7 @@ struct srv_conn {
     const char *allow;   /* Allow header of a 405 */
     int draining;        /* answer with Connection: close */
     int close;           /* refused framing: answer with Connection: close */
+    int retry_after_s;   /* Retry-After of a 429/503 if > 0, else the setting */
 
     /* the playground, CORS and the access log */
     const struct srv_asset *asset; /* SRV_ROUTE_ASSET */

@@ -29,6 +29,13 @@ static const char *const outcome_names[SRV_END_FAILED + 1] = {
     [SRV_END_FAILED] = "failed",
 };
 
+static const char *const refused_names[SRV_REFUSED_N] = {
+    [SRV_REFUSED_QUEUE_FULL] = "queue_full",
+    [SRV_REFUSED_QUEUE_WORK] = "queue_work",
+    [SRV_REFUSED_CLIENT_SHARE] = "client_share",
+    [SRV_REFUSED_DEADLINE] = "deadline",
+};
+
 #define N(a) ((int)(sizeof a / sizeof a[0]))
 
 /* The log's lines (log.c), by destination, read from its counters at
@@ -109,6 +116,17 @@ int srv__stats_init(srv_server *s)
     x->queue_cells =
         srv__family_add(r, SRV_GAUGE, "heptapod_queue_cells",
                         "Cells of the requests waiting to join a batch.", "model", NULL, 0);
+    x->queue_work = srv__family_add(
+        r, SRV_GAUGE, "heptapod_queue_cell_iterations",
+        "Work of the requests waiting to join a batch (height x width x iterations).", "model",
+        NULL, 0);
+    x->rate = srv__family_add(r, SRV_GAUGE, "heptapod_cell_iterations_per_second",
+                              "Measured rate of a worker, averaged over recent forward passes "
+                              "(0 until measured).",
+                              "model", NULL, 0);
+    x->refusals = srv__family_add(r, SRV_COUNTER, "heptapod_admission_refusals_total",
+                                  "Requests refused admission to the queue, by reason.",
+                                  "model,reason", NULL, 0);
     x->active = srv__family_add(r, SRV_GAUGE, "heptapod_active_requests",
                                 "Requests in the batch of a worker.", "model", NULL, 0);
     x->active_cells =
@@ -155,6 +173,7 @@ int srv__stats_init(srv_server *s)
     srv__metric_set(srv__series(build, bv), 1);
     if (stats_log_init(s) < 0) return -1;
     return x->http_requests && x->outcomes && x->model_info && build && x->ready_now &&
+                   x->queue_work && x->rate && x->refusals &&
                    x->draining_now && x->process[5]
                ? 0
                : -1;
@@ -178,9 +197,15 @@ void srv__stats_model(srv_server *s, srv_model *m)
     mm->queue_cells = srv__series(x->queue_cells, v);
     mm->active = srv__series(x->active, v);
     mm->active_cells = srv__series(x->active_cells, v);
+    mm->queue_work = srv__series(x->queue_work, v);
+    mm->rate = srv__series(x->rate, v);
     for (int e = SRV_END_DONE; e <= SRV_END_FAILED; e++) {
         v[1] = outcome_names[e];
         mm->outcome[e] = srv__series(x->outcomes, v);
+    }
+    for (int r = 0; r < SRV_REFUSED_N; r++) {
+        v[1] = refused_names[r];
+        mm->refused[r] = srv__series(x->refusals, v);
     }
 }
 
@@ -228,6 +253,8 @@ void srv__stats_refresh(srv_server *s)
         srv__metric_set(m->m.queue_cells, st.queued_cells);
         srv__metric_set(m->m.active, st.active);
         srv__metric_set(m->m.active_cells, st.active_cells);
+        srv__metric_set(m->m.queue_work, (double)st.queued_work);
+        srv__metric_set(m->m.rate, st.rate);
     }
 }
 

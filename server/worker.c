@@ -4,8 +4,9 @@
  *
  * A turn: the scheduler drops cancelled requests and admits queued ones
  * (sched.c), eng_step runs one iteration over the whole active set in one
- * forward pass, each request gets its new grid (streaming ones a frame),
- * finished ones retire, and one uv_async wakes the loop for all of them.
+ * forward pass, whose cells and time feed the scheduler's measured rate,
+ * each request gets its new grid (streaming ones a frame), finished ones
+ * retire, and one uv_async wakes the loop for all of them.
  * Nothing here touches a connection.
  */
 #include <stdint.h>
@@ -165,6 +166,8 @@ static void *worker_main(void *arg)
         srv__metric_add(m->m.forward_passes, 1);
         srv__metric_add(m->m.iterations, n);
         srv__metric_add(m->m.cells, (double)cells);
+        /* The rate admission estimates with: cells stepped per second. */
+        srv__sched_observe(&m->sched, cells, seconds(end - start));
         deliver(m, jobs, n, end);
         srv__mail_wake(m->srv);
     }

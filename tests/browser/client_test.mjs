@@ -89,8 +89,9 @@ try {
   e = await rejects("no API key", new Client({ baseUrl: url }).generate({ height: 1, width: 1 }));
   expect("a missing key is unauthorized 401", [e?.code, e?.status], ["unauthorized", 401]);
 
-  // A full queue (the daemon runs --max-batch-cells 1024 --max-queue 1
-  // --retry-after-s 2): one long request runs, one waits, the third is refused.
+  // A full queue (the daemon runs --max-batch-cells 1024 --max-queue 1): one
+  // long request runs, one waits, the third is refused. Retry-After is
+  // computed from the queued work and the measured rate: whole seconds.
   const long = { height: 16, width: 64, iterations: 100000, seed: 1 };
   const ctl = new AbortController();
   const held = [hp.generate(long, { signal: ctl.signal }).catch((x) => x)];
@@ -99,7 +100,8 @@ try {
   await until("the second request waits", () => gauges("1 1"));
   e = await rejects("a full queue", hp.generate(long, { signal: ctl.signal }));
   expect("a full queue is overloaded 429 with retryAfter in seconds",
-    [e?.code, e?.status, e?.retryAfter], ["overloaded", 429, 2]);
+    [e?.code, e?.status, Number.isInteger(e?.retryAfter) && e.retryAfter >= 1],
+    ["overloaded", 429, true]);
 
   // --- abort ---------------------------------------------------------------------------
   ctl.abort();

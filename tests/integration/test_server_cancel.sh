@@ -6,9 +6,11 @@
 set -eu
 . tests/integration/server_lib.sh
 
-# One 32x128 grid fills a batch, so a second request has to queue.
+# One 32x128 grid fills a batch, so a second request has to queue. Its
+# 100000 iterations run until the client leaves: with no default deadline,
+# admission has no reason to refuse it.
 start_server --max-iterations 100000 --max-batch-cells 4096 --max-batch-wait-ms 0 \
-    --access-log "$TMP/access.log" --sse-keepalive-ms 200
+    --access-log "$TMP/access.log" --sse-keepalive-ms 200 --default-deadline-ms 0
 LONG='{"height":32,"width":128,"iterations":100000,"seed":3'
 CELLS='heptapod_cells_computed_total{model="byte_f32"}'
 CANCELLED='heptapod_generations_total{model="byte_f32",outcome="cancelled"}'

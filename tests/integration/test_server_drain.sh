@@ -46,7 +46,10 @@ expect "exit code after the drain" "$code" 0
 grep -q '"msg":"drained"' "$TMP/server.log" && ok "logged: drained" || fail "no 'drained' in the log"
 
 # --- the drain timeout cuts what is left ---------------------------------------
-start_server --max-iterations 100000 --drain-timeout-s 1
+# Two requests that would run for minutes: with no default deadline and no
+# bound on queued work, admission takes both whenever they arrive.
+start_server --max-iterations 100000 --drain-timeout-s 1 --default-deadline-ms 0 \
+    --max-queue-cell-iterations 1099511627776
 LONG='"height":16,"width":64,"iterations":100000,"seed":5'
 curl -sN -o "$TMP/cut.sse" -X POST -H 'Content-Type: application/json' \
     --data-binary "{$LONG,\"stream\":true}" "$URL/generate" &
