@@ -299,21 +299,13 @@ static const char *presented_key(srv_conn *c)
         MHD_lookup_connection_value(c->mhd, MHD_HEADER_KIND, "X-Api-Key"));
 }
 
-/* The peer address as listen.c counts connections: IPv4 mapped into
- * ::ffff:0:0/96, and an IPv6 /64 as one client (it holds them all). */
+/* The peer address as listen.c counts connections (srv__addr_key). */
 static uint64_t peer_key(srv_conn *c, uint64_t seed)
 {
     const union MHD_ConnectionInfo *ci =
         MHD_get_connection_info(c->mhd, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
-    const struct sockaddr *sa = ci ? ci->client_addr : NULL;
-    unsigned char addr[16] = {0};
-    if (sa && sa->sa_family == AF_INET) {
-        addr[10] = addr[11] = 0xff;
-        memcpy(addr + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    } else if (sa && sa->sa_family == AF_INET6) {
-        const struct in6_addr *a6 = &((const struct sockaddr_in6 *)sa)->sin6_addr;
-        memcpy(addr, a6, IN6_IS_ADDR_V4MAPPED(a6) ? 16 : 8);
-    }
+    unsigned char addr[16];
+    srv__addr_key(ci ? ci->client_addr : NULL, addr);
     return key_hash(seed, 'a', addr, sizeof addr);
 }
 
@@ -496,8 +488,18 @@ static void append_body(srv_conn *c, const char *data, size_t n)
 {
     size_t max = (size_t)c->srv->cfg->max_body_bytes;
     if (c->body_too_large || c->body_len + n > max) {
-        /* Chunked bodies have no length up front: read and drop the rest,
-         * answer 413 at the end. */
+        /* Only a chunked body gets here (a Content-Length above the limit
+         * was refused with the headers). libmicrohttpd cannot answer in the
+         * middle of an upload, and reading the rest would let the client
+         * decide how long this lasts: the 413 goes straight to the socket,
+         * which is then shut (see srv__sock_abort). Without a tracked
+         * socket, the rest is read and dropped and 413 answered at the end. */
+        if (!c->body_too_large && c->sock) {
+            srv__sock_abort(c->sock, c->srv->too_large);
+            c->status = proto_err_status(PROTO_E_PAYLOAD_TOO_LARGE);
+            c->outcome = proto_err_code(PROTO_E_PAYLOAD_TOO_LARGE);
+            c->aborted = 1;
+        }
         c->body_too_large = 1;
         free(c->body);
         c->body = NULL;
@@ -534,8 +536,10 @@ enum MHD_Result srv__generate(srv_conn *c, const char *upload, size_t *upload_si
             *upload_size = 0;
             return MHD_YES;
         }
+        if (c->aborted) return MHD_NO; /* answered on the socket already */
         if (c->body_too_large) {
             proto_error e;
+            c->close = 1;
             proto_error_set(&e, PROTO_E_PAYLOAD_TOO_LARGE, NULL,
                             "the body is above the limit of %lld bytes",
                             (long long)c->srv->cfg->max_body_bytes);

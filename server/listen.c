@@ -60,7 +60,7 @@ struct srv_client {
 
 /* ---- per-address counts ------------------------------------------------------ */
 
-static void addr_key(const struct sockaddr *sa, unsigned char key[16])
+void srv__addr_key(const struct sockaddr *sa, unsigned char key[16])
 {
     memset(key, 0, 16);
     if (sa && sa->sa_family == AF_INET) {
@@ -145,21 +145,103 @@ static char *canned(proto_err err, const char *msg, int64_t retry_after)
     return proto_buf_steal(&out, NULL);
 }
 
-/* Best effort, never blocking: what the client already sent is read away
- * first (closing a socket with unread input resets it, and the reset can
- * destroy the answer before the client reads it), the answer is written,
- * and the socket closed. */
-static void answer_and_close(int fd, const char *text)
+/* ---- lingering closes ------------------------------------------------------- */
+
+/*
+ * A refused client may still be sending its request when the refusal is
+ * written. Closing the socket then would reset the connection, and a reset
+ * can destroy the answer before the client reads it. So the write side is
+ * shut, and what the client still sends is read away until it closes its
+ * side or LINGER_NS pass; at most LINGER_MAX sockets linger at once (beyond
+ * that they are closed at once: under a flood, the descriptors matter more).
+ */
+#define LINGER_NS 2000000000LL
+#define LINGER_MAX 256
+
+struct srv_linger {
+    uv_poll_t poll;
+    srv_server *srv;
+    int fd;
+    int64_t until;
+    srv_linger *prev, *next;
+};
+
+static void linger_unlink(srv_server *s, srv_linger *g)
+{
+    if (g->prev)
+        g->prev->next = g->next;
+    else
+        s->lingers = g->next;
+    if (g->next) g->next->prev = g->prev;
+    s->n_lingers--;
+}
+
+static void linger_closed(uv_handle_t *h)
+{
+    srv_linger *g = h->data;
+    close(g->fd);
+    free(g);
+}
+
+static void linger_end(srv_server *s, srv_linger *g)
+{
+    linger_unlink(s, g);
+    uv_close((uv_handle_t *)&g->poll, linger_closed);
+}
+
+/* Reads away what arrived; 1 once the peer closed or failed. */
+static int drain_input(int fd)
 {
     char sink[4096];
-    for (int i = 0; i < 16 && recv(fd, sink, sizeof sink, MSG_DONTWAIT) > 0; i++)
-        ;
+    for (int i = 0; i < 64; i++) {
+        ssize_t n = recv(fd, sink, sizeof sink, MSG_DONTWAIT);
+        if (n == 0) return 1;
+        if (n < 0) return errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR;
+    }
+    return 0;
+}
+
+static void on_linger(uv_poll_t *p, int status, int events)
+{
+    srv_linger *g = p->data;
+    if (status < 0 || drain_input(g->fd)) linger_end(g->srv, g);
+}
+
+/* Writes text (best effort, never blocking), shuts the write side and
+ * lingers, or closes at once if too many linger already. */
+static void answer_and_close(srv_server *s, int fd, const char *text)
+{
+    drain_input(fd);
     if (text) {
         ssize_t w = send(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
         (void)w;
     }
     shutdown(fd, SHUT_WR);
-    close(fd);
+    srv_linger *g = s->n_lingers < LINGER_MAX ? calloc(1, sizeof *g) : NULL;
+    if (!g || uv_poll_init(&s->loop, &g->poll, fd) != 0) {
+        free(g);
+        close(fd);
+        return;
+    }
+    g->fd = fd;
+    g->srv = s;
+    g->poll.data = g;
+    g->until = srv__now_ns() + LINGER_NS;
+    g->next = s->lingers;
+    if (s->lingers) s->lingers->prev = g;
+    s->lingers = g;
+    s->n_lingers++;
+    uv_poll_start(&g->poll, UV_READABLE | UV_DISCONNECT, on_linger);
+}
+
+static void linger_tick(srv_server *s, int64_t now)
+{
+    srv_linger *g = s->lingers;
+    while (g) {
+        srv_linger *next = g->next;
+        if (now >= g->until) linger_end(s, g);
+        g = next;
+    }
 }
 
 /* ---- accept ------------------------------------------------------------------ */
@@ -167,7 +249,7 @@ static void answer_and_close(int fd, const char *text)
 static void refuse(srv_listener *l, int fd, int per_client)
 {
     srv__metric_add(per_client ? l->m_refused_client : l->m_refused_limit, 1);
-    answer_and_close(fd, per_client ? l->refuse_client : l->refuse_limit);
+    answer_and_close(l->srv, fd, per_client ? l->refuse_client : l->refuse_limit);
 }
 
 static void admit(srv_listener *l, int fd, const struct sockaddr *sa, socklen_t len)
@@ -177,7 +259,7 @@ static void admit(srv_listener *l, int fd, const struct sockaddr *sa, socklen_t 
         return;
     }
     unsigned char key[16];
-    addr_key(sa, key);
+    srv__addr_key(sa, key);
     const srv_client *c = client_find(l, key);
     if (l->per_client > 0 && c && c->count >= l->per_client) {
         refuse(l, fd, 1);
@@ -332,6 +414,19 @@ void srv__sock_request_ended(srv_sock *k)
 
 /* ---- the tick: total time bounds --------------------------------------------- */
 
+void srv__sock_abort(srv_sock *k, const char *text)
+{
+    if (!k || k->phase == SRV_SOCK_CLOSING) return;
+    if (text && k->fd >= 0) {
+        ssize_t w = send(k->fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
+        (void)w;
+    }
+    /* libmicrohttpd sees end of input on its next read and closes the
+     * connection, which ends the request and frees k. */
+    if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR);
+    k->phase = SRV_SOCK_CLOSING;
+}
+
 static void expire(srv_listener *l, srv_sock *k)
 {
     int body = k->phase == SRV_SOCK_BODY;
@@ -343,21 +438,12 @@ static void expire(srv_listener *l, srv_sock *k)
         k->conn->status = proto_err_status(PROTO_E_REQUEST_TIMEOUT);
         k->conn->outcome = proto_err_code(PROTO_E_REQUEST_TIMEOUT);
     }
-    if (!quiet && k->fd >= 0) {
-        const char *text = body ? l->srv->timeout_body : l->srv->timeout_headers;
-        if (text) {
-            ssize_t w = send(k->fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
-            (void)w;
-        }
-    }
-    /* libmicrohttpd sees end of input on its next read and closes the
-     * connection, which ends the request and frees k. */
-    if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR);
-    k->phase = SRV_SOCK_CLOSING;
+    srv__sock_abort(k, quiet ? NULL : body ? l->srv->timeout_body : l->srv->timeout_headers);
 }
 
 void srv__listen_tick(srv_server *s, int64_t now)
 {
+    linger_tick(s, now);
     int64_t head = s->cfg->header_timeout_ms * 1000000, body = s->cfg->body_timeout_ms * 1000000;
     for (int i = 0; i < s->n_listeners; i++) {
         srv_listener *l = &s->listeners[i];
@@ -445,6 +531,10 @@ int srv__listen_stats_init(srv_server *s)
                                 "the request headers did not arrive within header_timeout_ms", 0);
     s->timeout_body = canned(PROTO_E_REQUEST_TIMEOUT,
                              "the request body did not arrive within body_timeout_ms", 0);
+    char msg[96];
+    snprintf(msg, sizeof msg, "the body is above the limit of %lld bytes (max_body_bytes)",
+             (long long)s->cfg->max_body_bytes);
+    s->too_large = canned(PROTO_E_PAYLOAD_TOO_LARGE, msg, 0);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     return x->connections && x->connections_refused && x->request_timeouts && s->timeout_headers &&
                    s->timeout_body
@@ -518,9 +608,17 @@ void srv__listen_close(srv_listener *l)
 
 void srv__listen_free(srv_server *s)
 {
+    /* Lingering sockets whose handles the loop's final walk closed. */
+    while (s->lingers) {
+        srv_linger *g = s->lingers;
+        linger_unlink(s, g);
+        close(g->fd);
+        free(g);
+    }
     free(s->timeout_headers);
     free(s->timeout_body);
-    s->timeout_headers = s->timeout_body = NULL;
+    free(s->too_large);
+    s->timeout_headers = s->timeout_body = s->too_large = NULL;
     if (s->reserve_fd >= 0) close(s->reserve_fd);
     s->reserve_fd = -1;
 }

@@ -38,6 +38,7 @@ typedef struct srv_conn srv_conn;
 typedef struct srv_listener srv_listener;
 typedef struct srv_sock srv_sock;
 typedef struct srv_client srv_client;
+typedef struct srv_linger srv_linger;
 
 /* ---- jobs (job.c) --------------------------------------------------------- */
 
@@ -220,6 +221,10 @@ struct srv_listener {
     srv_series *m_conns, *m_refused_limit, *m_refused_client, *m_timeout_headers, *m_timeout_body;
 };
 
+/** The key a client address is counted by: IPv4 mapped into
+ * ::ffff:0:0/96, an IPv6 address by its /64 (one client holds a whole /64),
+ * zeroes for anything else. */
+void srv__addr_key(const struct sockaddr *sa, unsigned char key[16]);
 /** Registers the connection metrics and prepares the canned 408s. */
 int srv__listen_stats_init(srv_server *s);
 /** Binds host:port (port 0: any) and starts accepting into l->mhd, which the
@@ -239,6 +244,10 @@ void srv__listen_notify(void *cls, struct MHD_Connection *mc, void **socket_cont
 void *srv__listen_uri_seen(void *cls, const char *uri, struct MHD_Connection *mc);
 /** The connection's srv_sock, or NULL if it is not tracked. */
 srv_sock *srv__sock_of(struct MHD_Connection *mc);
+/** Ends k's request from outside libmicrohttpd: writes text (a canned
+ * response; NULL: none) straight to the socket and shuts it down. Only
+ * before a response has started (headers or body phase). */
+void srv__sock_abort(srv_sock *k, const char *text);
 /** The handler saw a request's headers / its whole body / its end. */
 void srv__sock_request_begins(srv_sock *k, srv_conn *c);
 void srv__sock_request_complete(srv_sock *k);
@@ -261,6 +270,9 @@ struct srv_server {
     int n_listeners;
     int reserve_fd;                       /* held for refusing at EMFILE */
     char *timeout_headers, *timeout_body; /* canned 408s */
+    char *too_large;                      /* canned 413 */
+    srv_linger *lingers;                  /* refused sockets read until closed */
+    int n_lingers;
     int access_fd;                        /* -1: no access log */
 
     pthread_mutex_t mail_mu;
@@ -406,6 +418,7 @@ struct srv_conn {
     const char *allow;   /* Allow header of a 405 */
     int draining;        /* answer with Connection: close */
     int close;           /* refused framing: answer with Connection: close */
+    int aborted;         /* answered on the socket directly (srv__sock_abort) */
     int retry_after_s;   /* Retry-After of a 429/503 if > 0, else the setting */
 
     /* the playground, CORS and the access log */
