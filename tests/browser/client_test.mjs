@@ -7,20 +7,9 @@
 import { writeFileSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { expect, fail, finish, ok } from "./checks.mjs";
 
 const [url] = process.argv.slice(2);
-let failures = 0;
-const ok = (what) => console.log("ok: " + what);
-const fail = (what) => {
-  console.log("FAIL: " + what);
-  failures++;
-};
-const expect = (what, got, want) => {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g === w) ok(what);
-  else fail(`${what}: got ${g.slice(0, 300)}, want ${w.slice(0, 300)}`);
-};
 async function rejects(what, promise) {
   try {
     await promise;
@@ -135,5 +124,4 @@ try {
 } catch (e) {
   fail(e.stack || e.message);
 }
-console.log(failures ? `${failures} failure(s)` : "all passed");
-process.exit(failures ? 1 : 0);
+finish();

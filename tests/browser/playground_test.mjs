@@ -21,20 +21,9 @@
 
 import { writeFileSync } from "node:fs";
 import { launch } from "./cdp.mjs";
+import { expect, fail, finish, ok } from "./checks.mjs";
 
 const [url, shotPath, daemon = url] = process.argv.slice(2);
-let failures = 0;
-const ok = (what) => console.log("ok: " + what);
-const fail = (what) => {
-  console.log("FAIL: " + what);
-  failures++;
-};
-const expect = (what, got, want) => {
-  const g = JSON.stringify(got);
-  const w = JSON.stringify(want);
-  if (g === w) ok(what);
-  else fail(`${what}: got ${g.slice(0, 300)}, want ${w.slice(0, 300)}`);
-};
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
 async function waitFor(what, fn, timeoutMs = 15000) {
@@ -241,5 +230,4 @@ try {
 } finally {
   await browser.close();
 }
-console.log(failures ? `${failures} failure(s)` : "all passed");
-process.exit(failures ? 1 : 0);
+finish();

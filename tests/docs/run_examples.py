@@ -39,6 +39,9 @@ own line before a block, invisible on the rendered page:
   <!-- doctest: serve --api-key doc-key; env KEY=doc-key -->
       the next block's commands run against a daemon started with these extra
       flags, with these environment variables set;
+  <!-- doctest: fresh -->
+      the next block's commands run against a daemon of their own, started for
+      them (one that has served nothing yet);
   <!-- doctest: sample; replace '"iterations": 8' '"iterations": 1' -->
       the next block is the output of the last curl command, with these
       replacements in its text.
@@ -116,7 +119,7 @@ def read_blocks(path):
 def parse_notes(notes):
     """The annotations before a block as a dict: serve (flags), env, sample,
     replace (pairs)."""
-    out = {"serve": None, "env": {}, "sample": False, "replace": []}
+    out = {"serve": None, "env": {}, "sample": False, "replace": [], "fresh": False}
     for note in notes:
         for clause in note.split(";"):
             words = shlex.split(clause)
@@ -129,6 +132,8 @@ def parse_notes(notes):
                 out["env"].update(a.split("=", 1) for a in args)
             elif verb == "sample":
                 out["sample"] = True
+            elif verb == "fresh":
+                out["fresh"] = True
             elif verb == "replace":
                 if len(args) != 2:
                     raise ValueError("replace takes OLD NEW: %r" % clause)
@@ -377,10 +382,12 @@ class Runner:
         with open(os.path.join(self.curl_home, ".curlrc"), "w") as f:
             f.write('write-out = "%{stderr}\\ndoctest-status: %{http_code}\\n"\n')
 
-    def daemon_url(self, flags):
+    def daemon_url(self, flags, fresh=None):
+        """A daemon with these flags, shared by the examples that name the
+        same flags; `fresh` (the example's place) gets one of its own."""
         if self.args.url:
             return self.args.url
-        key = tuple(flags)
+        key = (tuple(flags), fresh)
         if key not in self.daemons:
             self.daemons[key] = Daemon(self.args.bin, ["--model", self.args.model] + flags,
                                        self.tmp)
@@ -431,12 +438,13 @@ class Runner:
                     if kind is None:
                         self.not_run.append("%s: %s" % (where, cmd.split("\n")[0]))
                         continue
-                    if notes["serve"] is not None and self.args.url:
+                    if (notes["serve"] is not None or notes["fresh"]) and self.args.url:
                         self.not_run.append("%s: %s (needs its own daemon: %s)"
                                             % (where, cmd.split("\n")[0],
                                                " ".join(notes["serve"])))
                         continue
-                    url = self.daemon_url(notes["serve"] or []) if kind == "curl" else ""
+                    fresh = where if notes["fresh"] else None
+                    url = self.daemon_url(notes["serve"] or [], fresh) if kind == "curl" else ""
                     last_out = self.example(where, cmd, kind, url, notes["env"],
                                             may_fail=error_shown and j == len(commands) - 1)
                     last = (where, cmd, url, notes["env"])
