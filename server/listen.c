@@ -39,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -152,7 +153,8 @@ static char *canned(proto_err err, const char *msg, int64_t retry_after)
  * written. Closing the socket then would reset the connection, and a reset
  * can destroy the answer before the client reads it. So the write side is
  * shut, and what the client still sends is read away until it closes its
- * side or LINGER_NS pass; at most LINGER_MAX sockets linger at once (beyond
+ * side or LINGER_NS pass; at most LINGER_MAX sockets linger at once, fewer
+ * if the descriptor limit leaves less room beside max_connections (beyond
  * that they are closed at once: under a flood, the descriptors matter more).
  */
 #define LINGER_NS 2000000000LL
@@ -208,8 +210,8 @@ static void on_linger(uv_poll_t *p, int status, int events)
 }
 
 /* Writes text (best effort, never blocking), shuts the write side and
- * lingers, or closes at once if too many linger already. */
-static void answer_and_close(srv_server *s, int fd, const char *text)
+ * lingers if `linger` and there is room, else closes at once. */
+static void answer_and_close(srv_server *s, int fd, const char *text, int linger)
 {
     drain_input(fd);
     if (text) {
@@ -217,7 +219,7 @@ static void answer_and_close(srv_server *s, int fd, const char *text)
         (void)w;
     }
     shutdown(fd, SHUT_WR);
-    srv_linger *g = s->n_lingers < LINGER_MAX ? calloc(1, sizeof *g) : NULL;
+    srv_linger *g = linger && s->n_lingers < s->max_lingers ? calloc(1, sizeof *g) : NULL;
     if (!g || uv_poll_init(&s->loop, &g->poll, fd) != 0) {
         free(g);
         close(fd);
@@ -234,6 +236,19 @@ static void answer_and_close(srv_server *s, int fd, const char *text)
     uv_poll_start(&g->poll, UV_READABLE | UV_DISCONNECT, on_linger);
 }
 
+/* Lingering sockets hold descriptors beside the connections: half of what
+ * the descriptor limit leaves beyond both listeners' budgets and a few for
+ * everything else, at most LINGER_MAX. */
+static int linger_budget(const cfg_settings *cfg)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return 0;
+    int64_t n = rl.rlim_cur == RLIM_INFINITY ? (int64_t)1 << 30 : (int64_t)rl.rlim_cur;
+    int64_t used = cfg->max_connections + (cfg->admin_port >= 0 ? cfg->admin_max_connections : 0);
+    int64_t spare = (n - used - 32) / 2;
+    return spare < 0 ? 0 : spare > LINGER_MAX ? LINGER_MAX : (int)spare;
+}
+
 static void linger_tick(srv_server *s, int64_t now)
 {
     srv_linger *g = s->lingers;
@@ -246,23 +261,23 @@ static void linger_tick(srv_server *s, int64_t now)
 
 /* ---- accept ------------------------------------------------------------------ */
 
-static void refuse(srv_listener *l, int fd, int per_client)
+static void refuse(srv_listener *l, int fd, int per_client, int linger)
 {
     srv__metric_add(per_client ? l->m_refused_client : l->m_refused_limit, 1);
-    answer_and_close(l->srv, fd, per_client ? l->refuse_client : l->refuse_limit);
+    answer_and_close(l->srv, fd, per_client ? l->refuse_client : l->refuse_limit, linger);
 }
 
 static void admit(srv_listener *l, int fd, const struct sockaddr *sa, socklen_t len)
 {
     if (l->n_conns >= l->max_conns) {
-        refuse(l, fd, 0);
+        refuse(l, fd, 0, 1);
         return;
     }
     unsigned char key[16];
     srv__addr_key(sa, key);
     const srv_client *c = client_find(l, key);
     if (l->per_client > 0 && c && c->count >= l->per_client) {
-        refuse(l, fd, 1);
+        refuse(l, fd, 1, 1);
         return;
     }
     /* srv__listen_notify (STARTED) runs inside MHD_add_connection and takes
@@ -275,7 +290,8 @@ static void admit(srv_listener *l, int fd, const struct sockaddr *sa, socklen_t 
 
 /* At EMFILE the pending connection would keep the listener readable and
  * the loop spinning: free the reserve descriptor, take the connection,
- * refuse it, and take the reserve back. */
+ * refuse it (closing at once: its descriptor is the reserve's), and take
+ * the reserve back. Without a reserve, accepting pauses until the tick. */
 static int shed_one(srv_listener *l)
 {
     srv_server *s = l->srv;
@@ -283,9 +299,22 @@ static int shed_one(srv_listener *l)
     close(s->reserve_fd);
     s->reserve_fd = -1;
     int fd = accept4(l->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-    if (fd >= 0) refuse(l, fd, 0);
+    if (fd >= 0) refuse(l, fd, 0, 0);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    return fd >= 0 ? 0 : -1;
+    int64_t now = srv__now_ns();
+    if (now - s->emfile_logged >= 1000000000LL) { /* once a second at most */
+        s->emfile_logged = now;
+        SRV_LOG(SRV_LOG_WARN, "%s listener: out of descriptors; refusing connections", l->name);
+    }
+    return fd >= 0 && s->reserve_fd >= 0 ? 0 : -1;
+}
+
+static void pause_accepting(srv_listener *l)
+{
+    if (!l->accepting) return;
+    uv_poll_stop(&l->accept_poll);
+    l->accepting = 0;
+    l->paused = 1;
 }
 
 static void on_accept(uv_poll_t *p, int status, int events)
@@ -300,9 +329,9 @@ static void on_accept(uv_poll_t *p, int status, int events)
             continue;
         }
         if (errno == EINTR || errno == ECONNABORTED) continue;
-        if ((errno == EMFILE || errno == ENFILE) && shed_one(l) == 0) {
-            SRV_LOG(SRV_LOG_WARN, "%s listener: out of descriptors; refusing connections", l->name);
-            continue;
+        if (errno == EMFILE || errno == ENFILE) {
+            if (shed_one(l) == 0) continue;
+            pause_accepting(l);
         }
         break; /* EAGAIN, or nothing more can be done this turn */
     }
@@ -444,6 +473,15 @@ static void expire(srv_listener *l, srv_sock *k)
 void srv__listen_tick(srv_server *s, int64_t now)
 {
     linger_tick(s, now);
+    if (s->reserve_fd < 0) s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    for (int i = 0; i < s->n_listeners; i++) {
+        srv_listener *l = &s->listeners[i];
+        if (l->paused && l->fd >= 0) {
+            l->paused = 0;
+            l->accepting = 1;
+            uv_poll_start(&l->accept_poll, UV_READABLE, on_accept);
+        }
+    }
     int64_t head = s->cfg->header_timeout_ms * 1000000, body = s->cfg->body_timeout_ms * 1000000;
     for (int i = 0; i < s->n_listeners; i++) {
         srv_listener *l = &s->listeners[i];
@@ -536,6 +574,7 @@ int srv__listen_stats_init(srv_server *s)
              (long long)s->cfg->max_body_bytes);
     s->too_large = canned(PROTO_E_PAYLOAD_TOO_LARGE, msg, 0);
     s->reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    s->max_lingers = linger_budget(s->cfg);
     return x->connections && x->connections_refused && x->request_timeouts && s->timeout_headers &&
                    s->timeout_body
                ? 0
@@ -583,7 +622,7 @@ int srv__listen_open(srv_server *s, srv_listener *l, const char *name, int admin
 void srv__listen_stop_accepting(srv_listener *l)
 {
     if (l->accepting) uv_poll_stop(&l->accept_poll);
-    l->accepting = 0;
+    l->accepting = l->paused = 0;
 }
 
 void srv__listen_close(srv_listener *l)

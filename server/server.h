@@ -130,7 +130,7 @@ typedef struct srv_model_metrics {
     srv_series *forward_seconds, *batch_grids, *batch_cells;
     srv_series *iterations, *cells, *forward_passes;
     srv_series *queue_depth, *active, *queue_cells, *active_cells;
-    srv_series *queue_work, *rate; /* gauges: cell-iterations queued, per second */
+    srv_series *queue_work, *rate;           /* gauges: cell-iterations queued, per second */
     srv_series *outcome[SRV_END_FAILED + 1]; /* generations by ending */
     srv_series *refused[SRV_REFUSED_N];      /* admission refusals by reason */
 } srv_model_metrics;
@@ -206,7 +206,7 @@ struct srv_listener {
     int admin;        /* serves /healthz, /readyz, /metrics only */
     int fd, port;
     uv_poll_t accept_poll;
-    int accepting;
+    int accepting, paused; /* paused: out of descriptors until the next tick */
     struct MHD_Daemon *mhd;
     uv_poll_t mhd_poll;
     int polling; /* mhd_poll is initialised */
@@ -272,8 +272,9 @@ struct srv_server {
     char *timeout_headers, *timeout_body; /* canned 408s */
     char *too_large;                      /* canned 413 */
     srv_linger *lingers;                  /* refused sockets read until closed */
-    int n_lingers;
-    int access_fd;                        /* -1: no access log */
+    int n_lingers, max_lingers;
+    int64_t emfile_logged; /* last "out of descriptors" warning */
+    int access_fd;         /* -1: no access log */
 
     pthread_mutex_t mail_mu;
     srv_job *mail_head;
