@@ -73,11 +73,12 @@ class Daemon:
     leaving it kills the daemon if it still runs. With stderr_pipe the log
     goes to a pipe that only the test reads (and may stop reading)."""
 
-    def __init__(self, binary, flags=(), stderr_pipe=False, model=MODEL):
+    def __init__(self, binary, flags=(), stderr_pipe=False, model=MODEL, nofile=None):
         self.binary = binary
         self.flags = list(flags)
         self.stderr_pipe = stderr_pipe
         self.model = model
+        self.nofile = nofile  # a hard RLIMIT_NOFILE for the daemon alone
         self.proc = None
         self.port = None
         self.admin_port = None
@@ -112,9 +113,15 @@ class Daemon:
         if "quarantine_size_mb" not in env.get("ASAN_OPTIONS", ""):
             env["ASAN_OPTIONS"] = ":".join(
                 x for x in (env.get("ASAN_OPTIONS", ""), "quarantine_size_mb=8") if x)
+        limit = None
+        if self.nofile:
+            n = self.nofile
+
+            def limit():
+                resource.setrlimit(resource.RLIMIT_NOFILE, (n, n))
         self.proc = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=err, cwd=ROOT,
-            env=env)
+            env=env, preexec_fn=limit)
         if not self.stderr_pipe:
             os.close(err)
         want_admin = "--admin-port" in self.flags
@@ -171,6 +178,12 @@ class Daemon:
                 if line.startswith("VmRSS:"):
                     return int(line.split()[1])
         return 0
+
+    def cpu_seconds(self):
+        """User + system CPU time the daemon has used."""
+        with open("/proc/%d/stat" % self.proc.pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
     def fds(self):
         return len(os.listdir("/proc/%d/fd" % self.proc.pid))

@@ -24,6 +24,7 @@ import traceback
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
+import fdlimit  # noqa: E402
 import flood  # noqa: E402
 import framing  # noqa: E402
 import poison  # noqa: E402
@@ -38,6 +39,7 @@ ATTACKS = [
     ("slow_headers_spread", slow.slow_headers_spread),
     ("slow_bodies", slow.slow_bodies),
     ("connection_flood", flood.connection_flood),
+    ("descriptor_exhaustion", fdlimit.descriptor_exhaustion),
     ("disconnect_storm", stream.disconnect_storm),
     ("expensive_requests", work.work_flood),
     ("stderr_pipe", stderr_pipe.full_stderr_pipe),
