@@ -59,7 +59,7 @@ TEST_BIN   := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
-.PHONY: all deps test-deps tools-deps fuzz-deps check-build-deps run test unit integration \
+.PHONY: all deps test-deps tools-deps fuzz-deps fresh-deps fresh check-build-deps run test unit integration \
         browser bench loadtest fixtures model evaluate clean format lint valgrind \
         check-layering fuzz
 .DEFAULT_GOAL := all
@@ -118,6 +118,8 @@ TEST_SERVICES := nginx haproxy prometheus
 TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
 # `make fuzz`: clang and its libFuzzer runtime.
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
+# `make fresh`: the README's commands on a debootstrapped Debian 12 root.
+FRESH_DEB_PKGS := debootstrap
 
 deps:
 	@sh tools/apt-deps.sh $(DEB_PKGS)
@@ -130,6 +132,13 @@ tools-deps:
 
 fuzz-deps:
 	@sh tools/apt-deps.sh $(FUZZ_DEB_PKGS)
+
+fresh-deps:
+	@sh tools/apt-deps.sh $(FRESH_DEB_PKGS)
+
+# The README's two commands on a fresh Debian 12 root (root; a few minutes).
+fresh: fresh-deps
+	sh tests/fresh/run.sh
 
 # Runs before anything is compiled (and after `deps` in `make deps run`), so a
 # machine without the build dependencies is told what to run instead of

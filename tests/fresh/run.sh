@@ -37,9 +37,7 @@ PORT=8080
 READY_TIMEOUT_S=1800
 
 [ "$(id -u)" = 0 ] || { echo "fresh: needs root (debootstrap, chroot, mounts)"; exit 1; }
-if ! command -v debootstrap >/dev/null 2>&1; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq debootstrap
-fi
+command -v debootstrap >/dev/null 2>&1 || sh "$REPO/tools/apt-deps.sh" debootstrap
 if curl -s -o /dev/null --max-time 2 "http://127.0.0.1:$PORT/" 2>/dev/null; then
     echo "fresh: something already listens on 127.0.0.1:$PORT; the README's daemon needs it"
     exit 1
