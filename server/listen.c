@@ -191,6 +191,16 @@ static void linger_end(srv_server *s, srv_linger *g)
     uv_close((uv_handle_t *)&g->poll, linger_closed);
 }
 
+/* Writes a canned answer (NULL: nothing) without blocking: it is small and
+ * the socket's buffer is empty, so a short or failed write only means the
+ * peer is gone. */
+static void send_now(int fd, const char *text)
+{
+    if (!text) return;
+    ssize_t w = send(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
+    (void)w;
+}
+
 /* Reads away what arrived; 1 once the peer closed or failed. */
 static int drain_input(int fd)
 {
@@ -214,10 +224,7 @@ static void on_linger(uv_poll_t *p, int status, int events)
 static void answer_and_close(srv_server *s, int fd, const char *text, int linger)
 {
     drain_input(fd);
-    if (text) {
-        ssize_t w = send(fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
-        (void)w;
-    }
+    send_now(fd, text);
     shutdown(fd, SHUT_WR);
     srv_linger *g = linger && s->n_lingers < s->max_lingers ? calloc(1, sizeof *g) : NULL;
     if (!g || uv_poll_init(&s->loop, &g->poll, fd) != 0) {
@@ -446,10 +453,7 @@ void srv__sock_request_ended(srv_sock *k)
 void srv__sock_abort(srv_sock *k, const char *text)
 {
     if (!k || k->phase == SRV_SOCK_CLOSING) return;
-    if (text && k->fd >= 0) {
-        ssize_t w = send(k->fd, text, strlen(text), MSG_DONTWAIT | MSG_NOSIGNAL);
-        (void)w;
-    }
+    if (k->fd >= 0) send_now(k->fd, text);
     /* libmicrohttpd sees end of input on its next read and closes the
      * connection, which ends the request and frees k. */
     if (k->fd >= 0) shutdown(k->fd, SHUT_RDWR);
