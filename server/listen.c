@@ -61,29 +61,11 @@ struct srv_client {
 
 /* ---- per-address counts ------------------------------------------------------ */
 
-void srv__addr_key(const struct sockaddr *sa, unsigned char key[16])
-{
-    memset(key, 0, 16);
-    if (sa && sa->sa_family == AF_INET) {
-        key[10] = key[11] = 0xff;
-        memcpy(key + 12, &((const struct sockaddr_in *)sa)->sin_addr, 4);
-    } else if (sa && sa->sa_family == AF_INET6) {
-        const unsigned char *a = ((const struct sockaddr_in6 *)sa)->sin6_addr.s6_addr;
-        static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-        /* One IPv6 client holds a whole /64: counted as one, or it could
-         * open each connection from a new address. */
-        memcpy(key, a, memcmp(a, mapped, 12) ? 8 : 16);
-    }
-}
-
-/* FNV-1a over the address and a per-process seed: a client choosing its
- * addresses (IPv6) cannot aim them all at one bucket. */
+/* The bucket of an address key (srv__addr_key): seeded, so that a client
+ * choosing its addresses (IPv6) cannot aim them all at one bucket. */
 static size_t addr_hash(const srv_listener *l, const unsigned char key[16])
 {
-    uint64_t h = 1469598103934665603ULL ^ l->hash_seed;
-    for (int i = 0; i < 16; i++)
-        h = (h ^ key[i]) * 1099511628211ULL;
-    return (size_t)(h % CLIENT_BUCKETS);
+    return (size_t)(srv__key_hash(l->hash_seed, 'c', key, 16) % CLIENT_BUCKETS);
 }
 
 static srv_client *client_find(const srv_listener *l, const unsigned char key[16])

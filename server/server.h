@@ -174,6 +174,19 @@ typedef struct srv_metrics {
     srv_series *log_lines[SRV_LOG_SINKS][2]; /* stats.c: [sink][written, dropped] */
 } srv_metrics;
 
+/* ---- client.c --------------------------------------------------------------- */
+
+/** The key a client address is counted by: IPv4 mapped into
+ * ::ffff:0:0/96, an IPv6 address by its /64 (one client holds a whole /64),
+ * zeroes for anything else. */
+void srv__addr_key(const struct sockaddr *sa, unsigned char key[16]);
+/** A seeded 64-bit hash of n bytes of one kind ('a' address, 'k' key, ...). */
+uint64_t srv__key_hash(uint64_t seed, char kind, const void *p, size_t n);
+/** Who a request is from, for fair sharing: the client_header's last
+ * address if that setting names one and it is present, else the API key
+ * where keys are required, else the peer address (srv__addr_key). */
+uint64_t srv__client_key(srv_conn *c);
+
 /* ---- listeners (listen.c) ----------------------------------------------------- */
 
 /** Where the current request of a connection is (see listen.c). */
@@ -221,10 +234,6 @@ struct srv_listener {
     srv_series *m_conns, *m_refused_limit, *m_refused_client, *m_timeout_headers, *m_timeout_body;
 };
 
-/** The key a client address is counted by: IPv4 mapped into
- * ::ffff:0:0/96, an IPv6 address by its /64 (one client holds a whole /64),
- * zeroes for anything else. */
-void srv__addr_key(const struct sockaddr *sa, unsigned char key[16]);
 /** Registers the connection metrics and prepares the canned 408s. */
 int srv__listen_stats_init(srv_server *s);
 /** Binds host:port (port 0: any) and starts accepting into l->mhd, which the
