@@ -417,7 +417,47 @@ static int bind_weights(loader *ld)
     return ENG_OK;
 }
 
+const char *eng_precision_name(int precision)
+{
+    static const char *const names[] = {"f32", "bf16", "int8"};
+    return precision >= 0 && precision <= ENG_PRECISION_INT8 ? names[precision] : NULL;
+}
+
+int eng_precision_parse(const char *s)
+{
+    for (int p = 0; s && p <= ENG_PRECISION_INT8; p++)
+        if (!strcmp(s, eng_precision_name(p))) return p;
+    return -1;
+}
+
+/* The precision asked for, else the checkpoint's `precision`, else f32. */
+static int choose_precision(loader *ld, const eng_load_opts *opts)
+{
+    int p = opts ? opts->precision : ENG_PRECISION_DEFAULT;
+    if (p == ENG_PRECISION_DEFAULT) {
+        const char *meta = eng_model_meta(ld->m, "precision");
+        p = meta ? eng_precision_parse(meta) : ENG_PRECISION_F32;
+        if (p < 0) return lfail(ld, ENG_EFORMAT, "metadata precision '%s': not f32, bf16 or int8", meta);
+    } else if (!eng_precision_name(p)) {
+        return lfail(ld, ENG_EINVAL, "precision %d: not f32, bf16 or int8", p);
+    }
+    ld->m->precision = (eng_precision)p;
+    if (p != ENG_PRECISION_F32)
+        return lfail(ld, ENG_EINVAL, "precision %s is not built into this engine", eng_precision_name(p));
+    return ENG_OK;
+}
+
+eng_precision eng_model_precision(const eng_model *m)
+{
+    return m->precision;
+}
+
 eng_model *eng_model_load(const char *path, char *err, size_t errlen)
+{
+    return eng_model_load_opts(path, NULL, err, errlen);
+}
+
+eng_model *eng_model_load_opts(const char *path, const eng_load_opts *opts, char *err, size_t errlen)
 {
     loader ld = {.path = path ? path : "(null)", .err = err, .errlen = errlen};
     char msg[512];
@@ -432,8 +472,8 @@ eng_model *eng_model_load(const char *path, char *err, size_t errlen)
     else if ((rc = eng__ckpt_meta(ld.m, eng__json_get(eng__json_root(ld.doc), "__metadata__"), msg,
                                   sizeof msg)))
         lfail(&ld, rc, "%s", msg);
-    else if ((rc = bind_names(&ld)) == ENG_OK)
-        rc = bind_weights(&ld);
+    else if ((rc = bind_names(&ld)) == ENG_OK && (rc = bind_weights(&ld)) == ENG_OK)
+        rc = choose_precision(&ld, opts);
 
     eng__json_free(ld.doc);
     free(ld.t);

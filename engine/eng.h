@@ -61,6 +61,39 @@ typedef struct eng_hparams {
 
 typedef struct eng_model eng_model;
 
+/*
+ * Arithmetic of the Linear layers (MODEL.md section 6). f32 is the contract
+ * itself; bf16 and int8 trade exactness for speed. Attention, norms and
+ * softmax stay f32 in every precision.
+ */
+typedef enum eng_precision {
+    ENG_PRECISION_F32 = 0,
+    ENG_PRECISION_BF16 = 1,
+    ENG_PRECISION_INT8 = 2,
+} eng_precision;
+
+/* eng_load_opts.precision: the checkpoint's `precision` metadata, else f32. */
+#define ENG_PRECISION_DEFAULT (-1)
+
+/** "f32", "bf16" or "int8"; NULL for anything else. */
+const char *eng_precision_name(int precision);
+/** The eng_precision named s, or -1. */
+int eng_precision_parse(const char *s);
+
+/** Options of eng_model_load_opts; zero-initialised fields are not the
+ *  defaults, so start from ENG_LOAD_OPTS_INIT. */
+typedef struct eng_load_opts {
+    int precision; /* eng_precision or ENG_PRECISION_DEFAULT */
+} eng_load_opts;
+#define ENG_LOAD_OPTS_INIT {.precision = ENG_PRECISION_DEFAULT}
+
+/**
+ * The instruction set the engine's own kernels use: the best this CPU has,
+ * capped by the environment variable HEPTAPOD_ISA (`scalar`, `avx2` or
+ * `avx512`), read once. "scalar", "avx2" or "avx512".
+ */
+const char *eng_isa_name(void);
+
 /**
  * Maps and validates a safetensors checkpoint. F32 tensors are used in place
  * where aligned; F16/BF16 (or misaligned F32) are converted once here.
@@ -68,7 +101,12 @@ typedef struct eng_model eng_model;
  * The model is immutable after load and may be shared by threads.
  */
 eng_model *eng_model_load(const char *path, char *err, size_t errlen);
+/** eng_model_load with options (NULL: the defaults). */
+eng_model *eng_model_load_opts(const char *path, const eng_load_opts *opts, char *err,
+                               size_t errlen);
 void eng_model_free(eng_model *m);
+/** The precision the model runs at. */
+eng_precision eng_model_precision(const eng_model *m);
 const eng_hparams *eng_model_hparams(const eng_model *m);
 /** The path the model was loaded from (owned by the model). */
 const char *eng_model_path(const eng_model *m);

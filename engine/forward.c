@@ -29,6 +29,7 @@
 #include <time.h>
 
 #include "engine/kernels.h"
+#include "engine/linear.h"
 #include "engine/workspace.h"
 
 /* What every phase of one call reads. */
@@ -139,9 +140,19 @@ static void gemm_task(void *arg, int begin, int end, int thread)
         if (!residual)
             for (int r = 0; r < rows; r++)
                 memcpy(c + (size_t)r * g->ldc, g->bias + col0, (size_t)cols * sizeof *c);
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, rows, cols, g->k, 1.0f,
-                    g->a + (size_t)row0 * g->lda, (int)g->lda, g->w + (size_t)col0 * g->k, g->k,
-                    1.0f, c, (int)g->ldc);
+        eng__linear t = {.mat = g->mat,
+                         .layer = (int)(ps->layer - ps->m->layers),
+                         .rows = rows,
+                         .cols = cols,
+                         .k = g->k,
+                         .col0 = col0,
+                         .a = g->a + (size_t)row0 * g->lda,
+                         .lda = g->lda,
+                         .w = g->w,
+                         .c = c,
+                         .ldc = g->ldc,
+                         .thread = thread};
+        eng__linear_tile(ps->ws, &t);
         if (g->mat == ENG__MAT_QKV) {
             qkv_epilogue(ps, row0, rows, col0, col0 + cols);
         } else if (g->mat == ENG__MAT_FC1) {

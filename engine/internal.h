@@ -27,6 +27,7 @@ typedef struct eng_meta_entry {
 
 struct eng_model {
     eng_hparams hp;          /* hp.window / hp.dilation point at the arrays below */
+    eng_precision precision;
     int *window;             /* [L] */
     int *dilation;           /* [L] */
     const float *tok_emb;    /* [V, D] */
