@@ -77,9 +77,11 @@
     X(NOT_FOUND, 404, "not_found")                                                                 \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                               \
     X(REQUEST_TIMEOUT, 408, "request_timeout")                                                     \
+    X(CONFLICT, 409, "conflict")                                                                   \
     X(PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                                 \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                       \
     X(OUT_OF_RANGE, 422, "out_of_range")                                                           \
+    X(LOAD_FAILED, 422, "load_failed")                                                             \
     X(OVERLOADED, 429, "overloaded")                                                               \
     X(CANCELLED, 499, "cancelled")                                                                 \
     X(INTERNAL, 500, "internal")                                                                   \
@@ -347,6 +349,11 @@ typedef struct proto_model_info {
     const char *name; /* what requests put in "model" */
     const char *path; /* checkpoint path, or NULL: omitted */
     int is_default;   /* nonzero for the model used when none is named */
+    const char *precision;  /* the weights' arithmetic: "f32", "bf16", "int8" */
+    const char *isa;        /* instruction set of the engine's kernels; NULL: omitted */
+    const char *state;      /* the last load: "loading", "ready" or "failed"; NULL: omitted */
+    const char *last_error; /* why the last load failed; NULL: null */
+    long generation;        /* loads that succeeded (1 after the first) */
     const eng_hparams *hp;
     int n_meta;                     /* checkpoint __metadata__ entries */
     const char *const *meta_keys;   /* [n_meta] */
@@ -356,6 +363,7 @@ typedef struct proto_model_info {
 /**
  * Appends the GET /v1/models body:
  *   {"object": "list", "default": name, "data": [{"id", "name", "default", "path"?,
+ *    "precision"?, "isa"?, "state"?, "last_error"? (with state), "generation"? (with state),
  *    "hparams": {vocab_size, dim, depth, heads, head_dim, mlp_hidden,
  *                window: [int|"global"], dilation: [int], rope_base, norm_eps,
  *                mask_token, tokenizer: "byte"|"none", max_height, max_width},

@@ -149,6 +149,27 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
         put_key(b, "path");
         proto__json_cstr(b, m->path);
     }
+    if (m->precision) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "precision");
+        proto__json_cstr(b, m->precision);
+    }
+    if (m->isa) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "isa");
+        proto__json_cstr(b, m->isa);
+    }
+    if (m->state) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "state");
+        proto__json_cstr(b, m->state);
+        proto_buf_puts(b, ",\"last_error\":");
+        if (m->last_error)
+            proto__json_cstr(b, m->last_error);
+        else
+            proto_buf_puts(b, "null");
+        proto_buf_printf(b, ",\"generation\":%ld", m->generation);
+    }
     proto_buf_printf(b,
                      ",\"hparams\":{\"vocab_size\":%d,\"dim\":%d,\"depth\":%d,\"heads\":%d,"
                      "\"head_dim\":%d,\"mlp_hidden\":%d,\"window\":",

@@ -245,6 +245,11 @@ static void test_models(void **state)
         {.name = "bytes",
          .path = "models/b.safetensors",
          .is_default = 1,
+         .precision = "int8",
+         .isa = "avx2",
+         .state = "failed",
+         .last_error = "b2.safetensors: cannot read the file",
+         .generation = 3,
          .hp = &byte_hp,
          .n_meta = 2,
          .meta_keys = keys,
@@ -263,6 +268,15 @@ static void test_models(void **state)
     assert_true(json_is_false(json_object_get(m1, "default")));
     assert_string_equal(json_string_value(json_object_get(m0, "path")), "models/b.safetensors");
     assert_null(json_object_get(m1, "path"));
+    /* precision and load state where given; last_error null-able */
+    assert_string_equal(json_string_value(json_object_get(m0, "precision")), "int8");
+    assert_string_equal(json_string_value(json_object_get(m0, "isa")), "avx2");
+    assert_string_equal(json_string_value(json_object_get(m0, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(m0, "last_error")),
+                        "b2.safetensors: cannot read the file");
+    assert_int_equal(json_integer_value(json_object_get(m0, "generation")), 3);
+    assert_null(json_object_get(m1, "precision"));
+    assert_null(json_object_get(m1, "state"));
     json_t *hp = json_object_get(m0, "hparams");
     assert_int_equal(json_integer_value(json_object_get(hp, "vocab_size")), 257);
     assert_int_equal(json_integer_value(json_object_get(hp, "depth")), 3);
@@ -308,7 +322,12 @@ static void test_models(void **state)
  * and carries its name as "id" too. */
 static void test_model_alone(void **state)
 {
-    proto_model_info m = {.name = "bytes", .path = "models/b.safetensors", .hp = &byte_hp};
+    proto_model_info m = {.name = "bytes",
+                          .path = "models/b.safetensors",
+                          .precision = "f32",
+                          .state = "ready",
+                          .generation = 1,
+                          .hp = &byte_hp};
     proto_buf one = {0}, list = {0};
     assert_int_equal(proto_render_model(&one, &m, &lim), 0);
     dump("model", one.data, one.len);
