@@ -123,6 +123,20 @@ static void test_through_cfg_load(void **state)
     rc = LOAD(&s, err, "--model", "a.st:name=a b");
     if (rc != CFG_ERROR || !strstr(err, "--model") || !strstr(err, "invalid name"))
         fail_msg("rc %d, message '%s'", rc, err);
+    /* the config file's list takes the same entries */
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/heptapod-model-XXXXXX");
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    const char *json = "{\"model\": [\"a.st:precision=bf16\", \"/m:x/b.st:name=b\"]}";
+    assert_int_equal(write(fd, json, strlen(json)), (ssize_t)strlen(json));
+    close(fd);
+    assert_int_equal(LOAD(&s, err, "--config", path), 0);
+    assert_int_equal(s.n_model, 2);
+    assert_string_equal(s.model[0], "a.st:precision=bf16");
+    assert_string_equal(s.model[1], "/m:x/b.st:name=b");
+    cfg_free(&s);
+    unlink(path);
     /* model_admin is an enum */
     rc = LOAD(&s, err, "--model-admin", "maybe");
     if (rc != CFG_ERROR || !strstr(err, "auto|on|off")) fail_msg("rc %d, message '%s'", rc, err);
