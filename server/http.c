@@ -1,8 +1,8 @@
 /*
  * http.c - libmicrohttpd glue: starting the daemon in external-epoll mode,
  * routing, the API key, request ids, the small endpoints (/healthz, /readyz,
- * /v1/models, /metrics), one place that queues responses, and the
- * completion callback that counts and logs every request.
+ * /metrics; the model routes are model_http.c's), one place that queues
+ * responses, and the completion callback that counts and logs every request.
  *
  * Checks run in this order, each answering at once with its status: HTTP
  * framing 400/501 (then the connection closes), unknown path 404 (on the
@@ -230,120 +230,11 @@ static enum MHD_Result fail_oom(srv_conn *c)
     return srv__http_error(c, &e);
 }
 
-static enum MHD_Result reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
+enum MHD_Result srv__http_reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
 {
     size_t len = 0;
     char *body = render_or_null(b, &len);
     return body ? srv__http_reply(c, status, body, len, ctype) : fail_oom(c);
-}
-
-/* A model as /v1/models shows it, from weights w it holds a reference to;
- * kv holds room for 2 * their metadata count (keys, then values), which
- * the result borrows, as it borrows err (the last load's error). */
-static proto_model_info model_info(srv_server *s, srv_model *m, srv_weights *w, const char **kv,
-                                   char *err, size_t len)
-{
-    int nm = eng_model_meta_count(w->model);
-    for (int k = 0; k < nm; k++)
-        eng_model_meta_at(w->model, k, &kv[k], &kv[nm + k]);
-    long generation = 0;
-    int st = srv__model_state(m, &generation, err, len);
-    static const char *const states[SRV_MODEL_STATES] = {"loading", "ready", "failed"};
-    return (proto_model_info){.name = m->name,
-                              .path = eng_model_path(w->model),
-                              .is_default = m == s->models[0],
-                              .precision = eng_precision_name(eng_model_precision(w->model)),
-                              .isa = eng_isa_name(),
-                              .state = states[st],
-                              .last_error = err[0] ? err : NULL,
-                              .generation = generation,
-                              .hp = eng_model_hparams(w->model),
-                              .n_meta = nm,
-                              .meta_keys = kv,
-                              .meta_values = kv + nm};
-}
-
-/* Errors of the last loads, one buffer per model listed. */
-typedef char srv_errbuf[512];
-
-static enum MHD_Result handle_models(srv_conn *c)
-{
-    srv_server *s = c->srv;
-    int n = 0, total = 0;
-    size_t cap = (size_t)s->n_models + 1;
-    proto_model_info *info = calloc(cap, sizeof *info);
-    srv_model **ms = calloc(cap, sizeof *ms);
-    srv_weights **ws = calloc(cap, sizeof *ws);
-    srv_errbuf *errs = calloc(cap, sizeof *errs);
-    /* Listed once they serve: their hyper-parameters are known then. The
-     * weights are held until the body is rendered. */
-    for (int i = 0; ws && ms && i < s->n_models; i++)
-        if ((ws[n] = srv__model_weights(s->models[i]))) {
-            ms[n] = s->models[i];
-            total += 2 * eng_model_meta_count(ws[n++]->model);
-        }
-    const char **meta = calloc((size_t)total + 1, sizeof *meta); /* per model: keys, values */
-    enum MHD_Result rc;
-    if (!info || !ms || !ws || !errs || !meta) {
-        rc = fail_oom(c);
-    } else {
-        const char **next = meta;
-        for (int k = 0; k < n; k++) {
-            info[k] = model_info(s, ms[k], ws[k], next, errs[k], sizeof errs[k]);
-            next += 2 * eng_model_meta_count(ws[k]->model);
-        }
-        proto_buf b;
-        proto_buf_init(&b);
-        proto_render_models(&b, info, n, &s->limits);
-        rc = reply_buf(c, 200, &b, "application/json");
-    }
-    for (int k = 0; ws && k < n; k++)
-        srv__weights_unref(ws[k]);
-    free(info);
-    free(ms);
-    free(ws);
-    free(errs);
-    free(meta);
-    return rc;
-}
-
-enum MHD_Result srv__http_model(srv_conn *c, srv_model *m, int status)
-{
-    srv_weights *w = srv__model_weights(m);
-    if (!w) {
-        proto_error e;
-        proto_error_set(&e, PROTO_E_UNAVAILABLE, NULL, "model '%s' is %s", m->name,
-                        srv__model_state(m, NULL, NULL, 0) == SRV_MODEL_LOADING
-                            ? "still loading"
-                            : "not loaded: it failed to load");
-        return srv__http_error(c, &e);
-    }
-    const char **kv = calloc((size_t)2 * eng_model_meta_count(w->model) + 1, sizeof *kv);
-    char err[512];
-    if (!kv) {
-        srv__weights_unref(w);
-        return fail_oom(c);
-    }
-    proto_model_info info = model_info(c->srv, m, w, kv, err, sizeof err);
-    proto_buf b;
-    proto_buf_init(&b);
-    proto_render_model(&b, &info, &c->srv->limits);
-    free(kv);
-    srv__weights_unref(w);
-    return reply_buf(c, status, &b, "application/json");
-}
-
-/* GET /v1/models/{name}. */
-static enum MHD_Result handle_model(srv_conn *c)
-{
-    srv_model *m = srv__model_find(c->srv, c->model_name);
-    if (!m) {
-        proto_error e;
-        proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no model named '%.128s' (see /v1/models)",
-                        c->model_name);
-        return srv__http_error(c, &e);
-    }
-    return srv__http_model(c, m, 200);
 }
 
 /* An embedded file, revalidated by its ETag (304 when unchanged). Pages
@@ -380,24 +271,24 @@ static enum MHD_Result handle_simple(srv_conn *c)
     switch (c->route) {
     case SRV_ROUTE_HEALTHZ:
         proto_render_status(&b, "ok", NULL);
-        return reply_buf(c, 200, &b, "application/json");
+        return srv__http_reply_buf(c, 200, &b, "application/json");
     case SRV_ROUTE_READYZ:
         if (s->ready) {
             proto_render_status(&b, "ready", NULL);
-            return reply_buf(c, 200, &b, "application/json");
+            return srv__http_reply_buf(c, 200, &b, "application/json");
         }
         proto_render_status(&b, s->draining ? "draining" : "loading",
                             s->draining ? "the server is shutting down"
                                         : "models are still loading");
-        return reply_buf(c, 503, &b, "application/json");
+        return srv__http_reply_buf(c, 503, &b, "application/json");
     case SRV_ROUTE_METRICS:
         srv__stats_refresh(s);
         srv__registry_render(s->metrics.reg, &b);
-        return reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
+        return srv__http_reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
     case SRV_ROUTE_MODELS:
-        return handle_models(c);
+        return srv__models_list(c);
     case SRV_ROUTE_MODEL:
-        return handle_model(c);
+        return srv__models_show(c);
     case SRV_ROUTE_ASSET:
         return handle_asset(c);
     case SRV_ROUTE_PREFLIGHT:
@@ -580,7 +471,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         return srv__http_error(c, &e);
     }
     /* Only now: a route's handler runs once its request passed the checks.
-     * The model routes' writing methods are the model endpoints (admin.c). */
+     * The model routes' writing methods are the model endpoints (model_http.c). */
     c->route = r->route;
     if (r->route == SRV_ROUTE_MODELS && !strcmp(method, MHD_HTTP_METHOD_POST))
         c->route = SRV_ROUTE_LOAD;

@@ -182,6 +182,9 @@ int cli_serve(int argc, char **argv)
         SRV_LOG(SRV_LOG_INFO, "admin listening on http://%s%s%s:%d (/healthz, /readyz, /metrics)",
                 strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", s.listeners[1].port);
     }
+    if (s.model_admin)
+        SRV_LOG(SRV_LOG_INFO, "model administration on: POST /v1/models, POST "
+                              "/v1/models/NAME/reload, DELETE /v1/models/NAME (with the API key)");
     rc = 0;
     for (int i = 0; i < s.n_models && rc == 0; i++)
         if (srv__model_load_start(s.models[i], NULL, s.models[i]->precision, NULL) != 0) {

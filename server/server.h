@@ -307,8 +307,10 @@ enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, siz
                                         const char *content_type, const char *const *extra);
 
 /** Queues the /v1/models/{name} body of m with status (503 if m has no
- * weights yet). */
+ * weights yet; model_http.c). */
 enum MHD_Result srv__http_model(srv_conn *c, srv_model *m, int status);
+/** Queues the rendered b (taken; 500 if it ran out of memory). */
+enum MHD_Result srv__http_reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype);
 
 /** Queues bytes of static storage (never freed) with status, type and
  * extra headers as srv__http_reply_headers. */
@@ -370,7 +372,7 @@ typedef enum srv_route {
     SRV_ROUTE_READYZ,
     SRV_ROUTE_METRICS,
     SRV_ROUTE_MODEL,    /* GET /v1/models/{name} */
-    SRV_ROUTE_LOAD,     /* POST /v1/models (admin.c) */
+    SRV_ROUTE_LOAD,     /* POST /v1/models (model_http.c) */
     SRV_ROUTE_UNLOAD,   /* DELETE /v1/models/{name} */
     SRV_ROUTE_RELOAD,   /* POST /v1/models/{name}/reload */
     SRV_ROUTE_ASSET,    /* an embedded file (static.h) */
@@ -416,7 +418,7 @@ struct srv_conn {
     char *body;
     size_t body_len, body_cap;
     int body_too_large;
-    srv_model *model; /* one reference held (generate.c, admin.c, /v1/models/{name}) */
+    srv_model *model; /* one reference held (generate.c, model_http.c) */
     srv_job *job;     /* one reference held */
     int suspended;
     int keepalive_due;
@@ -426,15 +428,19 @@ struct srv_conn {
     int final_rendered;    /* SSE: done or error event is in `out` */
     srv_conn *prev, *next; /* srv_server.conns while a job is attached */
 
-    /* the model endpoints (admin.c) */
+    /* the model endpoints (model_http.c) */
     char model_name[128]; /* the {name} of the path */
     int load_done;        /* the load it waits for ended (set by model.c) */
     int load_ok;
     char load_error[512];
 };
 
-/* ---- admin.c -------------------------------------------------------------------- */
+/* ---- model_http.c ------------------------------------------------------------------ */
 
+/** GET /v1/models: every model that serves, with its weights' details. */
+enum MHD_Result srv__models_list(srv_conn *c);
+/** GET /v1/models/{name} (c->model_name): 404, 503 while it has no weights. */
+enum MHD_Result srv__models_show(srv_conn *c);
 /** The model endpoints (SRV_ROUTE_LOAD, _UNLOAD, _RELOAD), called by the
  * access handler for every call of the request as srv__generate is. */
 enum MHD_Result srv__admin(srv_conn *c, const char *upload, size_t *upload_size);

@@ -1,8 +1,10 @@
 /*
- * admin.c - the model endpoints, on the loop thread: load a model
- * (POST /v1/models), unload one (DELETE /v1/models/{name}) and reload one
- * (POST /v1/models/{name}/reload). They exist where model administration is
- * on (the model_admin setting) and take the API key like every route.
+ * model_http.c - the model routes, on the loop thread: list the models
+ * (GET /v1/models), show one (GET /v1/models/{name}), and the model
+ * endpoints: load a model (POST /v1/models), unload one
+ * (DELETE /v1/models/{name}) and reload one (POST /v1/models/{name}/reload).
+ * The last three exist where model administration is on (the model_admin
+ * setting) and take the API key like every route.
  *
  * A load or reload answers when it ended: the connection is suspended
  * while the loader runs (model.c) and resumed by srv__admin_wake. What
@@ -50,6 +52,110 @@ void srv__admin_wake(srv_conn *c)
 void srv__admin_completed(srv_conn *c)
 {
     if (c->model && c->model->waiter == c) c->model->waiter = NULL;
+}
+
+/* A model as /v1/models shows it, from weights w it holds a reference to;
+ * kv holds room for 2 * their metadata count (keys, then values), which
+ * the result borrows, as it borrows err (the last load's error). */
+static proto_model_info model_info(srv_server *s, srv_model *m, srv_weights *w, const char **kv,
+                                   char *err, size_t len)
+{
+    int nm = eng_model_meta_count(w->model);
+    for (int k = 0; k < nm; k++)
+        eng_model_meta_at(w->model, k, &kv[k], &kv[nm + k]);
+    long generation = 0;
+    int st = srv__model_state(m, &generation, err, len);
+    static const char *const states[SRV_MODEL_STATES] = {"loading", "ready", "failed"};
+    return (proto_model_info){.name = m->name,
+                              .path = eng_model_path(w->model),
+                              .is_default = m == s->models[0],
+                              .precision = eng_precision_name(eng_model_precision(w->model)),
+                              .isa = eng_isa_name(),
+                              .state = states[st],
+                              .last_error = err[0] ? err : NULL,
+                              .generation = generation,
+                              .hp = eng_model_hparams(w->model),
+                              .n_meta = nm,
+                              .meta_keys = kv,
+                              .meta_values = kv + nm};
+}
+
+/* Errors of the last loads, one buffer per model listed. */
+typedef char srv_errbuf[512];
+
+enum MHD_Result srv__models_list(srv_conn *c)
+{
+    srv_server *s = c->srv;
+    int n = 0, total = 0;
+    size_t cap = (size_t)s->n_models + 1;
+    proto_model_info *info = calloc(cap, sizeof *info);
+    srv_model **ms = calloc(cap, sizeof *ms);
+    srv_weights **ws = calloc(cap, sizeof *ws);
+    srv_errbuf *errs = calloc(cap, sizeof *errs);
+    /* Listed once they serve: their hyper-parameters are known then. The
+     * weights are held until the body is rendered. */
+    for (int i = 0; ws && ms && i < s->n_models; i++)
+        if ((ws[n] = srv__model_weights(s->models[i]))) {
+            ms[n] = s->models[i];
+            total += 2 * eng_model_meta_count(ws[n++]->model);
+        }
+    const char **meta = calloc((size_t)total + 1, sizeof *meta); /* per model: keys, values */
+    enum MHD_Result rc;
+    if (!info || !ms || !ws || !errs || !meta) {
+        rc = fail(c, PROTO_E_INTERNAL, NULL, "out of memory");
+    } else {
+        const char **next = meta;
+        for (int k = 0; k < n; k++) {
+            info[k] = model_info(s, ms[k], ws[k], next, errs[k], sizeof errs[k]);
+            next += 2 * eng_model_meta_count(ws[k]->model);
+        }
+        proto_buf b;
+        proto_buf_init(&b);
+        proto_render_models(&b, info, n, &s->limits);
+        rc = srv__http_reply_buf(c, 200, &b, "application/json");
+    }
+    for (int k = 0; ws && k < n; k++)
+        srv__weights_unref(ws[k]);
+    free(info);
+    free(ms);
+    free(ws);
+    free(errs);
+    free(meta);
+    return rc;
+}
+
+enum MHD_Result srv__http_model(srv_conn *c, srv_model *m, int status)
+{
+    srv_weights *w = srv__model_weights(m);
+    if (!w) {
+        return fail(c, PROTO_E_UNAVAILABLE, NULL, "model '%s' is %s", m->name,
+                    srv__model_state(m, NULL, NULL, 0) == SRV_MODEL_LOADING
+                        ? "still loading"
+                        : "not loaded: it failed to load");
+    }
+    const char **kv = calloc((size_t)2 * eng_model_meta_count(w->model) + 1, sizeof *kv);
+    char err[512];
+    if (!kv) {
+        srv__weights_unref(w);
+        return fail(c, PROTO_E_INTERNAL, NULL, "out of memory");
+    }
+    proto_model_info info = model_info(c->srv, m, w, kv, err, sizeof err);
+    proto_buf b;
+    proto_buf_init(&b);
+    proto_render_model(&b, &info, &c->srv->limits);
+    free(kv);
+    srv__weights_unref(w);
+    return srv__http_reply_buf(c, status, &b, "application/json");
+}
+
+enum MHD_Result srv__models_show(srv_conn *c)
+{
+    srv_model *m = srv__model_find(c->srv, c->model_name);
+    if (!m) {
+        return fail(c, PROTO_E_NOT_FOUND, NULL, "no model named '%.128s' (see /v1/models)",
+                    c->model_name);
+    }
+    return srv__http_model(c, m, 200);
 }
 
 /* Keeps the body, up to BODY_MAX; the rest is read and dropped, and the
