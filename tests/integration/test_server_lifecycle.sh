@@ -180,9 +180,22 @@ post "{\"model\":\"live\",$SMALL}" -H "$AUTH" >/dev/null
 expect "unload the default model" "$(admin DELETE /v1/models/live)" 409
 schema response "/v1/models/{name}" delete 409 "$TMP/body"
 expect "unload an unknown model" "$(admin DELETE /v1/models/nope)" 404
-expect "unload ref_new" "$(admin DELETE /v1/models/ref_new)" 200
+curl -s -N -o "$TMP/stream2.txt" -X POST -H "$AUTH" -H 'Content-Type: application/json' \
+    --data-binary "{\"model\":\"ref_new\",$REQ,\"stream\":true}" "$URL/generate" &
+client=$!
+wait_for 'grep -q "^event: iteration" "$TMP/stream2.txt" 2>/dev/null' 20 ||
+    fail "the streamed request on ref_new never started"
+expect "unload ref_new with a request in flight" "$(admin DELETE /v1/models/ref_new)" 200
 schema response "/v1/models/{name}" delete 200 "$TMP/body"
 expect "... status" "$(json "$TMP/body" "d['status']")" unloaded
+case "$(json "$TMP/body" "d['detail']")" in
+*"1 request in flight finishes"*) ok "... which finishes on it" ;;
+*) fail "detail: $(json "$TMP/body" "d['detail']")" ;;
+esac
+wait "$client" || true
+[ "$(grid_of "$TMP/stream2.txt")" = "$G_NEW" ] && grep -q '^event: done' "$TMP/stream2.txt" &&
+    ok "the request in flight on the unloaded model finished" ||
+    fail "the request in flight on the unloaded model did not finish"
 expect "then GET is 404" "$(admin GET /v1/models/ref_new)" 404
 expect "... and generating on it" "$(post "{\"model\":\"ref_new\",$SMALL}" -H "$AUTH")" 404
 expect "... out of the list" \
