@@ -100,6 +100,8 @@ static srv_weights *weights_load(srv_model *m, srv_load *ld)
         srv__weights_unref(w);
         return NULL;
     }
+    w->forward_seconds =
+        srv__stats_forward(m->srv, m->name, eng_precision_name(eng_model_precision(w->model)));
     return w;
 }
 

@@ -43,6 +43,7 @@ typedef struct srv_weights {
     eng_model *model;
     eng_workspace *ws; /* one batch of max_batch_cells; used by the worker only */
     long generation;   /* the model's successful loads when these were made */
+    srv_series *forward_seconds; /* the forward histogram of the model at this precision */
 } srv_weights;
 
 void srv__weights_ref(srv_weights *w);
@@ -68,7 +69,7 @@ typedef enum srv_refused {
 /** Metric series one model's worker updates, resolved once at start. */
 typedef struct srv_model_metrics {
     srv_series *queue_seconds, *first_iteration_seconds, *request_seconds;
-    srv_series *forward_seconds, *batch_grids, *batch_cells;
+    srv_series *batch_grids, *batch_cells;
     srv_series *iterations, *cells, *forward_passes;
     srv_series *queue_depth, *active, *queue_cells, *active_cells;
     srv_series *queue_work, *rate;       /* gauges: cell-iterations queued, per second */

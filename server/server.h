@@ -355,6 +355,8 @@ int srv__stats_init(srv_server *s);
 void srv__stats_model(srv_server *s, srv_model *m);
 /** Replaces m's model_info series by one for weights w (NULL: removes it). */
 void srv__stats_model_info(srv_server *s, srv_model *m, srv_weights *w);
+/** The forward histogram's series of a model at a precision (any thread). */
+srv_series *srv__stats_forward(srv_server *s, const char *model, const char *precision);
 /** Removes m's model_state and model_info series (m was unloaded). */
 void srv__stats_model_gone(srv_server *s, srv_model *m);
 /** Refreshes gauges read at scrape time (process, queues). */

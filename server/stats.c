@@ -93,10 +93,11 @@ int srv__stats_init(srv_server *s)
         srv__family_add(r, SRV_HISTOGRAM, "heptapod_time_to_first_iteration_seconds",
                         "Time from a request's arrival until its first refined grid was ready.",
                         "model", request_buckets, N(request_buckets));
-    x->forward_seconds =
-        srv__family_add(r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
-                        "One batched refinement iteration (forward pass and sampling) of a worker.",
-                        "model", forward_buckets, N(forward_buckets));
+    x->forward_seconds = srv__family_add(
+        r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
+        "One batched refinement iteration (forward pass and sampling) of a worker, by the "
+        "precision of the weights it ran.",
+        "model,precision", forward_buckets, N(forward_buckets));
     x->batch_grids = srv__family_add(r, SRV_HISTOGRAM, "heptapod_batch_grids",
                                      "Grids stepped together in one batched iteration.", "model",
                                      grid_buckets, N(grid_buckets));
@@ -202,7 +203,6 @@ void srv__stats_model(srv_server *s, srv_model *m)
     mm->request_seconds = srv__series(x->request_seconds, v);
     mm->queue_seconds = srv__series(x->queue_seconds, v);
     mm->first_iteration_seconds = srv__series(x->first_iteration_seconds, v);
-    mm->forward_seconds = srv__series(x->forward_seconds, v);
     mm->batch_grids = srv__series(x->batch_grids, v);
     mm->batch_cells = srv__series(x->batch_cells, v);
     mm->forward_passes = srv__series(x->forward_passes, v);
@@ -261,6 +261,12 @@ void srv__stats_model_info(srv_server *s, srv_model *m, srv_weights *w)
                        eng_isa_name()};
     m->m.info = srv__series(s->metrics.model_info, v);
     srv__metric_set(m->m.info, 1);
+}
+
+srv_series *srv__stats_forward(srv_server *s, const char *model, const char *precision)
+{
+    const char *v[] = {model, precision};
+    return srv__series(s->metrics.forward_seconds, v);
 }
 
 void srv__stats_model_gone(srv_server *s, srv_model *m)

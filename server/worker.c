@@ -85,7 +85,7 @@ static int step(srv_model *m, srv_weights *w, srv_job **jobs, eng_gen **gens, in
         }
         return -1;
     }
-    srv__metric_observe(m->m.forward_seconds, seconds(end - start));
+    srv__metric_observe(w->forward_seconds, seconds(end - start));
     srv__metric_observe(m->m.batch_grids, n);
     srv__metric_observe(m->m.batch_cells, (double)cells);
     srv__metric_add(m->m.forward_passes, 1);

@@ -106,6 +106,8 @@ expect "reference on the old weights" "$(post "{\"model\":\"live\",$REQ}" -H "$A
 G_OLD=$(grid_of "$TMP/body")
 expect "reference on the new weights" "$(post "{\"model\":\"ref_new\",$REQ}" -H "$AUTH")" 200
 G_NEW=$(grid_of "$TMP/body")
+[ "$(metric 'heptapod_forward_duration_seconds_count{model="live",precision="f32"}')" -gt 0 ] &&
+    ok "forward passes are timed by precision" || fail "no forward histogram with precision"
 [ "$G_OLD" != "$G_NEW" ] && ok "the two checkpoints give different grids" ||
     fail "the two checkpoints give the same grid: the test would prove nothing"
 SMALL='"height":4,"width":8,"iterations":4,"seed":3'
