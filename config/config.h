@@ -157,7 +157,7 @@ typedef struct cfg_settings {
     char **model; /* [n_model], n_model >= 1 */
     int n_model;
     char *model_admin; /* "auto", "on" or "off" */
-    int64_t threads; /* resolved: >= 1 after cfg_load */
+    int64_t threads;   /* resolved: >= 1 after cfg_load */
     int64_t max_queue;
     int64_t max_batch_cells;
     int64_t max_batch_wait_ms;

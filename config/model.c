@@ -85,7 +85,8 @@ int cfg_model_parse(const char *entry, cfg_model_spec *out, char *err, size_t er
     const char *opts = options_of(entry);
     size_t path_len = opts ? (size_t)(opts - 1 - entry) : strlen(entry);
     if (path_len == 0) return fail(err, errlen, entry, "empty path", "");
-    if (!(out->path = strndup(entry, path_len))) return fail(err, errlen, entry, "out of memory", "");
+    if (!(out->path = strndup(entry, path_len)))
+        return fail(err, errlen, entry, "out of memory", "");
     char **field[N_KNOWN] = {&out->precision, &out->name};
     for (const char *p = opts; p;) {
         const char *comma = strchr(p, ',');
@@ -97,7 +98,7 @@ int cfg_model_parse(const char *entry, cfg_model_spec *out, char *err, size_t er
             cfg_model_spec_free(out);
             return fail(err, errlen, entry, "unknown option ", item[0] ? item : "(empty)");
         }
-        const char *value = memchr(p, '=', n) + 1;
+        const char *value = (const char *)memchr(p, '=', n) + 1;
         size_t vn = n - (size_t)(value - p);
         if (vn == 0) {
             cfg_model_spec_free(out);

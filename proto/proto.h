@@ -346,9 +346,9 @@ int proto_render_sse_error(proto_buf *b, const proto_error *e);
 
 /** One loaded model as GET /v1/models shows it; everything borrowed. */
 typedef struct proto_model_info {
-    const char *name; /* what requests put in "model" */
-    const char *path; /* checkpoint path, or NULL: omitted */
-    int is_default;   /* nonzero for the model used when none is named */
+    const char *name;       /* what requests put in "model" */
+    const char *path;       /* checkpoint path, or NULL: omitted */
+    int is_default;         /* nonzero for the model used when none is named */
     const char *precision;  /* the weights' arithmetic: "f32", "bf16", "int8" */
     const char *isa;        /* instruction set of the engine's kernels; NULL: omitted */
     const char *state;      /* the last load: "loading", "ready" or "failed"; NULL: omitted */

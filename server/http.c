@@ -49,15 +49,14 @@ static const struct route {
 #define MODEL_PREFIX "/v1/models/"
 #define RELOAD_SUFFIX "/reload"
 static const struct route model_route = {MODEL_PREFIX "{name}", SRV_ROUTE_MODEL, 0, 0};
-static const struct route reload_route = {MODEL_PREFIX "{name}" RELOAD_SUFFIX, SRV_ROUTE_RELOAD,
-                                          1, 0};
+static const struct route reload_route = {MODEL_PREFIX "{name}" RELOAD_SUFFIX, SRV_ROUTE_RELOAD, 1,
+                                          0};
 static const struct route asset_route = {"/static", SRV_ROUTE_ASSET, 0, 0};
 
 /* The route of url, and for /v1/models/{name}[/reload] the name into name
  * (cut to fit: a name that long matches no model). The reload route exists
  * only where model administration is on. */
-static const struct route *find_route(const srv_server *s, const char *url, char *name,
-                                      size_t len)
+static const struct route *find_route(const srv_server *s, const char *url, char *name, size_t len)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return &routes[i];

@@ -139,8 +139,8 @@ int cli_serve(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.cfg = &cfg;
     s.reserve_fd = -1;
-    s.model_admin = !strcmp(cfg.model_admin, "on") ||
-                    (!strcmp(cfg.model_admin, "auto") && cfg.n_api_keys > 0);
+    s.model_admin =
+        !strcmp(cfg.model_admin, "on") || (!strcmp(cfg.model_admin, "auto") && cfg.n_api_keys > 0);
     s.limits = (proto_limits){.max_iterations = (int)cfg.max_iterations,
                               .max_cells = cfg.max_batch_cells,
                               .max_deadline_ms = cfg.max_deadline_ms};

@@ -41,8 +41,8 @@ typedef struct srv_model srv_model;
 typedef struct srv_weights {
     atomic_int refs;
     eng_model *model;
-    eng_workspace *ws; /* one batch of max_batch_cells; used by the worker only */
-    long generation;   /* the model's successful loads when these were made */
+    eng_workspace *ws;           /* one batch of max_batch_cells; used by the worker only */
+    long generation;             /* the model's successful loads when these were made */
     srv_series *forward_seconds; /* the forward histogram of the model at this precision */
 } srv_weights;
 
@@ -91,9 +91,9 @@ typedef struct srv_load {
 
 struct srv_model {
     srv_server *srv;
-    char name[128]; /* what requests name in "model" */
-    char *path;     /* loop thread: the checkpoint the next reload reads */
-    int precision;  /* loop thread: what the next reload asks for */
+    char name[128];  /* what requests name in "model" */
+    char *path;      /* loop thread: the checkpoint the next reload reads */
+    int precision;   /* loop thread: what the next reload asks for */
     int from_config; /* listed at start: readiness waits for it, a failed first load stops */
     atomic_int refs; /* the list, each job and each connection naming it */
 
@@ -105,10 +105,10 @@ struct srv_model {
 
     /* Loop thread: the loader (one at a time). */
     pthread_t loader;
-    int loading;        /* a loader was started and is not joined yet */
-    atomic_int loaded;  /* the loader's last act: its result is ready */
+    int loading;       /* a loader was started and is not joined yet */
+    atomic_int loaded; /* the loader's last act: its result is ready */
     srv_load load;
-    srv_conn *waiter;   /* the request answered when the load ends; NULL: none */
+    srv_conn *waiter; /* the request answered when the load ends; NULL: none */
     long loads_ok, loads_failed;
 
     srv_sched sched;

@@ -233,8 +233,7 @@ static int parse_body(srv_conn *c, const char *allowed, admin_body *out)
              "invalid name '%.128s' (letters, digits, '.', '_', '-'; at most 127)", out->name);
         return -1;
     }
-    if (out->precision_name &&
-        (out->precision = eng_precision_parse(out->precision_name)) == -1) {
+    if (out->precision_name && (out->precision = eng_precision_parse(out->precision_name)) == -1) {
         fail(c, PROTO_E_INVALID_FIELD, "precision", "unknown precision '%.64s' (%s)",
              out->precision_name, "f32, bf16 or int8");
         return -1;

@@ -238,7 +238,7 @@ struct srv_server {
     uv_timer_t tick;
     uv_signal_t sigterm, sigint, sighup;
     uv_async_t wake;
-    atomic_int wake_ready; /* wake is initialised and not closed */
+    atomic_int wake_ready;     /* wake is initialised and not closed */
     srv_listener listeners[2]; /* main, then admin if admin_port >= 0 */
     int n_listeners;
     int reserve_fd;                       /* held for refusing at EMFILE */

@@ -140,7 +140,8 @@ int srv__stats_init(srv_server *s)
         r, SRV_GAUGE, "heptapod_model_info",
         "A model's weights serving now (always 1), their settings as labels (isa: the "
         "instruction set of the engine's kernels).",
-        "model,path,vocab_size,dim,depth,heads,tokenizer,max_height,max_width,threads,precision,isa",
+        "model,path,vocab_size,dim,depth,heads,tokenizer,max_height,max_width,threads,precision,"
+        "isa",
         NULL, 0);
     x->model_state = srv__family_add(r, SRV_GAUGE, "heptapod_model_state",
                                      "1 for the state of a model's last load (loading, ready, "
@@ -187,9 +188,8 @@ int srv__stats_init(srv_server *s)
     };
     srv__metric_set(srv__series(build, bv), 1);
     if (stats_log_init(s) < 0) return -1;
-    return x->http_requests && x->outcomes && x->model_info && x->model_state &&
-                   x->model_loads && build && x->ready_now &&
-                   x->queue_work && x->rate && x->refusals &&
+    return x->http_requests && x->outcomes && x->model_info && x->model_state && x->model_loads &&
+                   build && x->ready_now && x->queue_work && x->rate && x->refusals &&
                    x->draining_now && x->process[5]
                ? 0
                : -1;

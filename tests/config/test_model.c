@@ -95,7 +95,8 @@ static void test_through_cfg_load(void **state)
 {
     cfg_settings s;
     char err[512];
-    assert_int_equal(LOAD(&s, err, "--model", "a.st:precision=int8,name=a", "--model", "b:c.st"), 0);
+    assert_int_equal(LOAD(&s, err, "--model", "a.st:precision=int8,name=a", "--model", "b:c.st"),
+                     0);
     assert_int_equal(s.n_model, 2);
     assert_string_equal(s.model[0], "a.st:precision=int8,name=a");
     assert_string_equal(s.model[1], "b:c.st");
