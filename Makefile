@@ -6,7 +6,8 @@
 #   make run         build and serve the default model on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
-#   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
+#   make bench       engine benchmark: every precision, 1 and 2 threads, beside PyTorch
+#   make quality     what bf16 and int8 cost against f32 (bits/byte, greedy grids, logits)
 #   make loadtest    load test against a daemon it starts
 #   make fuzz        libFuzzer drivers of fuzz/, each for FUZZ_SECONDS (clang)
 
@@ -60,7 +61,7 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test-deps tools-deps fuzz-deps fresh-deps fresh check-build-deps run test unit integration \
-        browser bench loadtest fixtures model evaluate clean format lint valgrind \
+        browser bench bench-phases loadtest quality fixtures model evaluate clean format lint valgrind \
         check-layering fuzz
 .DEFAULT_GOAL := all
 
@@ -222,7 +223,13 @@ fuzz: $(FUZZ_DRIVERS:%=$(FUZZ_BUILD)/fuzz_%)
 
 # --- speed -------------------------------------------------------------------
 
+# The engine in f32, bf16 and int8 at 1 and 2 threads beside PyTorch, under the
+# pinned OpenBLAS kernel and under OpenBLAS's own CPU detection (bench/bench.sh).
 bench: $(BENCH_BIN) | tools-deps
+	PY=$(PY) sh bench/bench.sh $(BUILD)
+
+# The old single-precision table with the time of each phase and 5 grid shapes.
+bench-phases: $(BENCH_BIN) | tools-deps
 	$(BUILD)/bench/engine_bench --threads $(THREADS)
 
 loadtest: $(BIN) $(BUILD)/bench/loadgen $(BUILD)/bench/offline_gen

@@ -375,6 +375,7 @@ enum { MAX_CASES = 4, MAX_LIST = 4, MAX_REPEATS = 31 };
 typedef struct mcase {
     char path[512];
     int h, w;
+    char desc[64]; /* "D256-L6-h8-r3-F1024-V257", once a model loaded */
 } mcase;
 
 /* One (case, precision, threads) of the matrix. */
@@ -431,8 +432,8 @@ static int time_chunk(eng_workspace *ws, const eng_grid *g, double seconds, doub
 static void print_cell(const mcase *c, int prec, int threads, mcell *x, int repeats,
                        double flops, double sgemm)
 {
-    printf("eng case=%s:%dx%d precision=%s threads=%d ", c->path, c->h, c->w,
-           eng_precision_name(prec), threads);
+    printf("eng case=%s:%dx%d model=%s precision=%s threads=%d ", c->path, c->h, c->w,
+           c->desc[0] ? c->desc : "?", eng_precision_name(prec), threads);
     if (!x->ws) {
         printf("status=n/a message=%s\n", x->msg);
         return;
@@ -457,7 +458,7 @@ static void print_cell(const mcase *c, int prec, int threads, mcell *x, int repe
 
 /* One case: every precision's model loaded (or its refusal kept), a
  * workspace per thread count, the interleaved repeats, the lines. */
-static int run_case(const mcase *c, const char *random_path, const int *precs, int n_prec,
+static int run_case(mcase *c, const char *random_path, const int *precs, int n_prec,
                     const int *thr, int n_thr, const double *sgemm, int repeats, double seconds)
 {
     const char *path = strcmp(c->path, "random") == 0 ? random_path : c->path;
@@ -485,6 +486,11 @@ static int run_case(const mcase *c, const char *random_path, const int *precs, i
                 tok[k] = (int32_t)(rnd() * (hp->vocab_size - 1));
             flops = model_flops(hp, c->h, c->w);
             have_tokens = 1;
+            char r[16];
+            snprintf(r, sizeof r, hp->window[0] == ENG_WINDOW_GLOBAL ? "global" : "%d",
+                     hp->window[0]);
+            snprintf(c->desc, sizeof c->desc, "D%d-L%d-h%d-r%s-F%d-V%d", hp->dim, hp->depth,
+                     hp->heads, r, hp->mlp_hidden, hp->vocab_size);
         }
         for (int t = 0; t < n_thr; t++) {
             mcell *x = &cells[p][t];
@@ -520,7 +526,7 @@ static int run_case(const mcase *c, const char *random_path, const int *precs, i
     return rc == 0 ? 0 : -1;
 }
 
-static int run_matrix(const mcase *cases, int n_cases, const char *random_path, const int *precs,
+static int run_matrix(mcase *cases, int n_cases, const char *random_path, const int *precs,
                       int n_prec, const int *thr, int n_thr, int repeats, double seconds)
 {
     const char *coretype = getenv("OPENBLAS_CORETYPE"), *l2 = getenv("OPENBLAS_L2_SIZE");
