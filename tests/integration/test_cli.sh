@@ -190,6 +190,37 @@ echo '[[256,-1]]' >"$TMP/given_mask.json"
 run 2 "$BIN" generate --model "$MODEL" --given "$TMP/given_mask.json" &&
     one_line_error "the mask token 256 cannot be given"
 
+# --- --precision -----------------------------------------------------------------
+
+# f32 named explicitly is the default's arithmetic, bit for bit; a name the
+# engine does not know is a usage error; bf16 and int8 either run or are
+# refused in one line by an engine built without them.
+run 0 "$BIN" forward --model "$MODEL" --input "$TMP/grids.json" --output - --binary \
+    --precision f32 && cmp -s "$TMP/out" "$TMP/logits.bin" ||
+    fail "forward --precision f32 differs from the default"
+run 2 "$BIN" forward --model "$MODEL" --input - --output - --precision fp8 </dev/null &&
+    one_line_error "--precision 'fp8' is not f32, bf16 or int8"
+run 2 "$BIN" generate --model "$MODEL" --precision fp8 &&
+    one_line_error "--precision 'fp8' is not f32, bf16 or int8"
+for p in bf16 int8; do
+    set +e
+    "$BIN" forward --model "$MODEL" --input "$TMP/grids.json" --output "$TMP/p.bin" --binary \
+        --precision $p 2>"$TMP/err"
+    rc=$?
+    set -e
+    if [ $rc -eq 0 ]; then
+        [ "$(wc -c <"$TMP/p.bin")" -eq "$(wc -c <"$TMP/logits.bin")" ] ||
+            fail "forward --precision $p wrote the wrong number of logits"
+        echo "ok: forward --precision $p runs"
+        run 0 "$BIN" generate --model "$MODEL" --height 2 --width 5 --iterations 2 --precision $p
+    elif [ $rc -eq 1 ]; then
+        one_line_error "precision $p is not built into this engine"
+        echo "ok: forward --precision $p refused: $(cat "$TMP/err")"
+    else
+        fail "forward --precision $p exited $rc: $(cat "$TMP/err")"
+    fi
+done
+
 if [ "$failures" -ne 0 ]; then
     echo "$failures check(s) failed"
     exit 1
