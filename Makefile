@@ -250,8 +250,14 @@ model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
+# PRECISION=bf16|int8: the engine's figures in that precision (default: the model's).
 evaluate: $(BIN) data/corpus/train.txt | tools-deps
-	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
+	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN) $(if $(PRECISION),--precision $(PRECISION))
+
+# What bf16 and int8 cost against f32: bits/byte on the evaluate pages, greedy
+# grids, logits on the fixture models (tools/quality.py).
+quality: $(BIN) data/corpus/train.txt | tools-deps
+	$(PY) tools/quality.py --model $(MODEL) --bin $(BIN)
 
 # --- hygiene -----------------------------------------------------------------
 
