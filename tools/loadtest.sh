@@ -100,6 +100,11 @@ field() {
     echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
 }
 
+field_or_dash() {
+    v=$(field "$1" "$2")
+    echo "${v:--}"
+}
+
 load() {
     "$LOADGEN" --port "$PORT" --seconds "$SECS" --warmup 1 "$@"
 }
@@ -138,14 +143,16 @@ by_precision() {
         served=$(curl -s "http://127.0.0.1:$PORT/v1/models" |
             jq -r '[.. | objects | select(has("precision")) | .precision][0] // "?"' 2>/dev/null ||
             echo "?")
+        # loadgen fails when no answer completes inside the window: "-" then.
         l1=$(load --concurrency 1 --height 16 --width 64 --iterations $K --seconds "$psecs" \
-            --warmup 2)
+            --warmup 2) || l1=
         l16=$(load --concurrency 16 --height 16 --width 64 --iterations $K --seconds "$psecs" \
-            --warmup 2)
+            --warmup 2) || l16=
         stop
         printf '  %-9s %-10s %12s %12s %10s %10s\n' "$p" "${served:-?}" \
-            "$(field "$l1" grids_per_s)" "$(field "$l16" grids_per_s)" "$(field "$l1" p50_ms)" \
-            "$(field "$l16" p50_ms)"
+            "$(field_or_dash "$l1" grids_per_s)" "$(field_or_dash "$l16" grids_per_s)" \
+            "$(field_or_dash "$l1" p50_ms)" "$(field_or_dash "$l16" p50_ms)"
+
     done
 }
 
