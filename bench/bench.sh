@@ -29,6 +29,7 @@ DEFAULT_MODEL=${MODEL:-models/default.safetensors}
 TMP=$(mktemp -d)
 trap 'rm -rf "$TMP"' EXIT
 trap 'exit 130' INT TERM
+START=$(date +%s)
 RANDOM_MODEL=$TMP/random_d256.safetensors
 "$ENGINE" --write-checkpoint "$RANDOM_MODEL"
 OUT=$TMP/lines
@@ -79,3 +80,4 @@ reference native f32 $UNPIN
 
 [ "${RAW:-0}" = 1 ] && cat "$OUT"
 "$PY" bench/report.py --random-model "$RANDOM_MODEL" --default-model "$DEFAULT_MODEL" "$OUT"
+echo "make bench: $(($(date +%s) - START)) s"
