@@ -23,6 +23,7 @@ import sys
 
 ENVS = ("pinned", "native")
 PRECISIONS = ("f32", "bf16", "int8")
+NOISY_PCT = 25  # repeats spread wider than this (% of the median) get a *
 PHASES = ("embed+ln", "qkv+rope", "attention", "proj+ln", "fc1+gelu", "fc2+ln", "head")
 
 
@@ -96,7 +97,7 @@ def case_table(runs, path, hw, title):
     kern = {e: runs.kernel[e].get("corename", "?") for e in envs}
     head = "  {:<26}".format("engine  precision threads")
     for e in envs:
-        head += f" | {e + ' (' + kern[e] + ')':<45}"
+        head += f" | {e + ' (' + kern[e] + ')':<43}"
     out.append(head)
     sub = "  {:<26}".format("")
     for e in envs:
@@ -118,18 +119,24 @@ def case_table(runs, path, hw, title):
                 r = rows[e]
                 if not r or r.get("status") != "ok":
                     cell = "n/a: " + (r.get("message", "not run") if r else "not run")
-                    line += f" | {cell[:45]:<45}"
+                    line += f" | {cell[:43]:<43}"
                     continue
                 cps = float(r["cells_per_s"])
                 f32 = runs.eng.get((e, path, hw, "f32", t))
                 f32cps = float(f32["cells_per_s"]) if f32 and f32.get("status") == "ok" else 0
                 tprec = "int8" if prec == "int8" else "f32"
                 best, _ = runs.ref_best(e, path, hw, tprec, t)
-                line += " | {:>8.0f} {:>8.1f} {:>6.0f}% {:>7} {:>9}".format(
-                    cps, float(r["gflops"]), float(r["pct_sgemm"]), fmt_ratio(cps, f32cps),
-                    fmt_ratio(cps, best))
+                noisy = "*" if float(r.get("spread_pct", 0)) > NOISY_PCT else " "
+                line += " | {:>7.0f}{} {:>8.1f} {:>6.0f}% {:>7} {:>9}".format(
+                    cps, noisy, float(r["gflops"]), float(r["pct_sgemm"]),
+                    fmt_ratio(cps, f32cps), fmt_ratio(cps, best))
             out.append(line)
-    # PyTorch beside it.
+    if len(out) == 3:
+        out.append("  (the engine gave no figures for this case)")
+    # PyTorch beside it, its GFLOP/s from the engine's count of the same forward.
+    flops_per_cell = next((float(r["gflops"]) * 1e9 / float(r["cells_per_s"])
+                           for k, r in runs.eng.items() if k[1] == path and k[2] == hw
+                           and r.get("status") == "ok"), None)
     for prec in ("f32", "int8"):
         for cores in (1, 2):
             line = f"  PyTorch {prec:<5} {cores} core{'s' if cores > 1 else ' '}"
@@ -139,10 +146,11 @@ def case_table(runs, path, hw, title):
                 best, k = runs.ref_best(e, path, hw, prec, cores)
                 if best:
                     any_ok = True
-                    cell = f"{best:>8.0f}  best: {setting_name(k, prec)}"
+                    gf = f"{best * flops_per_cell / 1e9:>8.1f}" if flops_per_cell else " " * 8
+                    cell = f"{best:>8.0f} {gf}  best: {setting_name(k, prec)}"
                 else:
                     cell = "n/a"
-                line += f" | {cell:<45}"
+                line += f" | {cell:<43}"
             if any_ok:
                 out.append(line)
     tried = []
@@ -225,7 +233,10 @@ def main():
         return 1
 
     out = ["make bench: cells/s and GFLOP/s of one forward (int8, bf16: GOP/s, the same "
-           "multiply-adds counted alike), median of the interleaved repeats"]
+           "multiply-adds counted alike), median of the interleaved repeats",
+           "  %sgemm: over the f32 sgemm of the same kernel and threads (bf16 and int8 may "
+           "pass 100%); x f32: over the engine in f32; x torch: over PyTorch's best on as "
+           "many cores (int8: PyTorch int8)"]
     for e in ENVS:
         k = runs.kernel.get(e)
         if k:
@@ -255,6 +266,7 @@ def main():
     for e, kv in runs.ref_na:
         out.append(f"note: PyTorch {kv.get('precision', '')} {kv.get('qengine', '')} ({e}): "
                    f"n/a: {kv.get('message', '?')}")
+    out.append(f"* the repeats spread over more than {NOISY_PCT}% of the median: a busy machine.")
     out.append("Figures move with the machine's load: compare within one run.")
     print("\n".join(out))
     return 0
