@@ -429,8 +429,8 @@ static int time_chunk(eng_workspace *ws, const eng_grid *g, double seconds, doub
     return rc;
 }
 
-static void print_cell(const mcase *c, int prec, int threads, mcell *x, int repeats,
-                       double flops, double sgemm)
+static void print_cell(const mcase *c, int prec, int threads, mcell *x, int repeats, double flops,
+                       double sgemm)
 {
     printf("eng case=%s:%dx%d model=%s precision=%s threads=%d ", c->path, c->h, c->w,
            c->desc[0] ? c->desc : "?", eng_precision_name(prec), threads);
@@ -458,8 +458,8 @@ static void print_cell(const mcase *c, int prec, int threads, mcell *x, int repe
 
 /* One case: every precision's model loaded (or its refusal kept), a
  * workspace per thread count, the interleaved repeats, the lines. */
-static int run_case(mcase *c, const char *random_path, const int *precs, int n_prec,
-                    const int *thr, int n_thr, const double *sgemm, int repeats, double seconds)
+static int run_case(mcase *c, const char *random_path, const int *precs, int n_prec, const int *thr,
+                    int n_thr, const double *sgemm, int repeats, double seconds)
 {
     const char *path = strcmp(c->path, "random") == 0 ? random_path : c->path;
     eng_model *models[MAX_LIST] = {0};
@@ -512,8 +512,7 @@ static int run_case(mcase *c, const char *random_path, const int *precs, int n_p
     for (int r = 0; r < repeats && rc == 0; r++)
         for (int p = 0; p < n_prec && rc == 0; p++)
             for (int t = 0; t < n_thr && rc == 0; t++)
-                if (cells[p][t].ws)
-                    rc = time_chunk(cells[p][t].ws, &g, seconds, &cells[p][t].t[r]);
+                if (cells[p][t].ws) rc = time_chunk(cells[p][t].ws, &g, seconds, &cells[p][t].t[r]);
     for (int p = 0; p < n_prec; p++)
         for (int t = 0; t < n_thr; t++) {
             if (rc == 0) print_cell(c, precs[p], thr[t], &cells[p][t], repeats, flops, sgemm[t]);
@@ -619,8 +618,8 @@ int main(int argc, char **argv)
         unlink(ckpt);
         return 1;
     }
-    printf("model: V=%d D=%d L=%d heads=%d r=%d F=%d, random N(0, 0.02); threads=%d; %s\n", V, D,
-           L, HEADS, R, F, threads, eng_precision_name(precision));
+    printf("model: V=%d D=%d L=%d heads=%d r=%d F=%d, random N(0, 0.02); threads=%d; %s\n", V, D, L,
+           HEADS, R, F, threads, eng_precision_name(precision));
 
     double sgemm = sgemm_gflops(threads);
     printf("sgemm 2048x2048x2048: %.1f GFLOP/s\n", sgemm);

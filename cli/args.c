@@ -66,7 +66,7 @@ static int store(const cli_opt *opt, const char *text)
 static const char *const type_names[] = {
     [CLI_OPT_STRING] = "a string", [CLI_OPT_INT] = "an integer",
     [CLI_OPT_FLOAT] = "a number",  [CLI_OPT_U64] = "a non-negative integer",
-    [CLI_OPT_FLAG] = "nothing",   [CLI_OPT_PRECISION] = "f32, bf16 or int8",
+    [CLI_OPT_FLAG] = "nothing",    [CLI_OPT_PRECISION] = "f32, bf16 or int8",
 };
 
 int cli__parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n)
