@@ -486,9 +486,8 @@ static int run_case(mcase *c, const char *random_path, const int *precs, int n_p
                 tok[k] = (int32_t)(rnd() * (hp->vocab_size - 1));
             flops = model_flops(hp, c->h, c->w);
             have_tokens = 1;
-            char r[16];
-            snprintf(r, sizeof r, hp->window[0] == ENG_WINDOW_GLOBAL ? "global" : "%d",
-                     hp->window[0]);
+            char r[16] = "global";
+            if (hp->window[0] != ENG_WINDOW_GLOBAL) snprintf(r, sizeof r, "%d", hp->window[0]);
             snprintf(c->desc, sizeof c->desc, "D%d-L%d-h%d-r%s-F%d-V%d", hp->dim, hp->depth,
                      hp->heads, r, hp->mlp_hidden, hp->vocab_size);
         }
