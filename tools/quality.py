@@ -88,8 +88,13 @@ def engine_name(label):
 
 
 def fmt_na(msg):
-    # "heptapod forward: PATH: fault" -> "fault"
-    return f"n/a: {msg.split(': ')[-1] if msg.startswith('heptapod') else msg}"
+    """"heptapod forward: PATH: fault" -> "n/a: fault" (the command and the path off)."""
+    parts = msg.split(": ")
+    if parts[0].startswith("heptapod ") and len(parts) > 1:
+        parts = parts[1:]
+    if len(parts) > 1 and os.path.exists(parts[0]):
+        parts = parts[1:]
+    return "n/a: " + ": ".join(parts)
 
 
 # --- (a) bits per byte --------------------------------------------------------------
