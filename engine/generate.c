@@ -14,10 +14,13 @@
 
 #include "engine/internal.h"
 #include "engine/sample.h"
+#include "engine/seed.h"
 
 int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const int32_t *given,
                  int iterations, const eng_sampling *s, char *err, size_t errlen)
 {
+    if (m && m->arch == ENG__ARCH_SEED)
+        return eng__seed_gen_init(g, m, height, width, given, iterations, s, err, errlen);
     if (!g) return eng__fail(err, errlen, ENG_EINVAL, "no generation state");
     memset(g, 0, sizeof *g);
     if (!m || !s)
@@ -171,6 +174,7 @@ static void finish_iteration(eng_gen *g, int mask)
 
 int eng_step(eng_workspace *ws, eng_gen *const *gens, int n)
 {
+    if (eng__ws_model(ws)->arch == ENG__ARCH_SEED) return eng__seed_step(ws, gens, n);
     const eng_hparams *hp = eng_model_hparams(eng__ws_model(ws));
     eng_grid *grids = eng__ws_grids(ws);
     int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;

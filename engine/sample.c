@@ -206,10 +206,16 @@ static int draw(const float *w, const float *z, int v, int mask, double u)
     return last >= 0 ? last : eng__argmax(z, v, mask);
 }
 
-/* Tokens kept by top_k: all candidates (every id but the mask) when 0. */
-static int kept_by_top_k(int v, int top_k)
+/* Candidate tokens: every id but the mask (every id if mask < 0). */
+static int candidates(int v, int mask)
 {
-    return top_k <= 0 || top_k >= v - 1 ? v - 1 : top_k;
+    return mask >= 0 && mask < v ? v - 1 : v;
+}
+
+/* Tokens kept by top_k: all n candidates when 0. */
+static int kept_by_top_k(int n, int top_k)
+{
+    return top_k <= 0 || top_k >= n ? n : top_k;
 }
 
 /* The id at which the running sum of w over ord[0..k), best first, reaches
@@ -267,7 +273,7 @@ static int top_p_only(const float *z, const float *w, int v, int mask, float top
                       int32_t *ord)
 {
     double goal = (double)top_p * total;
-    float floor_w = (float)((1.0 - (double)top_p) * total / (v - 1) * 0.999);
+    float floor_w = (float)((1.0 - (double)top_p) * total / candidates(v, mask) * 0.999);
     float floor_z = INFINITY;
     for (int i = 0; i < v; i++)
         if (i != mask && w[i] >= floor_w && z[i] < floor_z) floor_z = z[i];
@@ -289,7 +295,7 @@ int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u
     float *w = scratch;
     int32_t *ord = (int32_t *)((char *)scratch + (size_t)v * sizeof *w);
     double all = weights(z, v, mask, z[best], s->temperature, w);
-    int n = v - 1, k = kept_by_top_k(v, s->top_k);
+    int n = candidates(v, mask), k = kept_by_top_k(n, s->top_k);
     if (k == n && s->top_p >= 1.0f) return draw(w, z, v, mask, u);
     int last;
     if (k == n) {
@@ -334,7 +340,7 @@ int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, doub
             ord[j] = ord[j - 1];
         ord[j] = i;
     }
-    int k = kept_by_top_k(v, s->top_k);
+    int k = kept_by_top_k(n, s->top_k);
     int last = ord[k - 1];
     if (s->top_p < 1.0f)
         last = prefix_end(w, ord, k, (double)s->top_p * (k < n ? mass_upto(z, w, v, last) : all));

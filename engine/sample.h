@@ -48,7 +48,8 @@ float eng__confidence(const float *z, int v, int mask, int s);
  * reaches top_p; then walk the kept tokens in increasing id order and return
  * the first at which the cumulative weight exceeds u times their total.
  * "Heaviest" ranks by logit, then lower id. scratch holds ENG__SAMPLE_SCRATCH(v)
- * bytes, suitably aligned for float. Never returns the mask.
+ * bytes, suitably aligned for float. Never returns the mask; mask < 0
+ * excludes no token.
  */
 int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u, void *scratch);
 
