@@ -8,7 +8,8 @@
  *   - greedy generation reproduces the package's Autoregressive2DWrapper
  *     (seed_generate_*.json) step by step, by temperature 0 and by top_k 1;
  *   - seeded sampling ignores the batch and the thread count; given cells are
- *     kept and skipped; the checkpoint's top_k is the default;
+ *     kept and skipped; the checkpoint's top_k is the default; the sampler
+ *     without a mask token;
  *   - refusals: non-square grids, bf16/int8, and broken seed checkpoints, each
  *     with a message naming the file and the fault.
  */
@@ -24,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/sample.h"
 #include "tests/engine/ckpt_harness.h"
 
 static const char *fixtures_dir(void)
@@ -301,6 +303,32 @@ static void test_given_cells_and_default_top_k(void **state)
     eng_model_free(m);
 }
 
+/* The sampler with no mask (-1), as seed generation calls it: every id is a
+ * candidate, top_k counts all of them, and both samplers agree. */
+static void test_sampler_without_mask(void **state)
+{
+    (void)state;
+    const float z[4] = {3.0f, 2.0f, 1.0f, 0.0f};
+    float scratch[2 * 4];
+    eng_sampling s = {.temperature = 1.0f, .top_k = 3, .top_p = 1.0f, .seed = 1};
+    const double us[] = {0.0, 0.5, 0.9, 0.999999};
+    int seen_last = 0;
+    for (int k = 0; k <= 4; k++) {
+        s.top_k = k;
+        for (size_t i = 0; i < sizeof us / sizeof us[0]; i++) {
+            int a = eng__sample(z, 4, -1, &s, us[i], scratch);
+            int b = eng__sample_ref(z, 4, -1, &s, us[i], scratch);
+            assert_int_equal(a, b);
+            assert_true(a >= 0 && a < (k ? k : 4)); /* top_k 3 keeps ids 0..2, 0 keeps all */
+            seen_last |= a == 3;
+        }
+    }
+    assert_true(seen_last); /* the lowest id's token is drawn when all are kept */
+    assert_int_equal(eng__argmax(z, 4, -1), 0);
+    s.temperature = 0.0f;
+    assert_int_equal(eng__sample(z, 4, -1, &s, 0.5, scratch), 0);
+}
+
 /* --- refusals --------------------------------------------------------------- */
 
 static void test_non_square_and_precision_refused(void **state)
@@ -441,6 +469,7 @@ int main(void)
         cmocka_unit_test(test_greedy_generation_matches_the_package),
         cmocka_unit_test(test_seeded_sampling_ignores_batch_and_threads),
         cmocka_unit_test(test_given_cells_and_default_top_k),
+        cmocka_unit_test(test_sampler_without_mask),
         cmocka_unit_test(test_non_square_and_precision_refused),
         cmocka_unit_test(test_seed_checkpoint_defaults),
         cmocka_unit_test(test_broken_seed_checkpoints_refused),
