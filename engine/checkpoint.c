@@ -107,8 +107,8 @@ typedef struct loader {
     eng__jdoc *doc;
     tensor *t;
     size_t n_t;
-    const tensor_set *ts; /* the tensors of the checkpoint's arch */
-    tensor **slot; /* [n_global + n_layer * depth] header entry of each expected tensor */
+    const tensor_set *ts;      /* the tensors of the checkpoint's arch */
+    tensor **slot;             /* [n_global + n_layer * depth] entry of each expected tensor */
     const unsigned char *data; /* the data region: after the header, to the end of the file */
     uint64_t data_len;
 } loader;

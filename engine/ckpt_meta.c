@@ -303,8 +303,7 @@ int eng__ckpt_meta(eng_model *m, const eng__jnode *meta, char *msg, size_t msgle
     eng_hparams *hp = &m->hp;
     int rc;
 
-    if ((rc = copy_meta(&c, meta)) || (rc = check_text(&c, "format", "heptapod")))
-        return rc;
+    if ((rc = copy_meta(&c, meta)) || (rc = check_text(&c, "format", "heptapod"))) return rc;
     const char *arch = eng_model_meta(m, "arch");
     if (arch && strcmp(arch, ENG__ARCH_SEED_NAME) == 0) {
         m->arch = ENG__ARCH_SEED;

@@ -134,8 +134,7 @@ static void after_block_attn(const spass *ps, int c)
 static void block_attn_task(void *arg, int begin, int end, int thread)
 {
     const spass *ps = arg;
-    attend_cells(ps, ps->ws->u, ps->x1, ps->m->hp.window[ps->layer], begin, end,
-                 after_block_attn);
+    attend_cells(ps, ps->ws->u, ps->x1, ps->m->hp.window[ps->layer], begin, end, after_block_attn);
 }
 
 /* x1 = attention over h itself (no norm), radius model_window. */

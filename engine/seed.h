@@ -24,9 +24,8 @@ int eng__seed_forward(eng_workspace *ws, const eng_grid *grids, int n, const flo
  * this arch only the filler of cells not reached yet). A request top_k of 0
  * takes the checkpoint's `top_k`.
  */
-int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width,
-                       const int32_t *given, int iterations, const eng_sampling *s, char *err,
-                       size_t errlen);
+int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width, const int32_t *given,
+                       int iterations, const eng_sampling *s, char *err, size_t errlen);
 
 /**
  * eng_step for a model with arch ENG__ARCH_SEED: one batched forward pass,

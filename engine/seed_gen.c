@@ -17,9 +17,8 @@
 #include "engine/sample.h"
 #include "engine/seed.h"
 
-int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width,
-                       const int32_t *given, int iterations, const eng_sampling *s, char *err,
-                       size_t errlen)
+int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width, const int32_t *given,
+                       int iterations, const eng_sampling *s, char *err, size_t errlen)
 {
     if (!g) return eng__fail(err, errlen, ENG_EINVAL, "no generation state");
     memset(g, 0, sizeof *g);

@@ -116,8 +116,8 @@ static void test_forward_matches_the_package(void **state)
                         worst = e > worst ? e : worst;
                     }
                 }
-        print_message("%s: %d grids, %d cells, max |diff| %.3g (tolerance %.3g)\n",
-                      gl.gl_pathv[f], n, cells, worst, tol);
+        print_message("%s: %d grids, %d cells, max |diff| %.3g (tolerance %.3g)\n", gl.gl_pathv[f],
+                      n, cells, worst, tol);
         if (!(worst <= tol)) fail_msg("%s: max |diff| %.3g > %.3g", gl.gl_pathv[f], worst, tol);
         assert_int_equal(eng_forward(ws1, g, n, &z1), ENG_OK);
         assert_memory_equal(z1, z2, (size_t)cells * v * sizeof *z1);
@@ -194,8 +194,7 @@ static void test_greedy_generation_matches_the_package(void **state)
         json_t *root = load_json(gl.gl_pathv[f]);
         eng_model *m = load_fixture_model(json_string_value(json_object_get(root, "model")));
         int n = (int)json_integer_value(json_object_get(root, "height")), cells = n * n;
-        assert_int_equal(json_integer_value(json_object_get(root, "mask_token")),
-                         m->hp.mask_token);
+        assert_int_equal(json_integer_value(json_object_get(root, "mask_token")), m->hp.mask_token);
         json_t *steps = json_object_get(root, "grids");
         assert_int_equal(json_array_size(steps), cells);
         int32_t *want = malloc((size_t)cells * cells * sizeof *want);
@@ -366,10 +365,9 @@ static void seed_init(wspec *s, int L)
     static char depth[8];
     memset(s, 0, sizeof *s);
     snprintf(depth, sizeof depth, "%d", L);
-    const char *meta[][2] = {{"format", "heptapod"}, {"arch", ENG__ARCH_SEED_NAME},
-                             {"vocab_size", "7"},    {"dim", "8"},
-                             {"depth", depth},       {"max_height", "8"},
-                             {"max_width", "8"}};
+    const char *meta[][2] = {
+        {"format", "heptapod"}, {"arch", ENG__ARCH_SEED_NAME}, {"vocab_size", "7"}, {"dim", "8"},
+        {"depth", depth},       {"max_height", "8"},           {"max_width", "8"}};
     for (size_t i = 0; i < sizeof meta / sizeof meta[0]; i++)
         w_set(s, meta[i][0], meta[i][1]);
     w_add(s, "F32", "embedding.weight", 2, 7, 8);
