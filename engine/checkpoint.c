@@ -471,6 +471,11 @@ static int choose_precision(loader *ld, const eng_load_opts *opts)
     if (p != ENG_PRECISION_F32 && ld->m->arch == ENG__ARCH_SEED)
         return lfail(ld, ENG_EINVAL, "precision %s: the %s architecture runs in f32 only",
                      eng_precision_name(p), ENG__ARCH_SEED_NAME);
+    if (p == ENG_PRECISION_INT8) {
+        char msg[256];
+        int rc = eng__q8_build(ld->m, msg, sizeof msg);
+        return rc == ENG_OK ? ENG_OK : lfail(ld, rc, "%s", msg);
+    }
     if (p != ENG_PRECISION_F32)
         return lfail(ld, ENG_EINVAL, "precision %s is not built into this engine", eng_precision_name(p));
     return ENG_OK;
@@ -524,6 +529,7 @@ void eng_model_free(eng_model *m)
     }
     free(m->meta);
     free(m->owned);
+    eng__q8_free(m);
     free(m->layers);
     free(m->window);
     free(m->dilation);
@@ -543,7 +549,7 @@ const char *eng_model_path(const eng_model *m)
 
 size_t eng_model_bytes(const eng_model *m)
 {
-    return m->map_len + m->owned_bytes;
+    return m->map_len + m->owned_bytes + m->q8_bytes;
 }
 
 static int cmp_key(const void *key, const void *entry)

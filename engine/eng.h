@@ -110,7 +110,8 @@ eng_precision eng_model_precision(const eng_model *m);
 const eng_hparams *eng_model_hparams(const eng_model *m);
 /** The path the model was loaded from (owned by the model). */
 const char *eng_model_path(const eng_model *m);
-/** Memory the model holds: the mapped file plus the tensors converted at load. */
+/** Memory the model holds: the mapped file plus the tensors converted or
+ *  quantized at load. */
 size_t eng_model_bytes(const eng_model *m);
 /** Metadata value for key, or NULL. Owned by the model. */
 const char *eng_model_meta(const eng_model *m, const char *key);

@@ -53,7 +53,18 @@ struct eng_model {
     size_t map_len;
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
     size_t owned_bytes;      /* its size */
+    struct eng__qmat *q8;    /* int8: [depth * 4 + 1] qkv, proj, fc1, fc2 of each block,
+                                then the head (qgemm.h); NULL at other precisions */
+    void *q8_mem;            /* their packed weights, scales and sums, one block */
+    size_t q8_bytes;         /* q8_mem's size plus q8's */
 };
+
+/* --- int8 weights (engine/q8model.c) ----------------------------------------
+ * Quantizes every Linear weight of m into m->q8 (qgemm.h). Returns ENG_OK,
+ * or an error code with a message (without the path) in msg. eng__q8_free
+ * releases what it made (safe on a model without). */
+int eng__q8_build(eng_model *m, char *msg, size_t msglen);
+void eng__q8_free(eng_model *m);
 
 /* --- thread pool (engine/pool.c) ---------------------------------------------
  * A fixed set of threads owned by a workspace. eng__pool_run splits [0, n) into

@@ -83,6 +83,8 @@ struct eng_workspace {
     eng_grid *grids;        /* [max_cells] for eng_step (eng__ws_grids) */
     unsigned char *scratch; /* [threads][scratch_stride], 64-byte aligned */
     size_t scratch_stride;
+    unsigned char *qscratch; /* int8: [threads][qscratch_stride] quantized tile rows, else NULL */
+    size_t qscratch_stride;
 
     eng__profile *profile; /* NULL unless eng__ws_set_profile set one */
 };
