@@ -11,6 +11,7 @@ speed; the C engine and the trainer are checked against it.
     init_random(model, seed, std=0.02)       random weights for tests and fixtures
     save_checkpoint / load_checkpoint        section 4 (safetensors, F32/F16/BF16)
     generate(model, given, iterations, ...)  section 5 (iterative refinement)
+    quantize_int8(model)                     section 6.1 (int8 Linear layers, in place)
 
 Run with /usr/bin/python3 (Debian's python3-torch).
 """
@@ -509,6 +510,72 @@ def load_checkpoint(path):
     model.load_state_dict(tensors, strict=True)
     model.eval()
     return model, md
+
+
+# --- int8 precision (section 6.1) --------------------------------------------------
+
+INT8_TINY = 2.0 ** -100  # max |x| below this: the row quantizes to zeros
+
+
+def quantize_weight_int8(w):
+    """Per output channel (row of w [out, k]): (q int64 [out, k] in [-127, 127],
+    scale float32 [out]) with scale = max|w_row| / 127 (1 for a row below INT8_TINY,
+    whose q are 0) and q = round-half-even(w / scale)."""
+    w = w.detach().to(torch.float32)
+    if not torch.isfinite(w).all():
+        raise ValueError("int8: a weight holds inf or NaN")
+    amax = w.abs().amax(dim=1)
+    tiny = amax < INT8_TINY
+    scale = torch.where(tiny, torch.ones_like(amax), amax / torch.tensor(127.0))
+    q = torch.round((w / scale[:, None]).clamp(-127.0, 127.0))
+    q[tiny] = 0.0
+    return q.to(torch.int64), scale
+
+
+def quantize_rows_int8(a):
+    """Per row (last dim) of float32 activations: (q int64, scale float32 [...]).
+    inv = 127 / max|a| (float32), q = round-half-even(a * inv) clamped to [-127, 127],
+    scale = max|a| / 127; a row below INT8_TINY gives q 0 and scale 0, a row holding
+    inf or NaN q 0 and scale NaN."""
+    amax = a.abs().amax(dim=-1)
+    bad = ~torch.isfinite(amax)
+    zero = bad | (amax < INT8_TINY)
+    safe = torch.where(zero, torch.ones_like(amax), amax)
+    inv = torch.where(zero, torch.zeros_like(amax), torch.tensor(127.0) / safe)
+    scale = torch.where(zero, torch.zeros_like(amax), safe / torch.tensor(127.0))
+    scale = torch.where(bad, torch.full_like(amax, float("nan")), scale)
+    q = torch.round((a * inv[..., None]).clamp(-127.0, 127.0))
+    q = torch.where(zero[..., None], torch.zeros_like(q), q)
+    return q.to(torch.int64), scale
+
+
+class Int8Linear(nn.Module):
+    """A Linear layer in int8: weights quantized once here, activations per row in
+    forward, products summed exactly in int64, then in float32
+    out = (float)acc * (row_scale * weight_scale) + bias."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.q, self.scale = quantize_weight_int8(linear.weight)
+        self.bias = linear.bias.detach().to(torch.float32).clone()
+
+    def forward(self, x):
+        qa, rs = quantize_rows_int8(x.to(torch.float32))
+        acc = torch.matmul(qa, self.q.t())  # exact: |acc| < 2^31
+        s = rs[..., None] * self.scale
+        return acc.to(torch.float32) * s + self.bias
+
+
+def quantize_int8(model):
+    """Replaces every Linear layer of a HeptapodModel (qkv, proj, fc1, fc2, head) in
+    place by an Int8Linear; embedding, norms, attention and GELU stay float32."""
+    for blk in model.blocks:
+        blk.attn.qkv = Int8Linear(blk.attn.qkv)
+        blk.attn.proj = Int8Linear(blk.attn.proj)
+        blk.mlp.fc1 = Int8Linear(blk.mlp.fc1)
+        blk.mlp.fc2 = Int8Linear(blk.mlp.fc2)
+    model.head = Int8Linear(model.head)
+    return model
 
 
 # --- generation (section 5) -------------------------------------------------------

@@ -8,6 +8,7 @@ Everything is deterministic (fixed seeds): random-weight checkpoints, forward ca
 iteration). Running it again rewrites identical files. See tests/fixtures/README.md.
 """
 
+import copy
 import json
 import math
 import os
@@ -21,6 +22,9 @@ import heptapod_ref as ref  # noqa: E402
 # Greedy generation must not hinge on float noise: every argmax margin (logits) and every
 # confidence gap at a re-mask boundary must exceed this, or another seed is tried.
 GEN_MARGIN = 1e-3
+
+# int8 fixture tolerance, relative to 1 + max|Z| (see int8_fixture).
+INT8_TOL = 1e-3
 
 
 def meta(**kw):
@@ -219,6 +223,94 @@ def forward_case(outdir, name, model_file, model, grids, note):
     return path
 
 
+def _int8_per_tensor(model):
+    """Mutation: one weight scale per tensor instead of per output channel."""
+    ref.quantize_int8(model)
+    for mod in model.modules():
+        if isinstance(mod, ref.Int8Linear):
+            w = mod.q.to(torch.float32) * mod.scale[:, None]
+            s = w.abs().max() / torch.tensor(127.0)
+            mod.q = torch.round(w / s).clamp(-127, 127).to(torch.int64)
+            mod.scale = torch.full_like(mod.scale, float(s))
+    return model
+
+
+def _int8_truncated(model):
+    """Mutation: activations truncated toward zero instead of rounded to nearest."""
+    ref.quantize_int8(model)
+    orig = ref.quantize_rows_int8
+
+    def trunc(a):
+        q, s = orig(a)
+        amax = a.abs().amax(dim=-1)
+        inv = torch.tensor(127.0) / torch.where(amax > 0, amax, torch.ones_like(amax))
+        return torch.trunc(a * inv[..., None]).clamp(-127, 127).to(torch.int64), s
+    model._trunc = trunc
+    return model
+
+
+def int8_fixture(outdir, small, models):
+    """forward_int8.json on small_int8.safetensors (small's weights, metadata
+    precision=int8) from the int8 reference (heptapod_ref.quantize_int8), and the
+    int8-vs-f32 error of each fixture model, printed and kept in the note.
+
+    The C engine quantizes activations computed by its own f32 kernels, which round
+    differently from PyTorch's in the last bits; once in a while that moves an
+    activation across a rounding boundary of the int8 grid, a step of max|a|/127 in
+    one product, so the tolerance is looser than f32's 1e-4."""
+    md = dict(MODELS["small"], precision="int8")
+    f = "small_int8.safetensors"
+    path = os.path.join(outdir, f)
+    ref.save_checkpoint(path, small, md, "F32")
+    loaded, _ = ref.load_checkpoint(path)
+    grids = grids_of(17, [(6, 6), (1, 1), (9, 14), (3, 5)], 24)
+    z32 = logits_of(loaded, grids)
+    q8 = ref.quantize_int8(copy.deepcopy(loaded))
+    z = logits_of(q8, grids)
+    zmax = max(float(t.abs().max()) for t in z)
+    tol = INT8_TOL * (1 + zmax)
+    # The fixture must tell int8 from f32 and from plausible int8 mistakes.
+    checks = [("f32 (no quantization)", z32),
+              ("one weight scale per tensor", logits_of(_int8_per_tensor(copy.deepcopy(loaded)),
+                                                        grids))]
+    orig = ref.quantize_rows_int8
+    trunc_model = _int8_truncated(copy.deepcopy(loaded))
+    ref.quantize_rows_int8 = trunc_model._trunc
+    try:
+        checks.append(("activations truncated", logits_of(trunc_model, grids)))
+    finally:
+        ref.quantize_rows_int8 = orig
+    for label, zm in checks:
+        diff = max(float((a - b).abs().max()) for a, b in zip(zm, z))
+        if not diff > 10 * tol:
+            raise RuntimeError(f"forward_int8: '{label}' moves logits by only {diff:.3g} "
+                               f"(tolerance {tol:.3g})")
+        print(f"forward_int8: '{label}' moves logits by {diff / tol:.0f}x tolerance")
+    errors = []
+    for name, m in models.items():
+        V = m.hp["vocab_size"]
+        g = grids_of(18, [(8, 8), (5, 11)], V)
+        a = logits_of(m, g)
+        b = logits_of(ref.quantize_int8(copy.deepcopy(m)), g)
+        rel = max(float((x - y).abs().max()) for x, y in zip(a, b)) / max(
+            float(x.abs().max()) for x in a)
+        errors.append(f"{name} {rel:.2g}")
+    err_note = ", ".join(errors)
+    print(f"int8 vs f32, max |dz| / max |z|: {err_note}")
+    obj = {
+        "note": "int8 (MODEL.md 6.1) on small's weights, checkpoint metadata precision=int8; "
+                "6x6, 1x1, 9x14, 3x5 in one batch; int8 vs f32 max |dz| / max |z| on 8x8 "
+                f"and 5x11 grids: {err_note}",
+        "model": f,
+        "grids": [t.tolist() for t in grids],
+        "logits": [t.tolist() for t in z],
+        "tolerance": float(format(tol, ".6g")),
+    }
+    out = os.path.join(outdir, "forward_int8.json")
+    write_json(out, obj)
+    return [f, os.path.basename(out)]
+
+
 def gen_margins(trace, mask):
     """Smallest argmax margin and smallest confidence gap at a re-mask boundary."""
     arg_m, conf_m = math.inf, math.inf
@@ -347,6 +439,8 @@ def main():
                   "byte tokenizer, V = 257, a 4x12 grid of text with mask tokens (256)"))
     for name, mf, m, grids, note in cases:
         written.append(os.path.basename(forward_case(outdir, name, mf, m, grids, note)))
+    written += int8_fixture(outdir, small_m, {"small": small_m, "dilated_global": dg_m,
+                                              "byte": byte_m})
 
     for gname in ("gen", "byte_gen"):
         model, seed, results, worst = make_gen_model(gname)
