@@ -250,6 +250,7 @@ int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **l
     if (rc != ENG_OK) return rc;
     *logits = ws->logits;
     if (cells == 0) return ENG_OK;
+    ws->serial++;
 
     const eng_model *m = ws->m;
     const eng_hparams *hp = &m->hp;

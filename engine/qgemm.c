@@ -133,7 +133,7 @@ void eng__qgemm_scalar(const eng__qtile *t)
     size_t stride = ROUND64(kpad);
     float *scales = t->scratch;
     int8_t *qa = (int8_t *)t->scratch + ROUND64((size_t)t->rows * sizeof(float));
-    quantize_rows(t, qa, stride, scales);
+    if (!t->quantized) quantize_rows(t, qa, stride, scales);
     for (int r = 0; r < t->rows; r++) {
         const int8_t *x = qa + (size_t)r * stride;
         float *out = t->c + (size_t)r * t->ldc;

@@ -56,9 +56,11 @@ size_t eng__qscratch_bytes(int rows, int k);
 
 /**
  * One tile: c[r][j] += dequant(a row r, weight column col0 + j) for r <
- * rows, j < cols, with c's row stride ldc and a's lda. scratch: 64-byte
- * aligned, eng__qscratch_bytes(rows, q->k) bytes. Each output depends only
- * on its row of a and the weights.
+ * rows, j < cols, with c's row stride ldc and a's lda; c points at column
+ * col0 of rows that start at c - col0 (the kernels address whole panels of
+ * 16 columns, masked to the tile's). scratch: 64-byte aligned,
+ * eng__qscratch_bytes(rows, q->k) bytes, where the kernel leaves the rows
+ * quantized. Each output depends only on its row of a and the weights.
  */
 typedef struct eng__qtile {
     const eng__qmat *q;
@@ -68,6 +70,8 @@ typedef struct eng__qtile {
     float *c;
     size_t ldc;
     void *scratch;
+    int quantized; /* 1: scratch already holds a's rows as this same kernel
+                      quantizes them (an earlier tile over the same rows) */
 } eng__qtile;
 
 /* The kernels; eng__qgemm picks one by eng__isa(). */

@@ -165,7 +165,7 @@ void eng__qgemm_avx2(const eng__qtile *t)
     float *scales = t->scratch;
     int16_t *qa = (int16_t *)(void *)((unsigned char *)t->scratch +
                                       ROUND64((size_t)t->rows * sizeof(float)));
-    quantize_rows(t, qa, stride, scales);
+    if (!t->quantized) quantize_rows(t, qa, stride, scales);
     int p_end = (t->col0 + t->cols + 15) / 16;
     for (int p = t->col0 / 16; p < p_end; p++) {
         int r = 0;

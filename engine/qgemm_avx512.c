@@ -173,7 +173,7 @@ void eng__qgemm_avx512(const eng__qtile *t)
     size_t stride = ROUND64((size_t)q->kgroups * 4);
     float *scales = t->scratch;
     uint8_t *qa = (uint8_t *)t->scratch + ROUND64((size_t)t->rows * sizeof(float));
-    quantize_rows(t, qa, stride, scales);
+    if (!t->quantized) quantize_rows(t, qa, stride, scales);
     int c1 = t->col0 + t->cols, p_end = (c1 + 15) / 16;
     blk b = {.t = t, .stride = stride};
     for (int p = t->col0 / 16; p < p_end; p += NP) {

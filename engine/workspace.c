@@ -79,8 +79,8 @@ static ws_sizes plan(const eng_model *m, int max_cells, int threads)
     z.qscratch_stride = 0;
     if (m->precision == ENG_PRECISION_INT8) {
         int rows = max_cells < ENG__TILE_ROWS ? max_cells : ENG__TILE_ROWS;
-        z.qscratch_stride = eng__qscratch_bytes(rows, hp->dim > hp->mlp_hidden ? hp->dim
-                                                                                : hp->mlp_hidden);
+        int k = hp->dim > hp->mlp_hidden ? hp->dim : hp->mlp_hidden;
+        z.qscratch_stride = ENG__QTAG + eng__qscratch_bytes(rows, k);
     }
     z.qscratch = product(z.qscratch_stride, (size_t)threads, 1, 1);
     return z;
@@ -187,6 +187,9 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
         return NULL;
     }
     eng__rope_tables(ws->rope_cos, ws->rope_sin, (int)positions, hp->head_dim, hp->rope_base);
+    /* int8 tags of serial 0: no rows cached (eng_forward counts from 1). */
+    for (int t = 0; ws->qscratch && t < threads; t++)
+        memset(ws->qscratch + (size_t)t * ws->qscratch_stride, 0, ENG__QTAG);
 
     ws->pool = eng__pool_create(threads);
     if (!ws->pool) {

@@ -30,6 +30,7 @@
 #include "engine/internal.h"
 #include "engine/isa.h"
 #include "engine/qgemm.h"
+#include "engine/workspace.h"
 
 static const char *fixtures_dir(void)
 {
@@ -443,11 +444,12 @@ static void test_bytes_are_exact(void **state)
     size_t n = (size_t)hp->depth * 4 + 1;
     size_t want = hp->depth * per_block + eng__qmat_bytes(v, d) + n * sizeof(eng__qmat);
     assert_int_equal(eng_model_bytes(q) - eng_model_bytes(f), want);
-    /* The workspace adds one scratch per thread, for min(cells, 256) rows of max(D, F). */
+    /* The workspace adds one scratch per thread, for min(cells, 256) rows of max(D, F),
+     * and its tag. */
     int kmax = d > ff ? d : ff;
     for (int threads = 1; threads <= 3; threads++) {
-        size_t s100 = eng__qscratch_bytes(100, kmax) * threads;
-        size_t s256 = eng__qscratch_bytes(256, kmax) * threads;
+        size_t s100 = (ENG__QTAG + eng__qscratch_bytes(100, kmax)) * threads;
+        size_t s256 = (ENG__QTAG + eng__qscratch_bytes(256, kmax)) * threads;
         assert_int_equal(eng_workspace_bytes(q, 100, threads) - eng_workspace_bytes(f, 100, threads),
                          (s100 + 63) / 64 * 64);
         assert_int_equal(eng_workspace_bytes(q, 5000, threads) -
