@@ -31,11 +31,11 @@
 
 /** One Linear weight [out, k] in int8. */
 typedef struct eng__qmat {
-    int out, k;         /* the f32 weight's shape */
-    int kgroups;        /* ceil(k / 4) */
-    int panels;         /* ceil(out / 16) */
-    const int8_t *w;    /* [panels][kgroups][16][4], 64-byte aligned */
-    const float *scale; /* [panels * 16] per output column; 0 in the padding */
+    int out, k;          /* the f32 weight's shape */
+    int kgroups;         /* ceil(k / 4) */
+    int panels;          /* ceil(out / 16) */
+    const int8_t *w;     /* [panels][kgroups][16][4], 64-byte aligned */
+    const float *scale;  /* [panels * 16] per output column; 0 in the padding */
     const int32_t *corr; /* [panels * 16] 128 * sum_k q(col, k), for the u8 kernel */
 } eng__qmat;
 

@@ -78,7 +78,8 @@ TGT static void quantize_rows(const eng__qtile *t, int16_t *qa, size_t stride, f
 /* Lane masks (all ones where the column is the tile's) for 8 columns from col. */
 INL __m256i col_mask(int col, int c0, int c1)
 {
-    __m256i idx = _mm256_add_epi32(_mm256_set1_epi32(col), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    __m256i idx =
+        _mm256_add_epi32(_mm256_set1_epi32(col), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
     __m256i ge = _mm256_cmpgt_epi32(idx, _mm256_set1_epi32(c0 - 1));
     __m256i lt = _mm256_cmpgt_epi32(_mm256_set1_epi32(c1), idx);
     return _mm256_and_si256(ge, lt);
@@ -103,7 +104,7 @@ INL __m256i sums8(__m256i q0, __m256i q1)
 
 /* Named accumulators (an array of vectors ends up on the stack). */
 #define ZERO4(r) __m256i a##r##0 = z, a##r##1 = z, a##r##2 = z, a##r##3 = z
-#define BCAST(r) (memcpy(&v, x + (r) * stride + 4 * (size_t)g, sizeof v), _mm256_set1_epi64x(v))
+#define BCAST(r) (memcpy(&v, x + (r)*stride + 4 * (size_t)g, sizeof v), _mm256_set1_epi64x(v))
 #define MADD(r, j) a##r##j = _mm256_add_epi32(a##r##j, _mm256_madd_epi16(wv, b##r))
 #define WQ(j) _mm256_cvtepi8_epi16(_mm_load_si128((const void *)(w + (size_t)g * 64 + 16 * (j))))
 
@@ -163,8 +164,8 @@ void eng__qgemm_avx2(const eng__qtile *t)
     /* stride in int16 entries; whole cache lines per row. */
     size_t stride = ROUND64((size_t)t->q->kgroups * 4 * sizeof(int16_t)) / sizeof(int16_t);
     float *scales = t->scratch;
-    int16_t *qa = (int16_t *)(void *)((unsigned char *)t->scratch +
-                                      ROUND64((size_t)t->rows * sizeof(float)));
+    int16_t *qa =
+        (int16_t *)(void *)((unsigned char *)t->scratch + ROUND64((size_t)t->rows * sizeof(float)));
     if (!t->quantized) quantize_rows(t, qa, stride, scales);
     int p_end = (t->col0 + t->cols + 15) / 16;
     for (int p = t->col0 / 16; p < p_end; p++) {

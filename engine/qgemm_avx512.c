@@ -61,7 +61,8 @@ TGT static void quantize_rows(const eng__qtile *t, uint8_t *qa, size_t stride, f
             mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_loadu_si512(a + i), absmask));
         if (i < k) {
             __mmask16 m = (__mmask16)((1u << (k - i)) - 1);
-            mx = _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, a + i), absmask));
+            mx =
+                _mm512_max_epu32(mx, _mm512_and_si512(_mm512_maskz_loadu_epi32(m, a + i), absmask));
         }
         float inv = eng__q8_row_params(_mm512_reduce_max_epu32(mx), &scales[r]);
         if (inv == 0.0f) {
@@ -102,9 +103,9 @@ typedef struct blk {
     size_t stride;
     const int8_t *w[NP];
     __mmask16 m[NP];
-    int col[NP];       /* first column of each panel */
-    const float *rs;   /* row r0's scale */
-    float *out;        /* row r0, column 0 */
+    int col[NP];     /* first column of each panel */
+    const float *rs; /* row r0's scale */
+    float *out;      /* row r0, column 0 */
 } blk;
 
 /* out[lanes m] += (float)(acc - corr) * (rs * ws), in the reference's order. */
@@ -122,7 +123,7 @@ INL void finish(const blk *b, int r, int j, __m512i acc)
 
 /* Named accumulators (an array of vectors ends up on the stack). */
 #define ZERO4(r) __m512i a##r##0 = z, a##r##1 = z, a##r##2 = z, a##r##3 = z
-#define BCAST(r) (memcpy(&v, x + (r) * stride + 4 * (size_t)g, sizeof v), _mm512_set1_epi32(v))
+#define BCAST(r) (memcpy(&v, x + (r)*stride + 4 * (size_t)g, sizeof v), _mm512_set1_epi32(v))
 #define DP4(r)                                                                                     \
     bc = BCAST(r);                                                                                 \
     a##r##0 = _mm512_dpbusd_epi32(a##r##0, bc, w0);                                                \
@@ -130,10 +131,10 @@ INL void finish(const blk *b, int r, int j, __m512i acc)
     a##r##2 = _mm512_dpbusd_epi32(a##r##2, bc, w2);                                                \
     a##r##3 = _mm512_dpbusd_epi32(a##r##3, bc, w3)
 #define LOADW(g)                                                                                   \
-    __m512i w0 = _mm512_load_si512((const void *)(b->w[0] + (size_t)(g) * 64));                   \
-    __m512i w1 = _mm512_load_si512((const void *)(b->w[1] + (size_t)(g) * 64));                   \
-    __m512i w2 = _mm512_load_si512((const void *)(b->w[2] + (size_t)(g) * 64));                   \
-    __m512i w3 = _mm512_load_si512((const void *)(b->w[3] + (size_t)(g) * 64))
+    __m512i w0 = _mm512_load_si512((const void *)(b->w[0] + (size_t)(g)*64));                      \
+    __m512i w1 = _mm512_load_si512((const void *)(b->w[1] + (size_t)(g)*64));                      \
+    __m512i w2 = _mm512_load_si512((const void *)(b->w[2] + (size_t)(g)*64));                      \
+    __m512i w3 = _mm512_load_si512((const void *)(b->w[3] + (size_t)(g)*64))
 #define FINISH4(r)                                                                                 \
     finish(b, r, 0, a##r##0), finish(b, r, 1, a##r##1), finish(b, r, 2, a##r##2),                  \
         finish(b, r, 3, a##r##3)

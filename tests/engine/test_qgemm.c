@@ -105,8 +105,8 @@ static void plain_tile(const float *a, int rows, int k, const float *w, int col0
 typedef void (*kernel_fn)(const eng__qtile *);
 
 /* Runs kernel on a copy of c0 (rows x out, columns [col0, col0 + cols)). */
-static float *run_kernel(kernel_fn kernel, const eng__qmat *q, const float *a, int rows,
-                         int col0, int cols, const float *c0)
+static float *run_kernel(kernel_fn kernel, const eng__qmat *q, const float *a, int rows, int col0,
+                         int cols, const float *c0)
 {
     size_t n = (size_t)rows * q->out;
     float *c = malloc(n * sizeof *c);
@@ -133,9 +133,9 @@ static void test_kernels_match_reference(void **state)
     (void)state;
     /* rows, out, k, col0, cols */
     static const int shapes[][5] = {
-        {1, 1, 1, 0, 1},       {5, 17, 3, 0, 17},     {7, 40, 9, 3, 30},    {13, 70, 130, 16, 54},
+        {1, 1, 1, 0, 1},       {5, 17, 3, 0, 17},       {7, 40, 9, 3, 30},   {13, 70, 130, 16, 54},
         {6, 64, 256, 0, 64},   {25, 257, 32, 128, 129}, {12, 33, 5, 32, 1},  {31, 100, 67, 8, 90},
-        {64, 96, 1024, 0, 96}, {2, 200, 4, 0, 200},   {11, 48, 48, 20, 8},  {9, 130, 257, 5, 125},
+        {64, 96, 1024, 0, 96}, {2, 200, 4, 0, 200},     {11, 48, 48, 20, 8}, {9, 130, 257, 5, 125},
     };
     eng__isa_level isa = eng__isa();
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
@@ -298,7 +298,8 @@ static int dump_logits(const char *path)
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         eng_model *m = load_at(models[i], ENG_PRECISION_INT8);
         int v = eng_model_hparams(m)->vocab_size;
-        eng_grid g[] = {{14, 11, tokens_for(154, v, 5)}, {1, 1, tokens_for(1, v, 6)},
+        eng_grid g[] = {{14, 11, tokens_for(154, v, 5)},
+                        {1, 1, tokens_for(1, v, 6)},
                         {3, 5, tokens_for(15, v, 7)}};
         char err[256];
         eng_workspace *ws = eng_workspace_create(m, 170, 2, err, sizeof err);
@@ -408,7 +409,8 @@ static void test_fixture_parity(void **state)
         assert_non_null(t);
         for (int y = 0; y < h; y++)
             for (int x = 0; x < w; x++)
-                t[y * w + x] = (int32_t)json_integer_value(json_array_get(json_array_get(rows, y), x));
+                t[y * w + x] =
+                    (int32_t)json_integer_value(json_array_get(json_array_get(rows, y), x));
         g[i] = (eng_grid){h, w, t};
         cells += h * w;
     }
@@ -428,7 +430,8 @@ static void test_fixture_parity(void **state)
                 z += v;
             }
     print_message("%s: max |diff| %.3g (tolerance %.3g)\n", path, worst, tol);
-    if (!(worst <= tol)) fail_msg("int8 logits differ from the reference by %.3g > %.3g", worst, tol);
+    if (!(worst <= tol))
+        fail_msg("int8 logits differ from the reference by %.3g > %.3g", worst, tol);
     for (int i = 0; i < n; i++)
         free((void *)g[i].tokens);
     eng_workspace_free(ws);
@@ -445,8 +448,8 @@ static void test_bytes_are_exact(void **state)
     eng_model *q = load_at("byte_f32.safetensors", ENG_PRECISION_INT8);
     const eng_hparams *hp = eng_model_hparams(q);
     int d = hp->dim, ff = hp->mlp_hidden, v = hp->vocab_size;
-    size_t per_block = eng__qmat_bytes(3 * d, d) + eng__qmat_bytes(d, d) +
-                       eng__qmat_bytes(ff, d) + eng__qmat_bytes(d, ff);
+    size_t per_block = eng__qmat_bytes(3 * d, d) + eng__qmat_bytes(d, d) + eng__qmat_bytes(ff, d) +
+                       eng__qmat_bytes(d, ff);
     size_t n = (size_t)hp->depth * 4 + 1;
     size_t want = hp->depth * per_block + eng__qmat_bytes(v, d) + n * sizeof(eng__qmat);
     assert_int_equal(eng_model_bytes(q) - eng_model_bytes(f), want);
@@ -456,7 +459,8 @@ static void test_bytes_are_exact(void **state)
     for (int threads = 1; threads <= 3; threads++) {
         size_t s100 = (ENG__QTAG + eng__qscratch_bytes(100, kmax)) * threads;
         size_t s256 = (ENG__QTAG + eng__qscratch_bytes(256, kmax)) * threads;
-        assert_int_equal(eng_workspace_bytes(q, 100, threads) - eng_workspace_bytes(f, 100, threads),
+        assert_int_equal(eng_workspace_bytes(q, 100, threads) -
+                             eng_workspace_bytes(f, 100, threads),
                          (s100 + 63) / 64 * 64);
         assert_int_equal(eng_workspace_bytes(q, 5000, threads) -
                              eng_workspace_bytes(f, 5000, threads),
@@ -488,7 +492,8 @@ static void test_nan_weight_is_refused(void **state)
     json_t *h = json_loadb((const char *)buf + 8, (size_t)hlen, 0, &jerr);
     assert_non_null(h);
     json_t *e = json_object_get(h, "head.weight");
-    size_t begin = (size_t)json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
+    size_t begin =
+        (size_t)json_integer_value(json_array_get(json_object_get(e, "data_offsets"), 0));
     int d = (int)json_integer_value(json_array_get(json_object_get(e, "shape"), 1));
     float nan = NAN;
     memcpy(buf + 8 + hlen + begin + (size_t)(3 * d + 1) * sizeof(float), &nan, sizeof nan);
