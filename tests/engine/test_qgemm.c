@@ -284,7 +284,7 @@ static void test_batch_and_threads_do_not_change_a_grid(void **state)
 }
 
 /*
- * The cross-ISA dump: int8 logits of a few grids (one spans two row tiles,
+ * The cross-ISA dump: int8 logits of a few grids (one spans three row tiles,
  * one is a single cell) on three fixture models, preceded by the ISA name
  * the process ran with, written raw to path.
  */
@@ -298,14 +298,14 @@ static int dump_logits(const char *path)
     for (size_t i = 0; i < sizeof models / sizeof *models; i++) {
         eng_model *m = load_at(models[i], ENG_PRECISION_INT8);
         int v = eng_model_hparams(m)->vocab_size;
-        eng_grid g[] = {{14, 11, tokens_for(154, v, 5)},
+        eng_grid g[] = {{20, 30, tokens_for(600, v, 5)},
                         {1, 1, tokens_for(1, v, 6)},
                         {3, 5, tokens_for(15, v, 7)}};
         char err[256];
-        eng_workspace *ws = eng_workspace_create(m, 170, 2, err, sizeof err);
+        eng_workspace *ws = eng_workspace_create(m, 616, 2, err, sizeof err);
         const float *z;
         if (!ws || eng_forward(ws, g, 3, &z) != ENG_OK) return 1;
-        fwrite(z, sizeof *z, (size_t)170 * v, f);
+        fwrite(z, sizeof *z, (size_t)616 * v, f);
         eng_workspace_free(ws);
         for (int j = 0; j < 3; j++)
             free((void *)g[j].tokens);
