@@ -17,25 +17,6 @@
 #include "engine/internal.h"
 #include "engine/sample.h"
 
-static const char *const order_names[] = {
-    [ENG_ORDER_CONFIDENCE] = "confidence",
-    [ENG_ORDER_MARGIN] = "margin",
-    [ENG_ORDER_RASTER] = "raster",
-};
-#define N_ORDERS ((int)(sizeof order_names / sizeof order_names[0]))
-
-const char *eng_order_name(int order)
-{
-    return order >= 0 && order < N_ORDERS ? order_names[order] : NULL;
-}
-
-int eng_order_parse(const char *s)
-{
-    for (int i = 0; s && i < N_ORDERS; i++)
-        if (!strcmp(s, order_names[i])) return i;
-    return -1;
-}
-
 /* The open cells are ranked by g->key rather than g->conf. */
 static int needs_key(const eng_sampling *s)
 {
