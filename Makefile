@@ -115,7 +115,8 @@ TEST_DEB_PKGS := libcmocka-dev python3 python3-jsonschema python3-yaml nodejs ch
                  haproxy nginx prometheus systemd
 # Daemons among TEST_DEB_PKGS: the tests run them as programs, never as services.
 TEST_SERVICES := nginx haproxy prometheus
-TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
+# wamerican: the word list of tools/word_rate.py.
+TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format wamerican
 # `make fuzz`: clang and its libFuzzer runtime.
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 # `make fresh`: the README's commands on a debootstrapped Debian 12 root.
