@@ -2,11 +2,12 @@
 """How many of the words a byte model writes on a page are dictionary words.
 
     /usr/bin/python3 tools/word_rate.py [--model models/default.safetensors]
-        [--orders confidence,margin,raster] [--remask 0] [--pages 100]
+        [--orders confidence,margin,raster] [--remask 0] [--remask-noise X] [--pages 100]
 
 For each order it generates --pages pages with `heptapod generate` (12x64 by
 default, the prompt line of README's example as row 0, seeds 1..pages, the CLI's
-defaults otherwise: 8 iterations, temperature 1.0, the model's remask_noise) and
+defaults otherwise: 8 iterations, temperature 1.0, the model's remask_noise unless
+--remask-noise is given) and
 splits the rows it wrote (every row but the prompt's) into words: maximal runs of
 ASCII letters. A word is a dictionary word when its lower case is an entry of the
 word list (Debian's wamerican, /usr/share/dict/words, lower-cased, possessives
@@ -47,6 +48,8 @@ def pages(args, order, remask):
         cmd = [args.bin, "generate", "--model", args.model, "--height", str(args.height),
                "--width", str(args.width), "--prompt", PROMPT, "--seed", str(seed),
                "--order", order, "--remask", str(remask), "--json"]
+        if args.remask_noise is not None:
+            cmd += ["--remask-noise", str(args.remask_noise)]
         r = subprocess.run(cmd, capture_output=True, text=True, check=False)
         if r.returncode != 0:
             sys.exit(f"{' '.join(cmd)}: exit {r.returncode}: {r.stderr.strip()}")
@@ -85,6 +88,8 @@ def main():
                     help="word list, one a line (Debian package wamerican)")
     ap.add_argument("--orders", default="confidence,margin,raster")
     ap.add_argument("--remask", default="0", help="comma list of remask values")
+    ap.add_argument("--remask-noise", type=float, default=None,
+                    help="default: the model's metadata remask_noise")
     ap.add_argument("--pages", type=int, default=100)
     ap.add_argument("--height", type=int, default=12)
     ap.add_argument("--width", type=int, default=64)
@@ -93,7 +98,8 @@ def main():
         sys.exit(f"{args.words}: no word list (apt-get install wamerican; make tools-deps)")
     words = load_words(args.words)
     print(f"{len(words)} words from {args.words}; {args.pages} pages of "
-          f"{args.height}x{args.width} from {args.model}, prompt row excluded")
+          f"{args.height}x{args.width} from {args.model}, prompt row excluded, remask_noise "
+          f"{'the model' + chr(39) + 's' if args.remask_noise is None else args.remask_noise}")
     print(f"{'order':<11} {'remask':>6} {'rate':>7} {'+-95%':>6} {'3+ letters':>10} "
           f"{'words/page':>10} {'letters':>7}")
     for order in args.orders.split(","):
