@@ -194,8 +194,8 @@ int cli_generate(int argc, char **argv)
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     if (!noise_set) s.remask_noise = proto_meta_remask_noise(eng_model_meta(m, "remask_noise"));
-    s.order = order ? (eng_order)eng_order_parse(order)
-                    : proto_meta_order(eng_model_meta(m, "order"));
+    s.order =
+        order ? (eng_order)eng_order_parse(order) : proto_meta_order(eng_model_meta(m, "order"));
     if (!remask_set) s.remask = proto_meta_remask(eng_model_meta(m, "remask"));
     int32_t *given = NULL;
     eng_workspace *ws = NULL;

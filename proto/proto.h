@@ -239,8 +239,9 @@ void proto_request_free(proto_request *req);
  * with err naming the field; also OUT_OF_RANGE (422) for values no field can
  * hold whatever the model (an id or seed below 0, an integer beyond the C
  * type, a number beyond float, an `open` that is not one character or is a
- * control character, an `order` that names no order, more than PROTO_MAX_SIDE rows or cells in a row, more
- * than PROTO_MAX_CELLS cells in all).
+ * control character, an `order` that names no order, more than
+ * PROTO_MAX_SIDE rows or cells in a row, more than PROTO_MAX_CELLS cells in
+ * all).
  * On failure req holds nothing (free is harmless).
  */
 proto_err proto_parse_generate(const char *body, size_t len, proto_request *req, proto_error *err);

@@ -127,8 +127,8 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
                                (double)ENG_MAX_REMASK_NOISE);
     float rm = req->sampling.remask;
     if (!(rm >= 0 && rm < 1))
-        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "remask",
-                               "remask: %g is outside [0, 1)", (double)rm);
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "remask", "remask: %g is outside [0, 1)",
+                               (double)rm);
     if (req->has & PROTO__HAS_DEADLINE) {
         if (req->deadline_ms < 1)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",

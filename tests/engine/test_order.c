@@ -102,7 +102,10 @@ static void test_raster_commits_the_first_open_cell_each_step(void **state)
 {
     (void)state;
     eng_model *m = byte_model();
-    eng_sampling s = {.temperature = 0.7f, .top_p = 1.0f, .seed = 9, .order = ENG_ORDER_RASTER,
+    eng_sampling s = {.temperature = 0.7f,
+                      .top_p = 1.0f,
+                      .seed = 9,
+                      .order = ENG_ORDER_RASTER,
                       .remask_noise = 3.0f}; /* noise has no key to perturb in raster */
     eng_gen g;
     start(&g, m, 3, 8, 1, 4, &s);
@@ -201,8 +204,8 @@ static void test_remask_reopens_the_least_probable(void **state)
                 checked++;
             }
     }
-    print_message("%d cells re-opened over %d iterations, %d checked against the kept\n",
-                  reopened, K, checked);
+    print_message("%d cells re-opened over %d iterations, %d checked against the kept\n", reopened,
+                  K, checked);
     assert_true(reopened > 0 && checked > 0);
     assert_true(eng_gen_done(&g));
     eng_gen_close(&g);
@@ -219,8 +222,12 @@ static int32_t *run(const eng_model *m, const eng_sampling *s, int threads, int 
 {
     enum { H = 6, W = 9, K = 7 };
     int32_t *trace = malloc(sizeof *trace * (size_t)(H * W * K));
-    eng_sampling o1 = {.temperature = 1.2f, .top_p = 1.0f, .seed = 1, .order = ENG_ORDER_MARGIN,
-                       .remask = 0.3f, .remask_noise = 2.0f};
+    eng_sampling o1 = {.temperature = 1.2f,
+                       .top_p = 1.0f,
+                       .seed = 1,
+                       .order = ENG_ORDER_MARGIN,
+                       .remask = 0.3f,
+                       .remask_noise = 2.0f};
     eng_sampling o2 = {.top_p = 1.0f, .order = ENG_ORDER_RASTER, .remask = 0.2f};
     eng_sampling o3 = {.temperature = 0.8f, .top_k = 5, .top_p = 0.9f, .seed = 4};
     eng_workspace *ws = workspace(m, 1024, threads);
@@ -261,8 +268,11 @@ static void test_every_order_ignores_batch_and_threads(void **state)
     for (int o = ENG_ORDER_CONFIDENCE; o <= ENG_ORDER_RASTER; o++)
         for (int r = 0; r < 2; r++)
             for (int noisy = 0; noisy < 2; noisy++) {
-                eng_sampling s = {.temperature = 0.9f, .top_k = 40, .top_p = 0.92f,
-                                  .seed = 0xC0FFEE, .order = (eng_order)o,
+                eng_sampling s = {.temperature = 0.9f,
+                                  .top_k = 40,
+                                  .top_p = 0.92f,
+                                  .seed = 0xC0FFEE,
+                                  .order = (eng_order)o,
                                   .remask = r ? 0.25f : 0.0f,
                                   .remask_noise = noisy ? 1.5f : 0.0f};
                 int32_t *alone1 = run(m, &s, 1, 0);
