@@ -95,9 +95,11 @@ ENG__HOT static double weights(const float *restrict z, int v, int mask, float m
     return sum;
 }
 
-ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
+/* Sum over the ids but the mask of exp(z - m), m the largest logit, in
+ * ENG__LANES float partial sums added in a fixed order: the softmax's
+ * denominator shared by eng__confidence and eng__margin. */
+ENG__HOT static double mass(const float *z, int v, int mask, float m)
 {
-    float m = z[eng__argmax(z, v, mask)];
     float part[ENG__LANES] = {0};
     int i = 0;
     for (; i + ENG__LANES <= v; i += ENG__LANES)
@@ -111,7 +113,29 @@ ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
         sum += part[j];
     for (; i < v; i++)
         if (i != mask) sum += eng__vexp_neg(z[i] - m);
-    float p = (float)(eng__vexp_neg(z[s] - m) / sum);
+    return sum;
+}
+
+ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
+{
+    float m = z[eng__argmax(z, v, mask)];
+    float p = (float)(eng__vexp_neg(z[s] - m) / mass(z, v, mask, m));
+    return p == p ? p : -1.0f;
+}
+
+float eng__margin(const float *z, int v, int mask)
+{
+    int a = eng__argmax(z, v, mask);
+    float m = z[a], second = -INFINITY;
+    int any = 0; /* NaN compares false everywhere: track it apart */
+    for (int i = 0; i < v; i++) {
+        if (i == mask || i == a) continue;
+        if (z[i] != z[i]) any = 1;
+        if (z[i] > second) second = z[i];
+    }
+    if (m != m || any) return -1.0f;
+    double e2 = second == -INFINITY ? 0.0 : (double)eng__vexp_neg(second - m);
+    float p = (float)((1.0 - e2) / mass(z, v, mask, m));
     return p == p ? p : -1.0f;
 }
 
@@ -168,6 +192,13 @@ int eng__keep_masked(int n_open, int t, int k)
     double keep = floor((double)n_open * cos(M_PI / 2.0 * (double)t / (double)k));
     if (keep <= 0.0) return 0;
     return keep >= n_open ? n_open : (int)keep;
+}
+
+int eng__keep_masked_linear(int n_open, int t, int k)
+{
+    if (n_open <= 0 || t >= k) return 0;
+    if (t <= 0) return n_open;
+    return (int)((int64_t)n_open * (int64_t)(k - t) / (int64_t)k);
 }
 
 /* Sum of w over the ids ranking no later than `last`, in id order. */

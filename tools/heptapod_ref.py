@@ -605,18 +605,35 @@ def _filtered_sample(logits, mask_token, temperature, top_k, top_p, gen):
     return int(order[idx])
 
 
+ORDERS = ("confidence", "margin", "raster")
+
+
+def margin_of(P):
+    """Top-1 minus top-2 of a probability vector (the mask's entry 0): the
+    order `margin`'s score. 0 for equal top probabilities; P[top] alone when
+    there is one candidate."""
+    top = torch.topk(P, 2).values if P.numel() > 1 else torch.cat([P, P.new_zeros(1)])
+    return float(top[0] - top[1])
+
+
 def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed=0,
-             trace=None, remask_noise=0.0):
+             trace=None, remask_noise=0.0, order="confidence", remask=0.0):
     """Section 5: iterative refinement of one grid.
 
     `given` is an [H][W] LongTensor or nested list with -1 for open cells. Returns a
     list of `iterations` grids (nested lists), the grid after each iteration, with
-    re-masked cells holding mask_token. With temperature 0 the result is exact
-    (argmax ties to the lower id; conf ties commit the lower row-major index first).
-    If `trace` is a list, one dict per iteration that sampled anything is appended:
-    t, logits [H*W, V] (float32), conf {cell: p}, order (re-mask order), n_keep.
-    remask_noise nu > 0 re-masks by log(conf) + nu * (1 - t/K) * Gumbel instead of conf;
-    its Gumbel draws come from the same torch generator (not the C engine's hash).
+    re-masked and re-opened cells holding mask_token. With temperature 0 the result is
+    exact (argmax ties to the lower id; key ties commit the lower row-major index first).
+    If `trace` is a list, one dict per iteration that ran the model is appended:
+    t, logits [H*W, V] (float32), conf {open cell: P_c[s_c]}, key {open cell: commit
+    key}, order (re-mask order, worst first), n_keep, and for re-opening q {committed
+    cell: P_c of its token}, reopen_order (worst first) and n_reopen.
+    order: "confidence" ranks open cells by conf, "margin" by P_c's top-1 minus top-2,
+    "raster" commits the first open cells in row-major order.
+    remask_noise nu > 0 ranks by log(score) + nu * (1 - t/K) * Gumbel instead (not for
+    raster); its Gumbel draws come from the same torch generator (not the C engine's
+    hash). remask in [0, 1): in each iteration but the last, floor(remask * C) of the C
+    committed non-given cells with the lowest q are re-opened.
     """
     K = int(iterations)
     if K < 1:
@@ -625,6 +642,10 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
         raise ValueError("temperature must be >= 0")
     if not (0 <= remask_noise <= 100):
         raise ValueError("remask_noise must be in 0..100")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}")
+    if not (0 <= remask < 1):
+        raise ValueError("remask must be in [0, 1)")
     hp = model.hp
     V, mask = hp["vocab_size"], hp["mask_token"]
     g = torch.as_tensor(given, dtype=torch.long).clone()
@@ -641,42 +662,66 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     model.eval()
+
+    def probs(z32):
+        z = z32.double().clone()
+        z[mask] = float("-inf")
+        return z, torch.softmax(z, 0)
+
     for t in range(1, K + 1):
         todo = [c for c in range(H * W) if not committed[c]]
-        if todo:
+        reopening = remask > 0 and t < K
+        if todo or reopening:
             with torch.no_grad():
                 Z = model(grid.reshape(1, H, W))[0].reshape(H * W, V)
-            conf = {}
+            conf, score = {}, {}
             for c in todo:
-                z = Z[c].double().clone()
-                z[mask] = float("-inf")
-                P = torch.softmax(z, 0)
+                z, P = probs(Z[c])
                 if temperature == 0:
                     best = z.max()
                     s = int(torch.nonzero(z == best)[0])  # lowest id among ties
                 else:
                     s = _filtered_sample(Z[c], mask, temperature, top_k, top_p, gen)
                 conf[c] = float(P[s])
+                score[c] = margin_of(P) if order == "margin" else conf[c]
                 grid[c] = s
-            n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
-            # Lowest conf first; among equal conf the higher index is re-masked first.
-            key = conf
-            if remask_noise > 0:
+            if order == "raster":  # linear: K == n_open commits one cell a step
+                n_keep = n_open * (K - t) // K
+            else:
+                n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
+            if order == "raster":
+                key = {c: -c for c in todo}  # the first open cells commit first
+            elif remask_noise > 0:
                 scale = remask_noise * (1 - t / K)
                 key = {}
                 for c in todo:
                     u = float(torch.rand(1, generator=gen, dtype=torch.float64))
                     u = min(max(u, 2.0 ** -54), 1 - 2.0 ** -54)  # strictly inside (0, 1)
-                    lc = math.log(conf[c]) if conf[c] > 0 else float("-inf")
-                    key[c] = lc + scale * -math.log(-math.log(u))
-            order = remask_order(key)
-            for c in order[:n_keep]:
+                    ls = math.log(score[c]) if score[c] > 0 else float("-inf")
+                    key[c] = ls + scale * -math.log(-math.log(u))
+            else:
+                key = score
+            # Lowest key first; among equal keys the higher index is re-masked first.
+            worst = remask_order(key)
+            for c in worst[:n_keep]:
                 grid[c] = mask
-            for c in order[n_keep:]:
+            for c in worst[n_keep:]:
                 committed[c] = True
+            q, reo, n_reopen = {}, [], 0
+            if reopening:
+                # Every committed non-given cell, scored by this iteration's forward pass.
+                for c in range(H * W):
+                    if committed[c] and open_[c]:
+                        q[c] = float(probs(Z[c])[1][int(grid[c])])
+                reo = remask_order(q)
+                n_reopen = math.floor(remask * len(q))
+                for c in reo[:n_reopen]:
+                    grid[c] = mask
+                    committed[c] = False
             if trace is not None:
-                trace.append({"t": t, "logits": Z.clone(), "conf": conf, "order": order,
-                              "n_keep": n_keep})
+                trace.append({"t": t, "logits": Z.clone(), "conf": conf, "key": key,
+                              "order": worst, "n_keep": n_keep, "q": q,
+                              "reopen_order": reo, "n_reopen": n_reopen})
         out.append(grid.reshape(H, W).tolist())
     return out
 

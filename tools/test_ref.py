@@ -417,6 +417,40 @@ def test_int8_model_is_close_to_f32_and_batch_independent():
     assert torch.equal(alone[0], zq[1])
 
 
+def test_generate_orders_and_reopening():
+    V, mask = 4, 3
+    # Cell 0: confidence 0.52, margin 0.05; cell 1: all equal, margin 0; cell 2:
+    # confidence and margin near 1.
+    z = torch.tensor([[3.0, 2.9, -9, 0], [0, 0, 0, 0], [1.0, -9, -9, 0]])
+    m = FixedLogits(z, V, mask)
+    # Two iterations over 3 open cells: cosine keeps floor(3 cos(pi/4)) = 2 masked.
+    conf = ref.generate(m, [[-1, -1, -1]], 2)
+    marg = ref.generate(m, [[-1, -1, -1]], 2, order="margin")
+    assert marg[0] == [[mask, mask, 0]], marg  # the widest margin commits first
+    assert conf[0][0][2] == 0 and marg[1] == [[0, 0, 0]]
+    # Raster: linear schedule, first open cells first; K == open cells: one a step.
+    ras = ref.generate(m, [[-1, -1, -1]], 3, order="raster")
+    assert ras == [[[0, mask, mask]], [[0, 0, mask]], [[0, 0, 0]]], ras
+    # Re-opening: floor(0.5 * C) of the committed cells, least probable first, in every
+    # iteration but the last; the given cell (1) is never re-opened.
+    z = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 6.0, 0]])
+    m = FixedLogits(z, V, mask)
+    trace = []
+    out = ref.generate(m, [[-1, 1, -1, -1]], 3, remask=0.5, trace=trace)
+    # t=1: keep floor(3 cos(pi/6)) = 2 masked, cell 3 (P 0.998) commits; C = 1: none re-opened.
+    assert [it["n_reopen"] for it in trace] == [0, 1, 0], trace
+    # t=2: keep 1; cells 0 and 3 committed (C 2), cell 0 (P 0.987) < cell 3: re-opened.
+    assert out[1] == [[mask, 1, mask, 2]], out
+    assert out[2] == [[0, 1, 2, 2]], out
+    for bad in ({"order": "random"}, {"remask": 1.0}, {"remask": -0.1},
+                {"remask": float("nan")}):
+        try:
+            ref.generate(m, [[-1, 1, -1, -1]], 2, **bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
 def main():
     tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
     failed = 0
