@@ -116,7 +116,8 @@ TEST_DEB_PKGS := libcmocka-dev python3 python3-jsonschema python3-yaml nodejs ch
                  haproxy nginx prometheus systemd
 # Daemons among TEST_DEB_PKGS: the tests run them as programs, never as services.
 TEST_SERVICES := nginx haproxy prometheus
-TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
+# wamerican: the word list of tools/word_rate.py.
+TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format wamerican
 # `make fuzz`: clang and its libFuzzer runtime.
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 # `make fresh`: the README's commands on a debootstrapped Debian 12 root.
@@ -202,7 +203,7 @@ FUZZ_DRIVERS := request text config checkpoint
 FUZZ_CFLAGS   = $(STD) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -pthread -I. $(PKG_CFLAGS) $(CFLAGS)
 FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
-                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c)
+                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c order.c)
 FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
 
 $(FUZZ_BUILD)/%.o: %.c | check-build-deps fuzz-deps

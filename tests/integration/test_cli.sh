@@ -160,20 +160,27 @@ for l in lines:
 assert lines[-1]["masked"] == 0
 EOF
 
-# Greedy generation through the CLI equals the reference's grids.
-GEN=$FIX/generate_byte_3x12_k4.json
-$PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["given"], sys.stdout)' \
-    "$GEN" >"$TMP/gen_given.json"
-gm=$FIX/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$GEN")
-k=$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["iterations"])' "$GEN")
-run 0 "$BIN" generate --model "$gm" --given "$TMP/gen_given.json" --iterations "$k" --temperature 0 \
-    --json
-$PY - "$GEN" "$TMP/out" <<'EOF' || fail "generate differs from $GEN"
+# Greedy generation through the CLI equals the reference's grids, for each
+# order and with re-opening.
+for GEN in $FIX/generate_byte_3x12_k4.json $FIX/generate_margin_remask_6x6_k5.json \
+    $FIX/generate_raster_3x4_k10.json $FIX/generate_confidence_remask_5x7_k6.json; do
+    $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["given"], sys.stdout)' \
+        "$GEN" >"$TMP/gen_given.json"
+    opts=$($PY -c 'import json,sys; d=json.load(open(sys.argv[1]))
+print(d["model"], d["iterations"], d.get("order", "confidence"), d.get("remask", 0))' "$GEN")
+    set -- $opts
+    run 0 "$BIN" generate --model "$FIX/$1" --given "$TMP/gen_given.json" --iterations "$2" \
+        --temperature 0 --order "$3" --remask "$4" --json
+    $PY - "$GEN" "$TMP/out" <<'EOF' || fail "generate differs from $GEN"
 import json, sys
 want = json.load(open(sys.argv[1]))["grids"]
 got = [json.loads(l)["grid"] for l in open(sys.argv[2])]
 assert got == want, (got, want)
 EOF
+done
+run 2 "$BIN" generate --model "$MODEL" --order lifo && one_line_error "--order 'lifo' is not one of"
+run 2 "$BIN" generate --model "$MODEL" --remask 1 && one_line_error "remask 1 is outside [0, 1)"
+run 2 "$BIN" generate --model "$MODEL" --remask -0.5 && one_line_error "remask -0.5 is outside"
 
 # --given: given cells stay, the size comes from the file.
 echo '[[72,-1,-1],[null,105,-1]]' >"$TMP/given.json"
