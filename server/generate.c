@@ -352,9 +352,11 @@ static enum MHD_Result submit(srv_conn *c)
         proto_request_free(&req);
         return fail(c, PROTO_E_UNAVAILABLE, "model '%s' is still loading", m->name);
     }
-    /* The server's limits, with the default remask_noise this model suggests. */
+    /* The server's limits, with the defaults this model suggests. */
     proto_limits lim = s->limits;
     lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(w->model, "remask_noise"));
+    lim.default_order = proto_meta_order(eng_model_meta(w->model, "order"));
+    lim.default_remask = proto_meta_remask(eng_model_meta(w->model, "remask"));
     if (proto_validate_generate(&req, eng_model_hparams(w->model), &lim, &e) != PROTO_OK) {
         proto_request_free(&req);
         srv__weights_unref(w);
