@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/bgemm.h"
 #include "engine/checkpoint.h"
 #include "engine/halfconv.h"
 
@@ -442,7 +443,9 @@ static int choose_precision(loader *ld, const eng_load_opts *opts)
         return lfail(ld, ENG_EINVAL, "precision %d: not f32, bf16 or int8", p);
     }
     ld->m->precision = (eng_precision)p;
-    if (p != ENG_PRECISION_F32)
+    if (p == ENG_PRECISION_BF16 && eng__bgemm_prepare(ld->m) != ENG_OK)
+        return lfail(ld, ENG_ENOMEM, "out of memory for the bf16 weights");
+    if (p != ENG_PRECISION_F32 && p != ENG_PRECISION_BF16)
         return lfail(ld, ENG_EINVAL, "precision %s is not built into this engine", eng_precision_name(p));
     return ENG_OK;
 }
@@ -495,6 +498,7 @@ void eng_model_free(eng_model *m)
     }
     free(m->meta);
     free(m->owned);
+    free(m->bf16);
     free(m->layers);
     free(m->window);
     free(m->dilation);
@@ -514,7 +518,7 @@ const char *eng_model_path(const eng_model *m)
 
 size_t eng_model_bytes(const eng_model *m)
 {
-    return m->map_len + m->owned_bytes;
+    return m->map_len + m->owned_bytes + m->bf16_bytes;
 }
 
 static int cmp_key(const void *key, const void *entry)

@@ -42,6 +42,8 @@ struct eng_model {
     size_t map_len;
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
     size_t owned_bytes;      /* its size */
+    void *bf16;              /* precision bf16: the Linear weights packed (bgemm.h), one block */
+    size_t bf16_bytes;       /* its size */
 };
 
 /* --- thread pool (engine/pool.c) ---------------------------------------------

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/linear.h"
 #include "engine/workspace.h"
 
 #define ALIGN 64
@@ -50,12 +51,13 @@ static int split_columns(eng__colsplit *s, int out, int unit, int width)
 
 /* Sizes of the buffers of a workspace; 0 where a product overflows. */
 typedef struct ws_sizes {
-    size_t big_ld, scratch_stride;
-    size_t d, big, qkv, v, rope, idx, grids, scratch;
+    size_t big_ld, scratch_stride, lin_stride;
+    size_t d, big, qkv, v, rope, idx, grids, scratch, lin;
 } ws_sizes;
 
-static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
+static ws_sizes plan(const eng_model *m, int max_cells, int threads)
 {
+    const eng_hparams *hp = &m->hp;
     ws_sizes z;
     size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
     size_t v = (size_t)hp->vocab_size;
@@ -72,6 +74,10 @@ static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
     z.idx = product(cells + 1, 1, 1, sizeof(int32_t));
     z.grids = product(cells, 1, 1, sizeof(eng_grid));
     z.scratch = product(z.scratch_stride, (size_t)threads, 1, 1);
+    /* A row tile has at most ENG__TILE_ROWS cells (forward.c's layout). */
+    z.lin_stride = eng__linear_scratch_bytes(m, max_cells < ENG__TILE_ROWS ? max_cells
+                                                                             : ENG__TILE_ROWS);
+    z.lin = product(z.lin_stride, (size_t)threads, 1, 1);
     return z;
 }
 
@@ -82,8 +88,9 @@ static size_t plan_total(const ws_sizes *z)
 {
     if (!z->d || !z->big || !z->qkv || !z->v || !z->idx || !z->grids || !z->scratch)
         return SIZE_MAX;
-    const size_t parts[] = {z->d,    z->d,   z->big, z->qkv, z->v,     z->rope,
-                            z->rope, z->idx, z->idx, z->idx, z->grids, z->scratch};
+    if (z->lin_stride && !z->lin) return SIZE_MAX;
+    const size_t parts[] = {z->d,   z->d,   z->big,   z->qkv,     z->v,  z->rope, z->rope,
+                            z->idx, z->idx, z->idx, z->grids, z->scratch, z->lin};
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (parts[i] > SIZE_MAX - ALIGN) return SIZE_MAX;
@@ -97,7 +104,7 @@ static size_t plan_total(const ws_sizes *z)
 size_t eng_workspace_bytes(const eng_model *m, int max_cells, int threads)
 {
     if (!m || max_cells < 1 || threads < 1) return SIZE_MAX;
-    ws_sizes z = plan(&m->hp, max_cells, threads);
+    ws_sizes z = plan(m, max_cells, threads);
     return plan_total(&z);
 }
 
@@ -125,7 +132,7 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     }
     size_t cells = (size_t)max_cells;
     size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
-    ws_sizes z = plan(hp, max_cells, threads);
+    ws_sizes z = plan(m, max_cells, threads);
 
     eng_workspace *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -137,10 +144,12 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->threads = threads;
     ws->big_ld = z.big_ld;
     ws->scratch_stride = z.scratch_stride;
+    ws->lin_stride = z.lin_stride;
 
     size_t sz_d = z.d, sz_big = z.big, sz_qkv = z.qkv, sz_v = z.v, sz_rope = z.rope;
     size_t sz_idx = z.idx, sz_scratch = z.scratch;
-    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids) {
+    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids ||
+        (z.lin_stride && !z.lin)) {
         eng__fail(err, errlen, ENG_ENOMEM, "a workspace of %d cells is too large", max_cells);
         eng_workspace_free(ws);
         return NULL;
@@ -157,8 +166,10 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->tile_start = alloc_aligned(sz_idx);
     ws->grids = calloc(cells, sizeof *ws->grids);
     ws->scratch = alloc_aligned(sz_scratch);
+    ws->lin_scratch = z.lin ? alloc_aligned(z.lin) : NULL;
     int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos && ws->rope_sin &&
-             ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch;
+             ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch &&
+             (ws->lin_scratch || !z.lin);
     ok = ok &&
          split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim, ENG__TILE_COLS) == 0 &&
          split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, hp->dim, hp->dim) == 0 &&
@@ -197,6 +208,7 @@ void eng_workspace_free(eng_workspace *ws)
     free(ws->tile_start);
     free(ws->grids);
     free(ws->scratch);
+    free(ws->lin_scratch);
     for (int i = 0; i < ENG__MATS; i++)
         free(ws->cols[i].start);
     free(ws);

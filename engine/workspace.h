@@ -84,6 +84,11 @@ struct eng_workspace {
     unsigned char *scratch; /* [threads][scratch_stride], 64-byte aligned */
     size_t scratch_stride;
 
+    /* Per thread, a tile's rows in the Linear layers' precision (linear.c):
+     * [threads][lin_stride] bytes, 64-byte aligned; NULL for f32. */
+    unsigned char *lin_scratch;
+    size_t lin_stride;
+
     eng__profile *profile; /* NULL unless eng__ws_set_profile set one */
 };
 

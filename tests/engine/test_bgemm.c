@@ -1,0 +1,608 @@
+/*
+ * test_bgemm.c - the bf16 precision (engine/bgemm.c and its kernels):
+ *   - rounding to bf16 (nearest even, NaN kept, overflow to infinity) and
+ *     the packed weight layout;
+ *   - every vector kernel this CPU has against the scalar reference: the
+ *     AVX2 kernel bit for bit, the AVX-512 one within
+ *     |got - ref| <= 2 k 2^-24 sum_i |a_i w_i| (the worst case of summing
+ *     the same exact products in another order), and the reference itself
+ *     against a double sum of the rounded values within half of that;
+ *   - an output does not depend on the tile's other rows or columns, and
+ *     nothing outside the tile is written;
+ *   - loading with precision bf16 (option and checkpoint metadata), the
+ *     model's bytes and the workspace's scratch;
+ *   - the forward pass against the PyTorch reference's bf16 logits
+ *     (tests/fixtures/precision_bf16.json), and a grid's logits bitwise the
+ *     same alone or batched, on 1 or 2 threads.
+ */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/bgemm.h"
+#include "engine/linear.h"
+#include "engine/workspace.h"
+#include "tests/engine/ckpt_harness.h"
+
+static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
+static double rnd(void)
+{
+    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
+    return (double)(rng_state >> 11) * 0x1.0p-53;
+}
+
+static float gauss(void)
+{
+    double u = rnd() + 1e-300, v = rnd();
+    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
+}
+
+static float from_bits(uint32_t u)
+{
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+static float bf(float x)
+{
+    return from_bits((uint32_t)eng__bf16_round(x) << 16);
+}
+
+static void *aligned(size_t bytes)
+{
+    void *p = NULL;
+    assert_int_equal(posix_memalign(&p, 64, bytes ? bytes : 64), 0);
+    return p;
+}
+
+/* --- rounding and packing ----------------------------------------------------- */
+
+static void test_round(void **state)
+{
+    (void)state;
+    assert_int_equal(eng__bf16_round(1.0f), 0x3f80);
+    assert_int_equal(eng__bf16_round(-2.0f), 0xc000);
+    assert_int_equal(eng__bf16_round(-0.0f), 0x8000);
+    /* Ties go to even, either way; anything above a tie rounds up. */
+    assert_int_equal(eng__bf16_round(from_bits(0x3f808000u)), 0x3f80);
+    assert_int_equal(eng__bf16_round(from_bits(0x3f818000u)), 0x3f82);
+    assert_int_equal(eng__bf16_round(from_bits(0x3f808001u)), 0x3f81);
+    assert_int_equal(eng__bf16_round(from_bits(0x3f807fffu)), 0x3f80);
+    /* Overflow gives infinity; infinities and subnormals round like any value. */
+    assert_int_equal(eng__bf16_round(from_bits(0x7f7fffffu)), 0x7f80);
+    assert_int_equal(eng__bf16_round(-INFINITY), 0xff80);
+    assert_int_equal(eng__bf16_round(from_bits(0x00018000u)), 0x0002);
+    /* NaN stays NaN, quiet, sign kept, even when its payload is in the low half. */
+    assert_int_equal(eng__bf16_round(from_bits(0x7f800001u)), 0x7fc0);
+    assert_int_equal(eng__bf16_round(from_bits(0xffa00000u)), 0xffe0);
+    assert_int_equal(eng__bf16_round(from_bits(0x7fffffffu)), 0x7fff);
+}
+
+static void test_pack_layout(void **state)
+{
+    (void)state;
+    enum { OUT = 18, K = 5 };
+    float w[OUT * K];
+    for (int i = 0; i < OUT * K; i++)
+        w[i] = (float)(i + 1) * 0.5f;
+    size_t bytes = eng__bgemm_packed_bytes(OUT, K);
+    assert_int_equal(bytes, 2 * 3 * 16 * 4); /* two groups, three pairs */
+    uint32_t *p = aligned(bytes);
+    eng__bgemm_pack(p, w, OUT, K);
+    for (int g = 0; g < 2; g++)
+        for (int pr = 0; pr < 3; pr++)
+            for (int lane = 0; lane < 16; lane++) {
+                int n = 16 * g + lane;
+                uint32_t word = p[(g * 3 + pr) * 16 + lane];
+                uint32_t lo = n < OUT ? eng__bf16_round(w[n * K + 2 * pr]) : 0;
+                uint32_t hi = n < OUT && 2 * pr + 1 < K ? eng__bf16_round(w[n * K + 2 * pr + 1]) : 0;
+                assert_int_equal(word, lo | hi << 16);
+            }
+    free(p);
+}
+
+/* --- kernels against the reference --------------------------------------------- */
+
+/* A tile of `rows` x `cols` at col0 of a weight [out, k]; c has one guard
+ * column on each side of a row and the group before col0, so that writes
+ * outside the tile show. */
+typedef struct problem {
+    int rows, cols, k, col0, out;
+    float *a, *w, *c0; /* a [rows][k], w [out][k], c0 [rows][ldc] the initial outputs */
+    uint32_t *packed, *scratch;
+    size_t ldc, pad; /* the tile's column 0 is at c + pad */
+} problem;
+
+static void problem_init(problem *pb, int rows, int cols, int k, int col0, float scale)
+{
+    pb->rows = rows, pb->cols = cols, pb->k = k, pb->col0 = col0, pb->out = col0 + cols + 3;
+    pb->pad = 16 + (size_t)col0 % 16;
+    pb->ldc = pb->pad + (size_t)cols + 16;
+    pb->a = malloc(sizeof(float) * rows * k);
+    pb->w = malloc(sizeof(float) * pb->out * k);
+    pb->c0 = malloc(sizeof(float) * rows * pb->ldc);
+    assert_true(pb->a && pb->w && pb->c0);
+    for (int i = 0; i < rows * k; i++)
+        pb->a[i] = scale * gauss();
+    for (int i = 0; i < pb->out * k; i++)
+        pb->w[i] = 0.05f * gauss();
+    for (size_t i = 0; i < (size_t)rows * pb->ldc; i++)
+        pb->c0[i] = gauss();
+    pb->packed = aligned(eng__bgemm_packed_bytes(pb->out, k));
+    eng__bgemm_pack(pb->packed, pb->w, pb->out, k);
+    pb->scratch = aligned(eng__bgemm_scratch_bytes(rows, k));
+}
+
+static void problem_free(problem *pb)
+{
+    free(pb->a);
+    free(pb->w);
+    free(pb->c0);
+    free(pb->packed);
+    free(pb->scratch);
+}
+
+/* Runs rows [r0, r0 + rows) x columns [j0, j0 + cols) of the problem's
+ * tile with kernel isa on c (a copy of c0 the caller made). */
+static void run_part(const problem *pb, float *c, int r0, int rows, int j0, int cols,
+                     eng__isa_level isa)
+{
+    eng__bgemm g = {.rows = rows,
+                    .cols = cols,
+                    .k = pb->k,
+                    .col0 = pb->col0 + j0,
+                    .a = pb->a + (size_t)r0 * pb->k,
+                    .lda = (size_t)pb->k,
+                    .w = pb->packed,
+                    .c = c + (size_t)r0 * pb->ldc + pb->pad + j0,
+                    .ldc = pb->ldc,
+                    .scratch = pb->scratch};
+    eng__bgemm_run(&g, isa);
+}
+
+static float *run_isa(const problem *pb, eng__isa_level isa)
+{
+    size_t n = (size_t)pb->rows * pb->ldc;
+    float *c = malloc(sizeof(float) * n);
+    assert_non_null(c);
+    memcpy(c, pb->c0, sizeof(float) * n);
+    run_part(pb, c, 0, pb->rows, 0, pb->cols, isa);
+    return c;
+}
+
+/* |a w| summed over the rounded values of row r and column j of the tile. */
+static double abs_sum(const problem *pb, int r, int j, double *exact)
+{
+    double s = 0.0, e = 0.0;
+    for (int i = 0; i < pb->k; i++) {
+        double p = (double)bf(pb->a[(size_t)r * pb->k + i]) *
+                   (double)bf(pb->w[(size_t)(pb->col0 + j) * pb->k + i]);
+        s += fabs(p);
+        e += p;
+    }
+    *exact = e;
+    return s;
+}
+
+/* Checks the reference against double sums, each vector kernel this CPU
+ * has against the reference, and that nothing outside the tile changed.
+ * Returns the largest |fast - ref| / bound seen. */
+static double check_problem(const problem *pb)
+{
+    float *ref = run_isa(pb, ENG__ISA_SCALAR);
+    double worst = 0.0;
+    for (int r = 0; r < pb->rows; r++)
+        for (size_t x = 0; x < pb->ldc; x++) {
+            size_t i = (size_t)r * pb->ldc + x;
+            int j = (int)x - (int)pb->pad;
+            if (j < 0 || j >= pb->cols) {
+                assert_memory_equal(&ref[i], &pb->c0[i], sizeof(float));
+                continue;
+            }
+            double exact, s = abs_sum(pb, r, j, &exact);
+            double bound = pb->k * 0x1.0p-24 * s + 0x1.0p-24 * fabs(pb->c0[i] + exact) + 1e-30;
+            if (fabs((double)ref[i] - (pb->c0[i] + exact)) > bound)
+                fail_msg("reference: row %d col %d: %.9g, exact %.9g", r, j, ref[i],
+                         pb->c0[i] + exact);
+        }
+    for (int isa = ENG__ISA_AVX2; isa <= (int)eng__isa(); isa++) {
+        float *got = run_isa(pb, (eng__isa_level)isa);
+        if (isa == ENG__ISA_AVX2) {
+            assert_memory_equal(got, ref, sizeof(float) * pb->rows * pb->ldc);
+        } else {
+            for (int r = 0; r < pb->rows; r++)
+                for (size_t x = 0; x < pb->ldc; x++) {
+                    size_t i = (size_t)r * pb->ldc + x;
+                    int j = (int)x - (int)pb->pad;
+                    if (j < 0 || j >= pb->cols) {
+                        assert_memory_equal(&got[i], &pb->c0[i], sizeof(float));
+                        continue;
+                    }
+                    double exact, s = abs_sum(pb, r, j, &exact);
+                    double bound = 2 * pb->k * 0x1.0p-24 * s + 0x1.0p-23 * fabs(ref[i]) + 1e-30;
+                    double e = fabs((double)got[i] - ref[i]);
+                    if (e > bound)
+                        fail_msg("isa %d: %dx%d k %d col0 %d: row %d col %d: %.9g, reference "
+                                 "%.9g (bound %.3g)",
+                                 isa, pb->rows, pb->cols, pb->k, pb->col0, r, j, got[i], ref[i],
+                                 bound);
+                    worst = e / bound > worst ? e / bound : worst;
+                }
+        }
+        free(got);
+    }
+    free(ref);
+    return worst;
+}
+
+static void test_kernels_match_reference(void **state)
+{
+    (void)state;
+    /* rows, cols, k, col0: tails of every register block, k odd, k past
+     * one block of ENG__BGEMM_KC pairs, tiles starting inside a group. */
+    static const int shapes[][4] = {
+        {1, 1, 1, 0},     {6, 64, 256, 0},  {7, 65, 3, 5},     {13, 100, 33, 16},
+        {2, 17, 300, 12}, {25, 130, 257, 252}, {6, 256, 1024, 256}, {5, 48, 2, 40},
+        {12, 31, 511, 1}, {3, 200, 64, 100},
+    };
+    double worst = 0.0;
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        problem pb;
+        problem_init(&pb, shapes[i][0], shapes[i][1], shapes[i][2], shapes[i][3],
+                     i % 2 ? 1.0f : 30.0f);
+        double w = check_problem(&pb);
+        worst = w > worst ? w : worst;
+        problem_free(&pb);
+    }
+    print_message("kernels up to %s: largest |fast - reference| %.3g of its bound\n",
+                  eng_isa_name(), worst);
+}
+
+/* A row's outputs are the same bits in any tile that holds it, and a
+ * column's in any column range. */
+static void test_rows_and_columns_independent(void **state)
+{
+    (void)state;
+    problem pb;
+    problem_init(&pb, 19, 150, 290, 12, 1.0f);
+    size_t n = (size_t)pb.rows * pb.ldc;
+    for (int isa = ENG__ISA_SCALAR; isa <= (int)eng__isa(); isa++) {
+        float *whole = run_isa(&pb, (eng__isa_level)isa);
+        float *parts = malloc(sizeof(float) * n);
+        assert_non_null(parts);
+        memcpy(parts, pb.c0, sizeof(float) * n);
+        /* Rows one by one and in odd blocks, columns split at odd places. */
+        static const int rcut[] = {0, 1, 8, 9, 19}, ccut[] = {0, 3, 20, 84, 149, 150};
+        for (int a = 0; a + 1 < 5; a++)
+            for (int b = 0; b + 1 < 6; b++)
+                run_part(&pb, parts, rcut[a], rcut[a + 1] - rcut[a], ccut[b],
+                         ccut[b + 1] - ccut[b], (eng__isa_level)isa);
+        assert_memory_equal(whole, parts, sizeof(float) * n);
+        free(whole);
+        free(parts);
+    }
+    problem_free(&pb);
+}
+
+/* NaN and infinity pass through rounding: a NaN activation makes its row
+ * NaN and leaves the other rows finite. */
+static void test_nan_stays_in_its_row(void **state)
+{
+    (void)state;
+    problem pb;
+    problem_init(&pb, 8, 40, 20, 0, 1.0f);
+    pb.a[3 * pb.k + 7] = NAN;
+    for (int isa = ENG__ISA_SCALAR; isa <= (int)eng__isa(); isa++) {
+        float *c = run_isa(&pb, (eng__isa_level)isa);
+        for (int r = 0; r < pb.rows; r++)
+            for (int j = 0; j < pb.cols; j++)
+                assert_true(r == 3 ? isnan(c[r * pb.ldc + pb.pad + j])
+                                   : isfinite(c[r * pb.ldc + pb.pad + j]));
+        free(c);
+    }
+    problem_free(&pb);
+}
+
+/* --- loading ---------------------------------------------------------------- */
+
+static eng_model *load_fixture(const char *file, int precision)
+{
+    char p[512], e[256];
+    snprintf(p, sizeof p, "tests/fixtures/%s", file);
+    eng_load_opts o = ENG_LOAD_OPTS_INIT;
+    o.precision = precision;
+    eng_model *m = eng_model_load_opts(p, &o, e, sizeof e);
+    if (!m) fail_msg("%s", e);
+    return m;
+}
+
+static void test_load_bf16(void **state)
+{
+    (void)state;
+    eng_model *f = load_fixture("small_f32.safetensors", ENG_PRECISION_F32);
+    eng_model *b = load_fixture("small_f32.safetensors", ENG_PRECISION_BF16);
+    assert_int_equal(eng_model_precision(f), ENG_PRECISION_F32);
+    assert_int_equal(eng_model_precision(b), ENG_PRECISION_BF16);
+    const eng_hparams *hp = eng_model_hparams(b);
+    int d = hp->dim, ff = hp->mlp_hidden;
+    size_t packed = (size_t)hp->depth * (eng__bgemm_packed_bytes(3 * d, d) +
+                                         eng__bgemm_packed_bytes(d, d) +
+                                         eng__bgemm_packed_bytes(ff, d) +
+                                         eng__bgemm_packed_bytes(d, ff)) +
+                    eng__bgemm_packed_bytes(hp->vocab_size, d);
+    assert_int_equal(eng_model_bytes(b), eng_model_bytes(f) + packed);
+    /* The packed head is the rounded head. */
+    const uint32_t *head = eng__bgemm_weight(b, ENG__MAT_HEAD, 0);
+    const float *hw = b->head_w;
+    assert_int_equal(head[16 * 1 + 2] & 0xffff, eng__bf16_round(hw[2 * d + 2]));
+    assert_int_equal(head[16 * 1 + 2] >> 16, eng__bf16_round(hw[2 * d + 3]));
+    const uint32_t *fc2 = eng__bgemm_weight(b, ENG__MAT_FC2, 1);
+    int kp = (ff + 1) / 2;
+    assert_int_equal(fc2[(size_t)(1 * kp + 5) * 16 + 3] & 0xffff,
+                     eng__bf16_round(b->layers[1].fc2_w[(size_t)19 * ff + 10]));
+
+    /* The workspace adds a scratch of rows in bf16 per thread, and nothing else. */
+    size_t sf = eng_workspace_bytes(f, 1000, 3), sb = eng_workspace_bytes(b, 1000, 3);
+    int k = ff > d ? ff : d;
+    assert_int_equal(sb - sf, 3 * eng__bgemm_scratch_bytes(ENG__TILE_ROWS, k));
+    assert_int_equal(eng_workspace_bytes(b, 10, 2) - eng_workspace_bytes(f, 10, 2),
+                     2 * eng__bgemm_scratch_bytes(10, k));
+    assert_int_equal(eng__linear_scratch_bytes(f, 100), 0);
+    eng_model_free(f);
+    eng_model_free(b);
+}
+
+static void test_metadata_precision(void **state)
+{
+    (void)state;
+    wspec s;
+    w_init(&s, 2, "F32");
+    w_set(&s, "precision", "bf16");
+    eng_model *m = load_ok(&s);
+    assert_int_equal(eng_model_precision(m), ENG_PRECISION_BF16);
+    assert_non_null(m->bf16);
+    eng_model_free(m);
+    /* The caller's choice wins over the metadata. */
+    snprintf(path, sizeof path, "%s/meta.safetensors", tmpdir);
+    w_write(&s, path);
+    eng_load_opts o = ENG_LOAD_OPTS_INIT;
+    o.precision = ENG_PRECISION_F32;
+    m = eng_model_load_opts(path, &o, err, sizeof err);
+    assert_non_null(m);
+    assert_int_equal(eng_model_precision(m), ENG_PRECISION_F32);
+    assert_null(m->bf16);
+    eng_model_free(m);
+    unlink(path);
+    /* BF16-stored weights at precision bf16: rounding them again changes nothing. */
+    w_init(&s, 1, "BF16");
+    w_set(&s, "precision", "bf16");
+    m = load_ok(&s);
+    const uint32_t *qkv = eng__bgemm_weight(m, ENG__MAT_QKV, 0);
+    assert_int_equal(qkv[16 + 1], eng__bf16_round(m->layers[0].qkv_w[8 + 2]) |
+                                      (uint32_t)eng__bf16_round(m->layers[0].qkv_w[8 + 3]) << 16);
+    eng_model_free(m);
+    w_set(&s, "precision", "bf17");
+    EXPECT_REFUSED(&s, "precision", "bf17");
+}
+
+/* --- the forward pass ---------------------------------------------------------- */
+
+static void test_fixture(void **state)
+{
+    (void)state;
+    json_error_t jerr;
+    const char *file = "tests/fixtures/precision_bf16.json";
+    json_t *root = json_load_file(file, 0, &jerr);
+    if (!root) fail_msg("%s:%d: %s", file, jerr.line, jerr.text);
+    assert_string_equal(json_string_value(json_object_get(root, "precision")), "bf16");
+    eng_model *m = load_fixture(json_string_value(json_object_get(root, "model")),
+                                ENG_PRECISION_BF16);
+    int v = eng_model_hparams(m)->vocab_size;
+    double tol = json_number_value(json_object_get(root, "tolerance"));
+    assert_true(tol > 0.0);
+    json_t *grids = json_object_get(root, "grids"), *want = json_object_get(root, "logits");
+    int n = (int)json_array_size(grids), cells = 0;
+    eng_grid g[16];
+    int32_t *tok[16];
+    assert_true(n >= 1 && n <= 16);
+    for (int i = 0; i < n; i++) {
+        json_t *rows = json_array_get(grids, i);
+        int h = (int)json_array_size(rows), w = (int)json_array_size(json_array_get(rows, 0));
+        tok[i] = malloc(sizeof(int32_t) * h * w);
+        assert_non_null(tok[i]);
+        for (int y = 0; y < h; y++)
+            for (int x = 0; x < w; x++)
+                tok[i][y * w + x] =
+                    (int32_t)json_integer_value(json_array_get(json_array_get(rows, y), x));
+        g[i] = (eng_grid){.height = h, .width = w, .tokens = tok[i]};
+        cells += h * w;
+    }
+    eng_workspace *ws = eng_workspace_create(m, cells, 2, err, sizeof err);
+    assert_non_null(ws);
+    const float *z;
+    assert_int_equal(eng_forward(ws, g, n, &z), ENG_OK);
+    double worst = 0.0;
+    const float *zz = z;
+    for (int i = 0; i < n; i++)
+        for (int y = 0; y < g[i].height; y++)
+            for (int x = 0; x < g[i].width; x++, zz += v) {
+                json_t *cell = json_array_get(json_array_get(json_array_get(want, i), y), x);
+                assert_int_equal(json_array_size(cell), v);
+                for (int j = 0; j < v; j++) {
+                    double e = fabs(zz[j] - json_number_value(json_array_get(cell, j)));
+                    worst = e > worst ? e : worst;
+                }
+            }
+    print_message("%s: %d grids, max |diff| %.3g (tolerance %.3g)\n", file, n, worst, tol);
+    if (!(worst <= tol)) fail_msg("max |diff| %.3g > %.3g", worst, tol);
+    eng_workspace_free(ws);
+    for (int i = 0; i < n; i++)
+        free(tok[i]);
+    eng_model_free(m);
+    json_decref(root);
+}
+
+static float *fill(float *p, size_t n, float mean, float sd)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = mean + sd * gauss();
+    return p;
+}
+
+/* A model built in memory: weights N(0, sd), LayerNorm weights 1, biases 0. */
+typedef struct built {
+    eng_model m;
+    float *mem;
+} built;
+
+static built *build(int v, int d, int heads, int f, int depth)
+{
+    built *b = calloc(1, sizeof *b);
+    assert_non_null(b);
+    size_t per = (size_t)3 * d * d + 3 * d + (size_t)d * d + d + 2 * (size_t)f * d + f + d + 4 * d;
+    size_t total = 2 * (size_t)v * d + v + 2 * d + per * depth, used = 0;
+    b->mem = malloc(sizeof(float) * total);
+    b->m.window = malloc(sizeof(int) * depth);
+    b->m.dilation = malloc(sizeof(int) * depth);
+    b->m.layers = calloc((size_t)depth, sizeof *b->m.layers);
+    assert_true(b->mem && b->m.window && b->m.dilation && b->m.layers);
+#define TAKE(n, mean, sd) (used += (n), fill(b->mem + used - (n), (n), mean, sd))
+    for (int l = 0; l < depth; l++) {
+        b->m.window[l] = l % 2 ? ENG_WINDOW_GLOBAL : 2;
+        b->m.dilation[l] = 1;
+    }
+    b->m.hp = (eng_hparams){.vocab_size = v, .dim = d, .depth = depth, .heads = heads,
+                            .head_dim = d / heads, .mlp_hidden = f, .max_height = 32,
+                            .max_width = 32, .tokenizer = ENG_TOKENIZER_NONE,
+                            .rope_base = 10000.0f, .norm_eps = 1e-5f, .window = b->m.window,
+                            .dilation = b->m.dilation};
+    b->m.precision = ENG_PRECISION_BF16;
+    b->m.tok_emb = TAKE((size_t)v * d, 0.0f, 1.0f);
+    for (int l = 0; l < depth; l++) {
+        eng_layer *ly = &b->m.layers[l];
+        ly->norm1_w = TAKE((size_t)d, 1.0f, 0.0f);
+        ly->norm1_b = TAKE((size_t)d, 0.0f, 0.0f);
+        ly->qkv_w = TAKE((size_t)3 * d * d, 0.0f, 0.2f);
+        ly->qkv_b = TAKE((size_t)3 * d, 0.0f, 0.02f);
+        ly->proj_w = TAKE((size_t)d * d, 0.0f, 0.05f);
+        ly->proj_b = TAKE((size_t)d, 0.0f, 0.02f);
+        ly->norm2_w = TAKE((size_t)d, 1.0f, 0.0f);
+        ly->norm2_b = TAKE((size_t)d, 0.0f, 0.0f);
+        ly->fc1_w = TAKE((size_t)f * d, 0.0f, 0.1f);
+        ly->fc1_b = TAKE((size_t)f, 0.0f, 0.02f);
+        ly->fc2_w = TAKE((size_t)d * f, 0.0f, 0.05f);
+        ly->fc2_b = TAKE((size_t)d, 0.0f, 0.02f);
+    }
+    b->m.norm_w = TAKE((size_t)d, 1.0f, 0.0f);
+    b->m.norm_b = TAKE((size_t)d, 0.0f, 0.0f);
+    b->m.head_w = TAKE((size_t)v * d, 0.0f, 0.1f);
+    b->m.head_b = TAKE((size_t)v, 0.0f, 0.02f);
+#undef TAKE
+    assert_true(used <= total);
+    assert_int_equal(eng__bgemm_prepare(&b->m), ENG_OK);
+    return b;
+}
+
+static void build_free(built *b)
+{
+    free(b->mem);
+    free(b->m.bf16);
+    free(b->m.window);
+    free(b->m.dilation);
+    free(b->m.layers);
+    free(b);
+}
+
+static int32_t *tokens(int n, int v)
+{
+    int32_t *t = malloc(sizeof *t * n);
+    assert_non_null(t);
+    for (int i = 0; i < n; i++)
+        t[i] = (int32_t)(rnd() * v);
+    return t;
+}
+
+/* The logits of grids[at] from a batch of n grids on `threads` threads. */
+static float *logits_of(const eng_model *m, const eng_grid *grids, int n, int at, int threads)
+{
+    int cells = 0, before = 0, v = m->hp.vocab_size;
+    for (int i = 0; i < n; i++) {
+        if (i < at) before += grids[i].height * grids[i].width;
+        cells += grids[i].height * grids[i].width;
+    }
+    eng_workspace *ws = eng_workspace_create(m, cells + 5, threads, err, sizeof err);
+    if (!ws) fail_msg("workspace: %s", err);
+    const float *z;
+    assert_int_equal(eng_forward(ws, grids, n, &z), ENG_OK);
+    size_t bytes = sizeof(float) * (size_t)grids[at].height * grids[at].width * v;
+    float *copy = malloc(bytes);
+    assert_non_null(copy);
+    memcpy(copy, z + (size_t)before * v, bytes);
+    eng_workspace_free(ws);
+    return copy;
+}
+
+static void check_independence(const eng_model *m)
+{
+    int v = m->hp.vocab_size;
+    /* A spans two row tiles, neither a multiple of the register blocks. */
+    eng_grid a = {15, 11, tokens(165, v)}, b = {5, 7, tokens(35, v)}, c = {1, 1, tokens(1, v)};
+    eng_grid d = {3, 9, tokens(27, v)};
+    size_t bytes = sizeof(float) * 165 * v;
+    float *alone = logits_of(m, &a, 1, 0, 1);
+    for (int i = 0; i < 165 * v; i++)
+        assert_true(isfinite(alone[i]));
+    eng_grid batch1[] = {b, a, c}, batch2[] = {c, d, b, a, d};
+    float *runs[] = {logits_of(m, &a, 1, 0, 2), logits_of(m, batch1, 3, 1, 1),
+                     logits_of(m, batch1, 3, 1, 2), logits_of(m, batch2, 5, 3, 2),
+                     logits_of(m, batch2, 5, 3, 1)};
+    for (size_t i = 0; i < sizeof runs / sizeof *runs; i++) {
+        if (memcmp(alone, runs[i], bytes) != 0)
+            fail_msg("run %zu: grid A's bf16 logits changed with the batch or thread count", i);
+        free(runs[i]);
+    }
+    free(alone);
+    free((void *)a.tokens);
+    free((void *)b.tokens);
+    free((void *)c.tokens);
+    free((void *)d.tokens);
+}
+
+static void test_batch_and_threads_do_not_change_a_grid(void **state)
+{
+    (void)state;
+    eng_model *m = load_fixture("small_f32.safetensors", ENG_PRECISION_BF16);
+    check_independence(m);
+    eng_model_free(m);
+    /* Several column blocks for qkv, fc1 and the head; head dim 12, so that
+     * qkv blocks start inside a group of 16 columns; F and V not multiples
+     * of 16. */
+    built *b = build(300, 228, 19, 600, 2);
+    assert_int_equal(eng__linear_scratch_bytes(&b->m, 7), eng__bgemm_scratch_bytes(7, 600));
+    check_independence(&b->m);
+    build_free(b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round),
+        cmocka_unit_test(test_pack_layout),
+        cmocka_unit_test(test_kernels_match_reference),
+        cmocka_unit_test(test_rows_and_columns_independent),
+        cmocka_unit_test(test_nan_stays_in_its_row),
+        cmocka_unit_test(test_load_bf16),
+        cmocka_unit_test(test_metadata_precision),
+        cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_batch_and_threads_do_not_change_a_grid),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
