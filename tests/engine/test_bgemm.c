@@ -20,6 +20,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <glob.h>
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -395,11 +396,10 @@ static void test_metadata_precision(void **state)
 
 /* --- the forward pass ---------------------------------------------------------- */
 
-static void test_fixture(void **state)
+/* One precision_bf16_*.json file: its grids in one call on 2 threads. */
+static void check_fixture(const char *file)
 {
-    (void)state;
     json_error_t jerr;
-    const char *file = "tests/fixtures/precision_bf16.json";
     json_t *root = json_load_file(file, 0, &jerr);
     if (!root) fail_msg("%s:%d: %s", file, jerr.line, jerr.text);
     assert_string_equal(json_string_value(json_object_get(root, "precision")), "bf16");
@@ -407,7 +407,8 @@ static void test_fixture(void **state)
                                 ENG_PRECISION_BF16);
     int v = eng_model_hparams(m)->vocab_size;
     double tol = json_number_value(json_object_get(root, "tolerance"));
-    assert_true(tol > 0.0);
+    double mean_tol = json_number_value(json_object_get(root, "mean_tolerance"));
+    assert_true(tol > 0.0 && mean_tol > 0.0);
     json_t *grids = json_object_get(root, "grids"), *want = json_object_get(root, "logits");
     int n = (int)json_array_size(grids), cells = 0;
     eng_grid g[16];
@@ -429,7 +430,7 @@ static void test_fixture(void **state)
     assert_non_null(ws);
     const float *z;
     assert_int_equal(eng_forward(ws, g, n, &z), ENG_OK);
-    double worst = 0.0;
+    double worst = 0.0, sum = 0.0;
     const float *zz = z;
     for (int i = 0; i < n; i++)
         for (int y = 0; y < g[i].height; y++)
@@ -439,15 +440,45 @@ static void test_fixture(void **state)
                 for (int j = 0; j < v; j++) {
                     double e = fabs(zz[j] - json_number_value(json_array_get(cell, j)));
                     worst = e > worst ? e : worst;
+                    sum += e;
                 }
             }
-    print_message("%s: %d grids, max |diff| %.3g (tolerance %.3g)\n", file, n, worst, tol);
-    if (!(worst <= tol)) fail_msg("max |diff| %.3g > %.3g", worst, tol);
+    double mean = sum / ((double)cells * v);
+    print_message("%s (%s): %d grids, max |diff| %.3g (tolerance %.3g), mean %.3g (%.3g)\n",
+                  file, eng_isa_name(), n, worst, tol, mean, mean_tol);
+    if (!(worst <= tol)) fail_msg("%s: max |diff| %.3g > %.3g", file, worst, tol);
+    if (!(mean <= mean_tol)) fail_msg("%s: mean |diff| %.3g > %.3g", file, mean, mean_tol);
+    /* For the record: how far bf16 is from f32 on these grids. */
+    eng_model *m32 = load_fixture(json_string_value(json_object_get(root, "model")),
+                                  ENG_PRECISION_F32);
+    eng_workspace *ws32 = eng_workspace_create(m32, cells, 2, err, sizeof err);
+    assert_non_null(ws32);
+    const float *z32;
+    assert_int_equal(eng_forward(ws32, g, n, &z32), ENG_OK);
+    double dmax = 0.0, zmax = 0.0;
+    for (size_t i = 0; i < (size_t)cells * v; i++) {
+        dmax = fabs(z[i] - z32[i]) > dmax ? fabs(z[i] - z32[i]) : dmax;
+        zmax = fabs(z32[i]) > zmax ? fabs(z32[i]) : zmax;
+    }
+    print_message("  engine bf16 vs f32: max |diff| %.3g, %.3g of max|Z|\n", dmax, dmax / zmax);
+    eng_workspace_free(ws32);
+    eng_model_free(m32);
     eng_workspace_free(ws);
     for (int i = 0; i < n; i++)
         free(tok[i]);
     eng_model_free(m);
     json_decref(root);
+}
+
+static void test_fixtures(void **state)
+{
+    (void)state;
+    glob_t gl;
+    if (glob("tests/fixtures/precision_bf16_*.json", 0, NULL, &gl) != 0)
+        fail_msg("no tests/fixtures/precision_bf16_*.json");
+    for (size_t i = 0; i < gl.gl_pathc; i++)
+        check_fixture(gl.gl_pathv[i]);
+    globfree(&gl);
 }
 
 static float *fill(float *p, size_t n, float mean, float sd)
@@ -601,7 +632,7 @@ int main(void)
         cmocka_unit_test(test_nan_stays_in_its_row),
         cmocka_unit_test(test_load_bf16),
         cmocka_unit_test(test_metadata_precision),
-        cmocka_unit_test(test_fixture),
+        cmocka_unit_test(test_fixtures),
         cmocka_unit_test(test_batch_and_threads_do_not_change_a_grid),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
