@@ -152,8 +152,8 @@ const uint32_t *eng__bgemm_weight(const eng_model *m, int mat, int layer)
 int eng__bgemm_prepare(eng_model *m)
 {
     const eng_hparams *hp = &m->hp;
-    size_t bytes = offset(hp, ENG__MAT_HEAD, hp->depth) +
-                   eng__bgemm_packed_bytes(hp->vocab_size, hp->dim);
+    size_t bytes =
+        offset(hp, ENG__MAT_HEAD, hp->depth) + eng__bgemm_packed_bytes(hp->vocab_size, hp->dim);
     void *block = NULL;
     if (posix_memalign(&block, 64, bytes ? bytes : 64) != 0) return ENG_ENOMEM;
     free(m->bf16);

@@ -30,9 +30,8 @@ TARGET static __m256i round8(__m256 x)
     __m256i u = _mm256_castps_si256(x);
     __m256i one = _mm256_set1_epi32(1);
     __m256i odd = _mm256_and_si256(_mm256_srli_epi32(u, 16), one);
-    __m256i r = _mm256_srli_epi32(_mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)),
-                                                   odd),
-                                  16);
+    __m256i r = _mm256_srli_epi32(
+        _mm256_add_epi32(_mm256_add_epi32(u, _mm256_set1_epi32(0x7fff)), odd), 16);
     __m256i mag = _mm256_and_si256(u, _mm256_set1_epi32(0x7fffffff));
     __m256i nan = _mm256_cmpgt_epi32(mag, _mm256_set1_epi32(0x7f800000));
     __m256i q = _mm256_or_si256(_mm256_srli_epi32(u, 16), _mm256_set1_epi32(0x40));
@@ -118,10 +117,18 @@ TARGET void eng__bgemm_avx2(const eng__bgemm *g)
             const uint32_t *a = g->scratch + (size_t)r * lds;
             float *cr = c + (size_t)r * g->ldc;
             switch (g->rows - r < MR ? g->rows - r : MR) {
-            case 1: kernel(1, a, lds, w, kp, cr, g->ldc, lo, hi); break;
-            case 2: kernel(2, a, lds, w, kp, cr, g->ldc, lo, hi); break;
-            case 3: kernel(3, a, lds, w, kp, cr, g->ldc, lo, hi); break;
-            default: kernel(4, a, lds, w, kp, cr, g->ldc, lo, hi); break;
+            case 1:
+                kernel(1, a, lds, w, kp, cr, g->ldc, lo, hi);
+                break;
+            case 2:
+                kernel(2, a, lds, w, kp, cr, g->ldc, lo, hi);
+                break;
+            case 3:
+                kernel(3, a, lds, w, kp, cr, g->ldc, lo, hi);
+                break;
+            default:
+                kernel(4, a, lds, w, kp, cr, g->ldc, lo, hi);
+                break;
             }
         }
     }

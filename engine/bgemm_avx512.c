@@ -87,6 +87,7 @@ kernel(const int mr, const int nv, const uint32_t *restrict a, size_t lds,
         }
 }
 
+/* clang-format off */
 #define K1(m, n)                                                                                   \
     case (m) * 8 + (n):                                                                            \
         kernel(m, n, a, lds, w, gstride, np, c, ldc, mask);                                        \
@@ -102,6 +103,7 @@ TARGET static void dispatch(int mr, int nv, const uint32_t *a, size_t lds, const
         break;
     }
 }
+/* clang-format on */
 
 TARGET void eng__bgemm_avx512(const eng__bgemm *g)
 {

@@ -35,8 +35,8 @@ static void tile_bf16(eng_workspace *ws, const eng__linear *t)
                     .w = eng__bgemm_weight(ws->m, t->mat, t->layer),
                     .c = t->c,
                     .ldc = t->ldc,
-                    .scratch = (uint32_t *)(void *)(ws->lin_scratch +
-                                                    (size_t)t->thread * ws->lin_stride)};
+                    .scratch =
+                        (uint32_t *)(void *)(ws->lin_scratch + (size_t)t->thread * ws->lin_stride)};
     eng__bgemm_run(&g, eng__isa());
 }
 

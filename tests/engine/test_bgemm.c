@@ -104,7 +104,8 @@ static void test_pack_layout(void **state)
                 int n = 16 * g + lane;
                 uint32_t word = p[(g * 3 + pr) * 16 + lane];
                 uint32_t lo = n < OUT ? eng__bf16_round(w[n * K + 2 * pr]) : 0;
-                uint32_t hi = n < OUT && 2 * pr + 1 < K ? eng__bf16_round(w[n * K + 2 * pr + 1]) : 0;
+                uint32_t hi =
+                    n < OUT && 2 * pr + 1 < K ? eng__bf16_round(w[n * K + 2 * pr + 1]) : 0;
                 assert_int_equal(word, lo | hi << 16);
             }
     free(p);
@@ -250,7 +251,7 @@ static void test_kernels_match_reference(void **state)
     /* rows, cols, k, col0: tails of every register block, k odd, k past
      * one block of ENG__BGEMM_KC pairs, tiles starting inside a group. */
     static const int shapes[][4] = {
-        {1, 1, 1, 0},     {6, 64, 256, 0},  {7, 65, 3, 5},     {13, 100, 33, 16},
+        {1, 1, 1, 0},     {6, 64, 256, 0},     {7, 65, 3, 5},       {13, 100, 33, 16},
         {2, 17, 300, 12}, {25, 130, 257, 252}, {6, 256, 1024, 256}, {5, 48, 2, 40},
         {12, 31, 511, 1}, {3, 200, 64, 100},
     };
@@ -284,8 +285,8 @@ static void test_rows_and_columns_independent(void **state)
         static const int rcut[] = {0, 1, 8, 9, 19}, ccut[] = {0, 3, 20, 84, 149, 150};
         for (int a = 0; a + 1 < 5; a++)
             for (int b = 0; b + 1 < 6; b++)
-                run_part(&pb, parts, rcut[a], rcut[a + 1] - rcut[a], ccut[b],
-                         ccut[b + 1] - ccut[b], (eng__isa_level)isa);
+                run_part(&pb, parts, rcut[a], rcut[a + 1] - rcut[a], ccut[b], ccut[b + 1] - ccut[b],
+                         (eng__isa_level)isa);
         assert_memory_equal(whole, parts, sizeof(float) * n);
         free(whole);
         free(parts);
@@ -334,11 +335,10 @@ static void test_load_bf16(void **state)
     assert_int_equal(eng_model_precision(b), ENG_PRECISION_BF16);
     const eng_hparams *hp = eng_model_hparams(b);
     int d = hp->dim, ff = hp->mlp_hidden;
-    size_t packed = (size_t)hp->depth * (eng__bgemm_packed_bytes(3 * d, d) +
-                                         eng__bgemm_packed_bytes(d, d) +
-                                         eng__bgemm_packed_bytes(ff, d) +
-                                         eng__bgemm_packed_bytes(d, ff)) +
-                    eng__bgemm_packed_bytes(hp->vocab_size, d);
+    size_t packed =
+        (size_t)hp->depth * (eng__bgemm_packed_bytes(3 * d, d) + eng__bgemm_packed_bytes(d, d) +
+                             eng__bgemm_packed_bytes(ff, d) + eng__bgemm_packed_bytes(d, ff)) +
+        eng__bgemm_packed_bytes(hp->vocab_size, d);
     assert_int_equal(eng_model_bytes(b), eng_model_bytes(f) + packed);
     /* The packed head is the rounded head. */
     const uint32_t *head = eng__bgemm_weight(b, ENG__MAT_HEAD, 0);
@@ -403,8 +403,8 @@ static void check_fixture(const char *file)
     json_t *root = json_load_file(file, 0, &jerr);
     if (!root) fail_msg("%s:%d: %s", file, jerr.line, jerr.text);
     assert_string_equal(json_string_value(json_object_get(root, "precision")), "bf16");
-    eng_model *m = load_fixture(json_string_value(json_object_get(root, "model")),
-                                ENG_PRECISION_BF16);
+    eng_model *m =
+        load_fixture(json_string_value(json_object_get(root, "model")), ENG_PRECISION_BF16);
     int v = eng_model_hparams(m)->vocab_size;
     double tol = json_number_value(json_object_get(root, "tolerance"));
     double mean_tol = json_number_value(json_object_get(root, "mean_tolerance"));
@@ -444,13 +444,13 @@ static void check_fixture(const char *file)
                 }
             }
     double mean = sum / ((double)cells * v);
-    print_message("%s (%s): %d grids, max |diff| %.3g (tolerance %.3g), mean %.3g (%.3g)\n",
-                  file, eng_isa_name(), n, worst, tol, mean, mean_tol);
+    print_message("%s (%s): %d grids, max |diff| %.3g (tolerance %.3g), mean %.3g (%.3g)\n", file,
+                  eng_isa_name(), n, worst, tol, mean, mean_tol);
     if (!(worst <= tol)) fail_msg("%s: max |diff| %.3g > %.3g", file, worst, tol);
     if (!(mean <= mean_tol)) fail_msg("%s: mean |diff| %.3g > %.3g", file, mean, mean_tol);
     /* For the record: how far bf16 is from f32 on these grids. */
-    eng_model *m32 = load_fixture(json_string_value(json_object_get(root, "model")),
-                                  ENG_PRECISION_F32);
+    eng_model *m32 =
+        load_fixture(json_string_value(json_object_get(root, "model")), ENG_PRECISION_F32);
     eng_workspace *ws32 = eng_workspace_create(m32, cells, 2, err, sizeof err);
     assert_non_null(ws32);
     const float *z32;
@@ -510,10 +510,18 @@ static built *build(int v, int d, int heads, int f, int depth)
         b->m.window[l] = l % 2 ? ENG_WINDOW_GLOBAL : 2;
         b->m.dilation[l] = 1;
     }
-    b->m.hp = (eng_hparams){.vocab_size = v, .dim = d, .depth = depth, .heads = heads,
-                            .head_dim = d / heads, .mlp_hidden = f, .max_height = 32,
-                            .max_width = 32, .tokenizer = ENG_TOKENIZER_NONE,
-                            .rope_base = 10000.0f, .norm_eps = 1e-5f, .window = b->m.window,
+    b->m.hp = (eng_hparams){.vocab_size = v,
+                            .dim = d,
+                            .depth = depth,
+                            .heads = heads,
+                            .head_dim = d / heads,
+                            .mlp_hidden = f,
+                            .max_height = 32,
+                            .max_width = 32,
+                            .tokenizer = ENG_TOKENIZER_NONE,
+                            .rope_base = 10000.0f,
+                            .norm_eps = 1e-5f,
+                            .window = b->m.window,
                             .dilation = b->m.dilation};
     b->m.precision = ENG_PRECISION_BF16;
     b->m.tok_emb = TAKE((size_t)v * d, 0.0f, 1.0f);
