@@ -142,32 +142,38 @@ static size_t offset(const eng_hparams *hp, int mat, int layer)
     return per_layer * (size_t)layer + (mat == ENG__MAT_HEAD ? 0 : off);
 }
 
+/* The packed weight of a Linear layer inside the block of packed weights. */
+static uint32_t *weight_at(void *block, const eng_hparams *hp, int mat, int layer)
+{
+    size_t off = offset(hp, mat, mat == ENG__MAT_HEAD ? hp->depth : layer);
+    return (uint32_t *)(void *)((unsigned char *)block + off);
+}
+
 const uint32_t *eng__bgemm_weight(const eng_model *m, int mat, int layer)
 {
-    const eng_hparams *hp = &m->hp;
-    size_t off = offset(hp, mat, mat == ENG__MAT_HEAD ? hp->depth : layer);
-    return (const uint32_t *)(const void *)((const unsigned char *)m->bf16 + off);
+    return weight_at(m->bf16, &m->hp, mat, layer);
 }
 
 int eng__bgemm_prepare(eng_model *m)
 {
     const eng_hparams *hp = &m->hp;
+    /* Every weight is in the file as at least 2 bytes a value, and packs
+     * into at most 4 bytes a pair (plus padding to 16 rows): no overflow. */
     size_t bytes =
         offset(hp, ENG__MAT_HEAD, hp->depth) + eng__bgemm_packed_bytes(hp->vocab_size, hp->dim);
     void *block = NULL;
     if (posix_memalign(&block, 64, bytes ? bytes : 64) != 0) return ENG_ENOMEM;
-    free(m->bf16);
-    m->bf16 = block;
-    m->bf16_bytes = bytes;
     int out[4], k[4];
     shapes(hp, out, k);
     for (int l = 0; l < hp->depth; l++) {
         const eng_layer *ly = &m->layers[l];
         const float *w[4] = {ly->qkv_w, ly->proj_w, ly->fc1_w, ly->fc2_w};
         for (int j = 0; j < 4; j++)
-            eng__bgemm_pack((uint32_t *)eng__bgemm_weight(m, j, l), w[j], out[j], k[j]);
+            eng__bgemm_pack(weight_at(block, hp, j, l), w[j], out[j], k[j]);
     }
-    eng__bgemm_pack((uint32_t *)eng__bgemm_weight(m, ENG__MAT_HEAD, 0), m->head_w, hp->vocab_size,
-                    hp->dim);
+    eng__bgemm_pack(weight_at(block, hp, ENG__MAT_HEAD, 0), m->head_w, hp->vocab_size, hp->dim);
+    free(m->bf16);
+    m->bf16 = block;
+    m->bf16_bytes = bytes;
     return ENG_OK;
 }
