@@ -2,9 +2,10 @@
  * bgemm_avx2.c - the bf16 tile on AVX2 + FMA (bgemm.h), for CPUs without
  * AVX512_BF16. A bf16 value is the high half of a float32, so a packed
  * pair word becomes two float32 vectors by a shift (low half) and a mask
- * (high half); each product of two bf16 values is exact in float32, so an
- * FMA adds exactly the product the scalar reference adds, in the same
- * order: the sums are bitwise those of the reference.
+ * (high half); each product of two bf16 values is exact in float32 (unless
+ * it falls below float32's normal range, 2^-126), so an FMA adds exactly
+ * the product the scalar reference adds, in the same order: the sums are
+ * bitwise those of the reference.
  *
  * The micro-kernel holds MR rows x one group of 16 columns (two ymm per
  * row) and runs over all pairs of k: the group's weights, 64 bytes a pair,
