@@ -24,6 +24,7 @@ static const char usage[] =
     "                         [--prompt TEXT | --given GRID.json] [--iterations K]\n"
     "                         [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
     "                         [--remask-noise X] [--threads N] [--json]\n"
+    "                         [--precision P]\n"
     "\n"
     "Generates one grid by iterative refinement and prints it after every\n"
     "iteration. The defaults are those of POST /generate on `heptapod serve`.\n"
@@ -47,6 +48,8 @@ static const char usage[] =
     "                     0 re-masks strictly by confidence (default: the model's\n"
     "                     metadata remask_noise if it is a valid number, else 0)\n"
     "  --threads N        threads of the engine (default 1)\n"
+    "  --precision P      arithmetic of the Linear layers: f32, bf16 or int8\n"
+    "                     (default: the checkpoint's precision metadata, else f32)\n"
     "  --json             one JSON object per iteration and line instead of text:\n"
     "                     {\"iteration\", \"iterations\", \"masked\", \"mask_token\",\n"
     "                     \"grid\": [H][W] token ids}\n"
@@ -148,6 +151,7 @@ static int read_given(const char *path, int *h, int *w, int h_set, int w_set, in
 int cli_generate(int argc, char **argv)
 {
     const char *model_path = CLI_DEFAULT_MODEL, *prompt = NULL, *given_path = NULL;
+    const char *precision = NULL;
     int height = 0, width = 0, iterations = PROTO_DEFAULT_ITERATIONS, threads = 1, json = 0;
     int h_set = 0, w_set = 0, noise_set = 0;
     eng_sampling s = {.temperature = PROTO_DEFAULT_TEMPERATURE, .top_k = 0, .top_p = 1.0f, .seed = 0};
@@ -165,6 +169,7 @@ int cli_generate(int argc, char **argv)
         {"--remask-noise", CLI_OPT_FLOAT, &s.remask_noise, &noise_set},
         {"--threads", CLI_OPT_INT, &threads, NULL},
         {"--json", CLI_OPT_FLAG, &json, NULL},
+        {"--precision", CLI_OPT_STRING, &precision, NULL},
     };
     int parsed = cli__parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
     if (parsed == CLI_HELP) {
@@ -175,8 +180,12 @@ int cli_generate(int argc, char **argv)
     if (prompt && given_path) return cli__fail(CMD, 2, "--prompt and --given exclude each other");
     if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 
+    eng_load_opts lo = ENG_LOAD_OPTS_INIT;
+    if (precision && (lo.precision = eng_precision_parse(precision)) < 0)
+        return cli__fail(CMD, 2, "--precision '%s' is not f32, bf16 or int8", precision);
+
     char err[512];
-    eng_model *m = eng_model_load(model_path, err, sizeof err);
+    eng_model *m = eng_model_load_opts(model_path, &lo, err, sizeof err);
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     if (!noise_set) s.remask_noise = proto_meta_remask_noise(eng_model_meta(m, "remask_noise"));
