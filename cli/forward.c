@@ -16,7 +16,7 @@
 
 static const char usage[] =
     "usage: heptapod forward --model CKPT --input GRIDS.json --output LOGITS.json\n"
-    "                        [--threads N] [--binary] [--precision P]\n"
+    "                        [--threads N] [--precision P] [--binary]\n"
     "\n"
     "Runs the model once on every grid of GRIDS.json, all in one batch, and\n"
     "writes their logits.\n"
@@ -26,9 +26,9 @@ static const char usage[] =
     "                    e.g. [[[1,2,3],[4,5,6]], [[7]]]; - reads stdin\n"
     "  --output FILE     where the logits go; - writes stdout\n"
     "  --threads N       threads of the engine (default 1)\n"
-    "  --binary          write raw little-endian float32 instead of JSON\n"
     "  --precision P     arithmetic of the Linear layers: f32, bf16 or int8\n"
-    "                    (default: the checkpoint's precision metadata, else f32)\n"
+    "                    (default: the checkpoint's `precision` metadata, else f32)\n"
+    "  --binary          write raw little-endian float32 instead of JSON\n"
     "\n"
     "The JSON output is an array with one [H][W][V] array of logits per input\n"
     "grid (V = vocab_size), each float printed with 9 significant digits so that\n"
@@ -151,8 +151,7 @@ static void write_binary(FILE *f, const float *z, size_t count)
 int cli_forward(int argc, char **argv)
 {
     const char *model_path = NULL, *input = NULL, *output = NULL;
-    const char *precision = NULL;
-    int threads = 1, binary = 0;
+    int threads = 1, binary = 0, precision = ENG_PRECISION_DEFAULT;
     /* One option a line, as in generate.c. */
     /* clang-format off */
     const cli_opt opts[] = {
@@ -160,8 +159,8 @@ int cli_forward(int argc, char **argv)
         {"--input", CLI_OPT_STRING, &input, NULL},
         {"--output", CLI_OPT_STRING, &output, NULL},
         {"--threads", CLI_OPT_INT, &threads, NULL},
+        {"--precision", CLI_OPT_PRECISION, &precision, NULL},
         {"--binary", CLI_OPT_FLAG, &binary, NULL},
-        {"--precision", CLI_OPT_STRING, &precision, NULL},
     };
     /* clang-format on */
     int parsed = cli__parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
@@ -174,11 +173,9 @@ int cli_forward(int argc, char **argv)
         return cli__fail(CMD, 2, "--model, --input and --output are required (try --help)");
     if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 
-    eng_load_opts lo = ENG_LOAD_OPTS_INIT;
-    if (precision && (lo.precision = eng_precision_parse(precision)) < 0)
-        return cli__fail(CMD, 2, "--precision '%s' is not f32, bf16 or int8", precision);
-
     char err[512];
+    eng_load_opts lo = ENG_LOAD_OPTS_INIT;
+    lo.precision = precision;
     eng_model *m = eng_model_load_opts(model_path, &lo, err, sizeof err);
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);

@@ -5,26 +5,49 @@
 
 #include "engine/bgemm.h"
 #include "engine/linear.h"
+#include "engine/qgemm.h"
 
-/* The widest k of the model's Linear layers: D, or F for fc2. */
-static int max_k(const eng_hparams *hp)
-{
-    return hp->mlp_hidden > hp->dim ? hp->mlp_hidden : hp->dim;
-}
+/*
+ * int8: each thread's scratch starts with a tag naming the rows it last
+ * quantized. qkv, fc1 and the head have several column blocks per row
+ * tile, and a thread usually runs them one after another: the later ones
+ * reuse the quantized rows instead of reading a again. A tile's rows are
+ * the same when the forward call, the layer, the matrix, a and the row
+ * count are (a does not change within one tile phase, forward.c); the
+ * quantized values are the same either way, so reuse changes no bit.
+ */
+typedef struct qtag {
+    unsigned long serial;
+    const float *a;
+    int mat, layer, rows;
+} qtag;
+_Static_assert(sizeof(qtag) <= ENG__QTAG, "the tag fits its slot");
 
-size_t eng__linear_scratch_bytes(const eng_model *m, int rows)
+static void int8_tile(eng_workspace *ws, const eng__linear *t)
 {
-    switch (m->precision) {
-    case ENG_PRECISION_BF16:
-        return eng__bgemm_scratch_bytes(rows, max_k(&m->hp));
-    case ENG_PRECISION_F32:
-    default:
-        return 0;
-    }
+    const eng_model *m = ws->m;
+    unsigned char *scratch = ws->qscratch + (size_t)t->thread * ws->qscratch_stride;
+    qtag *tag = (qtag *)(void *)scratch;
+    qtag now = {.serial = ws->serial, .a = t->a, .mat = t->mat, .layer = t->layer, .rows = t->rows};
+    int same = tag->serial == now.serial && tag->a == now.a && tag->mat == now.mat &&
+               tag->layer == now.layer && tag->rows == now.rows;
+    int i = t->mat == ENG__MAT_HEAD ? m->hp.depth * 4 : t->layer * 4 + t->mat;
+    eng__qtile q = {.q = &m->q8[i],
+                    .rows = t->rows,
+                    .col0 = t->col0,
+                    .cols = t->cols,
+                    .a = t->a,
+                    .lda = t->lda,
+                    .c = t->c,
+                    .ldc = t->ldc,
+                    .scratch = scratch + ENG__QTAG,
+                    .quantized = same};
+    eng__qgemm(&q);
+    *tag = now;
 }
 
 /* bf16: weights packed at load, rows rounded into the thread's scratch. */
-static void tile_bf16(eng_workspace *ws, const eng__linear *t)
+static void bf16_tile(eng_workspace *ws, const eng__linear *t)
 {
     eng__bgemm g = {.rows = t->rows,
                     .cols = t->cols,
@@ -35,16 +58,19 @@ static void tile_bf16(eng_workspace *ws, const eng__linear *t)
                     .w = eng__bgemm_weight(ws->m, t->mat, t->layer),
                     .c = t->c,
                     .ldc = t->ldc,
-                    .scratch =
-                        (uint32_t *)(void *)(ws->lin_scratch + (size_t)t->thread * ws->lin_stride)};
+                    .scratch = (uint32_t *)(void *)(ws->qscratch +
+                                                    (size_t)t->thread * ws->qscratch_stride)};
     eng__bgemm_run(&g, eng__isa());
 }
 
 void eng__linear_tile(eng_workspace *ws, const eng__linear *t)
 {
     switch (ws->m->precision) {
+    case ENG_PRECISION_INT8:
+        int8_tile(ws, t);
+        break;
     case ENG_PRECISION_BF16:
-        tile_bf16(ws, t);
+        bf16_tile(ws, t);
         break;
     case ENG_PRECISION_F32:
     default:

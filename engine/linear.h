@@ -25,10 +25,6 @@ typedef struct eng__linear {
     int thread;        /* the pool thread running the tile (its scratch) */
 } eng__linear;
 
-/** Bytes of per-thread scratch a tile of up to `rows` rows needs in m's
- *  precision (its rows converted), a multiple of 64; 0 for f32. */
-size_t eng__linear_scratch_bytes(const eng_model *m, int rows);
-
 /** c += a w^T over one tile, in the precision of ws's model. Each output
  *  depends only on its own row of a and the weights, never on the tile's
  *  other rows or the thread. */

@@ -6,8 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/bgemm.h"
 #include "engine/kernels.h"
-#include "engine/linear.h"
+#include "engine/qgemm.h"
 #include "engine/workspace.h"
 
 #define ALIGN 64
@@ -51,8 +52,8 @@ static int split_columns(eng__colsplit *s, int out, int unit, int width)
 
 /* Sizes of the buffers of a workspace; 0 where a product overflows. */
 typedef struct ws_sizes {
-    size_t big_ld, scratch_stride, lin_stride;
-    size_t d, big, qkv, v, rope, idx, grids, scratch, lin;
+    size_t big_ld, scratch_stride, qscratch_stride;
+    size_t d, big, qkv, v, rope, idx, grids, scratch, qscratch;
 } ws_sizes;
 
 static ws_sizes plan(const eng_model *m, int max_cells, int threads)
@@ -74,10 +75,16 @@ static ws_sizes plan(const eng_model *m, int max_cells, int threads)
     z.idx = product(cells + 1, 1, 1, sizeof(int32_t));
     z.grids = product(cells, 1, 1, sizeof(eng_grid));
     z.scratch = product(z.scratch_stride, (size_t)threads, 1, 1);
-    /* A row tile has at most ENG__TILE_ROWS cells (forward.c's layout). */
-    z.lin_stride = eng__linear_scratch_bytes(m, max_cells < ENG__TILE_ROWS ? max_cells
-                                                                             : ENG__TILE_ROWS);
-    z.lin = product(z.lin_stride, (size_t)threads, 1, 1);
+    /* int8 and bf16: each thread quantizes or rounds the rows of its tile
+     * (at most ENG__TILE_ROWS, forward.c) over the widest input, max(D, F). */
+    z.qscratch_stride = 0;
+    int rows = max_cells < ENG__TILE_ROWS ? max_cells : ENG__TILE_ROWS;
+    int k = hp->dim > hp->mlp_hidden ? hp->dim : hp->mlp_hidden;
+    if (m->precision == ENG_PRECISION_INT8)
+        z.qscratch_stride = ENG__QTAG + eng__qscratch_bytes(rows, k);
+    else if (m->precision == ENG_PRECISION_BF16)
+        z.qscratch_stride = eng__bgemm_scratch_bytes(rows, k);
+    z.qscratch = product(z.qscratch_stride, (size_t)threads, 1, 1);
     return z;
 }
 
@@ -88,9 +95,9 @@ static size_t plan_total(const ws_sizes *z)
 {
     if (!z->d || !z->big || !z->qkv || !z->v || !z->idx || !z->grids || !z->scratch)
         return SIZE_MAX;
-    if (z->lin_stride && !z->lin) return SIZE_MAX;
-    const size_t parts[] = {z->d,   z->d,   z->big,   z->qkv,     z->v,  z->rope, z->rope,
-                            z->idx, z->idx, z->idx, z->grids, z->scratch, z->lin};
+    if (z->qscratch_stride && !z->qscratch) return SIZE_MAX;
+    const size_t parts[] = {z->d,   z->d,   z->big, z->qkv,   z->v,       z->rope,    z->rope,
+                            z->idx, z->idx, z->idx, z->grids, z->scratch, z->qscratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (parts[i] > SIZE_MAX - ALIGN) return SIZE_MAX;
@@ -144,12 +151,12 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->threads = threads;
     ws->big_ld = z.big_ld;
     ws->scratch_stride = z.scratch_stride;
-    ws->lin_stride = z.lin_stride;
+    ws->qscratch_stride = z.qscratch_stride;
 
     size_t sz_d = z.d, sz_big = z.big, sz_qkv = z.qkv, sz_v = z.v, sz_rope = z.rope;
     size_t sz_idx = z.idx, sz_scratch = z.scratch;
     if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids ||
-        (z.lin_stride && !z.lin)) {
+        (z.qscratch_stride && !z.qscratch)) {
         eng__fail(err, errlen, ENG_ENOMEM, "a workspace of %d cells is too large", max_cells);
         eng_workspace_free(ws);
         return NULL;
@@ -166,10 +173,10 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->tile_start = alloc_aligned(sz_idx);
     ws->grids = calloc(cells, sizeof *ws->grids);
     ws->scratch = alloc_aligned(sz_scratch);
-    ws->lin_scratch = z.lin ? alloc_aligned(z.lin) : NULL;
+    if (z.qscratch) ws->qscratch = alloc_aligned(z.qscratch);
     int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos && ws->rope_sin &&
              ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch &&
-             (ws->lin_scratch || !z.lin);
+             (ws->qscratch || !z.qscratch);
     ok = ok &&
          split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim, ENG__TILE_COLS) == 0 &&
          split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, hp->dim, hp->dim) == 0 &&
@@ -182,6 +189,9 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
         return NULL;
     }
     eng__rope_tables(ws->rope_cos, ws->rope_sin, (int)positions, hp->head_dim, hp->rope_base);
+    /* int8 tags of serial 0: no rows cached (eng_forward counts from 1). */
+    for (int t = 0; ws->qscratch && t < threads; t++)
+        memset(ws->qscratch + (size_t)t * ws->qscratch_stride, 0, ENG__QTAG);
 
     ws->pool = eng__pool_create(threads);
     if (!ws->pool) {
@@ -208,7 +218,7 @@ void eng_workspace_free(eng_workspace *ws)
     free(ws->tile_start);
     free(ws->grids);
     free(ws->scratch);
-    free(ws->lin_scratch);
+    free(ws->qscratch);
     for (int i = 0; i < ENG__MATS; i++)
         free(ws->cols[i].start);
     free(ws);

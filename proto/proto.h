@@ -31,6 +31,12 @@
  *   remask_noise number   0 .. ENG_MAX_REMASK_NOISE (100): annealed Gumbel noise on the
  *                         re-masking order (MODEL.md 5); absent: the model's default
  *                         (proto_limits.default_remask_noise), 0 keeps the plain order
+ *   order        string   "confidence", "margin" or "raster": which sampled cells each
+ *                         iteration commits (MODEL.md 5); absent: the model's default
+ *                         (proto_limits.default_order)
+ *   remask       number   in [0, 1): share of the committed cells re-opened in each
+ *                         iteration but the last (MODEL.md 5); absent: the model's
+ *                         default (proto_limits.default_remask), 0 re-opens none
  *   seed         int      0 .. 2^63-1; absent: a random seed below 2^53 is drawn and
  *                         echoed in the response, so every result can be reproduced
  *   stream       bool     default false: one JSON body; true: Server-Sent Events
@@ -233,8 +239,9 @@ void proto_request_free(proto_request *req);
  * with err naming the field; also OUT_OF_RANGE (422) for values no field can
  * hold whatever the model (an id or seed below 0, an integer beyond the C
  * type, a number beyond float, an `open` that is not one character or is a
- * control character, more than PROTO_MAX_SIDE rows or cells in a row, more
- * than PROTO_MAX_CELLS cells in all).
+ * control character, an `order` that names no order, more than
+ * PROTO_MAX_SIDE rows or cells in a row, more than PROTO_MAX_CELLS cells in
+ * all).
  * On failure req holds nothing (free is harmless).
  */
 proto_err proto_parse_generate(const char *body, size_t len, proto_request *req, proto_error *err);
@@ -245,6 +252,8 @@ typedef struct proto_limits {
     int64_t max_cells;       /* largest height*width of one request; 0: PROTO_MAX_CELLS */
     int64_t max_deadline_ms; /* 0: none beyond PROTO_MAX_DEADLINE_MS */
     float default_remask_noise; /* remask_noise of requests naming none (the model's) */
+    eng_order default_order;    /* order of requests naming none (the model's) */
+    float default_remask;       /* remask of requests naming none (the model's) */
 } proto_limits;
 
 /**
@@ -257,7 +266,7 @@ typedef struct proto_limits {
  * than width or more rows than height, iterations outside
  * 1..lim->max_iterations, a negative or non-finite temperature, top_k above
  * vocab_size or negative, top_p outside (0, 1], remask_noise outside
- * 0..ENG_MAX_REMASK_NOISE, a negative seed, deadline_ms
+ * 0..ENG_MAX_REMASK_NOISE, remask outside [0, 1), a negative seed, deadline_ms
  * < 1 or above lim->max_deadline_ms or PROTO_MAX_DEADLINE_MS. Refuses with INVALID_FIELD (400) when
  * the height or width is absent and cannot be inferred. Draws a random seed
  * (< 2^53) when none was given. Call it once per parsed request. On failure
@@ -277,6 +286,19 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
  * 0..ENG_MAX_REMASK_NOISE, else 0 (also for NULL).
  */
 float proto_meta_remask_noise(const char *value);
+
+/**
+ * The order a model's metadata value `order` suggests: the eng_order it
+ * names exactly ("confidence", "margin", "raster"), else ENG_ORDER_CONFIDENCE
+ * (also for NULL).
+ */
+eng_order proto_meta_order(const char *value);
+
+/**
+ * The remask a model's metadata value `remask` suggests: the number it holds
+ * if it is one whole decimal number in [0, 1), else 0 (also for NULL).
+ */
+float proto_meta_remask(const char *value);
 
 proto_err proto_check_content_type(const char *content_type, proto_error *err);
 
@@ -304,7 +326,7 @@ typedef struct proto_grid {
 /**
  * Appends the non-streaming 200 body:
  *   {"request_id", "model", "height", "width", "iterations" (run), "seed", "remask_noise",
- *    "grid": [[id|null]], "text": [string] (only with req->want_text),
+ *    "order", "remask", "grid": [[id|null]], "text": [string] (only with req->want_text),
  *    "timings": {"queued_ms", "compute_ms", "total_ms", "first_iteration_ms"}}
  * Output is valid UTF-8 JSON whatever the ids. Returns 0, or -1 on oom.
  */
@@ -320,7 +342,8 @@ int proto_render_sse_iteration(proto_buf *b, const proto_request *req, const pro
 
 /**
  * Appends the final SSE event "event: done\ndata: {...}\n\n" with
- *   {"request_id", "model", "iterations" (run), "seed", "remask_noise", "timings": {...}}.
+ *   {"request_id", "model", "iterations" (run), "seed", "remask_noise", "order", "remask",
+ *    "timings": {...}}.
  * Returns 0 or -1.
  */
 int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *request_id,

@@ -351,9 +351,11 @@ static enum MHD_Result submit(srv_conn *c)
         proto_request_free(&req);
         return fail(c, PROTO_E_UNAVAILABLE, "model '%s' is still loading", m->name);
     }
-    /* The server's limits, with the default remask_noise this model suggests. */
+    /* The server's limits, with the defaults this model suggests. */
     proto_limits lim = s->limits;
     lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(m->model, "remask_noise"));
+    lim.default_order = proto_meta_order(eng_model_meta(m->model, "order"));
+    lim.default_remask = proto_meta_remask(eng_model_meta(m->model, "remask"));
     if (proto_validate_generate(&req, eng_model_hparams(m->model), &lim, &e) != PROTO_OK) {
         proto_request_free(&req);
         return srv__http_error(c, &e);

@@ -28,7 +28,6 @@
 #include <string.h>
 
 #include "engine/bgemm.h"
-#include "engine/linear.h"
 #include "engine/workspace.h"
 #include "tests/engine/ckpt_harness.h"
 
@@ -356,7 +355,6 @@ static void test_load_bf16(void **state)
     assert_int_equal(sb - sf, 3 * eng__bgemm_scratch_bytes(ENG__TILE_ROWS, k));
     assert_int_equal(eng_workspace_bytes(b, 10, 2) - eng_workspace_bytes(f, 10, 2),
                      2 * eng__bgemm_scratch_bytes(10, k));
-    assert_int_equal(eng__linear_scratch_bytes(f, 100), 0);
     eng_model_free(f);
     eng_model_free(b);
 }
@@ -625,7 +623,6 @@ static void test_batch_and_threads_do_not_change_a_grid(void **state)
      * qkv blocks start inside a group of 16 columns; F and V not multiples
      * of 16. */
     built *b = build(300, 228, 19, 600, 2);
-    assert_int_equal(eng__linear_scratch_bytes(&b->m, 7), eng__bgemm_scratch_bytes(7, 600));
     check_independence(&b->m);
     build_free(b);
 }

@@ -123,7 +123,7 @@ static void test_result(void **state)
 {
     proto_request req;
     make_request(&req, "{\"height\": 2, \"width\": 4, \"seed\": 42, \"open\": \"*\","
-                       " \"iterations\": 3}");
+                       " \"iterations\": 3, \"order\": \"margin\", \"remask\": 0.25}");
     proto_grid g = {.iteration = 3, .open = 1, .tokens = grid};
     proto_buf b = {0};
     assert_int_equal(proto_render_result(&b, &req, "req-1", "tiny", &g, &times), 0);
@@ -135,6 +135,8 @@ static void test_result(void **state)
     assert_int_equal(json_integer_value(json_object_get(v, "width")), 4);
     assert_int_equal(json_integer_value(json_object_get(v, "iterations")), 3);
     assert_int_equal(json_integer_value(json_object_get(v, "seed")), 42);
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "margin");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0.25);
     check_grid(v);
     check_text(v, 1);
     json_t *t = json_object_get(v, "timings");
@@ -152,6 +154,9 @@ static void test_result(void **state)
     assert_int_equal(proto_render_result(&b, &req, "req-2", "tiny", &g, &times), 0);
     v = parse(b.data, b.len);
     check_text(v, 0);
+    /* the default order and remask are echoed too */
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "confidence");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0);
     /* the seed drawn for the request is the one echoed */
     assert_true((uint64_t)json_integer_value(json_object_get(v, "seed")) == req.sampling.seed);
     json_decref(v);
@@ -163,7 +168,7 @@ static void test_sse_iteration_and_done(void **state)
 {
     proto_request req;
     make_request(&req, "{\"height\": 2, \"width\": 4, \"seed\": 7, \"open\": \"*\","
-                       " \"iterations\": 5, \"stream\": true}");
+                       " \"iterations\": 5, \"stream\": true, \"order\": \"raster\"}");
     proto_grid g = {.iteration = 2, .open = 1, .tokens = grid};
     proto_buf b = {0};
     assert_int_equal(proto_render_sse_iteration(&b, &req, &g), 0);
@@ -182,6 +187,8 @@ static void test_sse_iteration_and_done(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "model")), "tiny");
     assert_int_equal(json_integer_value(json_object_get(v, "iterations")), 5);
     assert_int_equal(json_integer_value(json_object_get(v, "seed")), 7);
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "raster");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0);
     assert_true(json_is_object(json_object_get(v, "timings")));
     json_decref(v);
 
