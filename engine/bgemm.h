@@ -1,7 +1,7 @@
 /*
  * bgemm.h - the bf16 precision's Linear layers: weights rounded to bfloat16
  * once at load and packed for the kernels, activations rounded per row
- * inside each tile, products accumulated in float32 (MODEL.md section 6).
+ * inside each tile, products accumulated in float32 (MODEL.md 6.2).
  * Internal to the engine.
  *
  * Packed weights: a weight [out, k] is cut into groups of 16 output rows

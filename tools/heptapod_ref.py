@@ -313,7 +313,7 @@ class HeptapodModel(nn.Module):
         return self.head(self.norm(h))
 
 
-# --- precisions (MODEL.md section 6) ---------------------------------------------
+# --- bf16 precision (section 6.2) --------------------------------------------------
 
 def bf16_round(t):
     """t rounded to bfloat16 (nearest even; NaN stays NaN) and back, as float32."""
