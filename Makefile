@@ -203,7 +203,9 @@ FUZZ_DRIVERS := request text config checkpoint
 FUZZ_CFLAGS   = $(STD) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -pthread -I. $(PKG_CFLAGS) $(CFLAGS)
 FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
-                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c order.c)
+                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c order.c \
+                  isa.c bgemm.c bgemm_avx2.c bgemm_avx512.c q8model.c qgemm.c qgemm_avx2.c \
+                  qgemm_avx512.c)
 FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
 
 $(FUZZ_BUILD)/%.o: %.c | check-build-deps fuzz-deps

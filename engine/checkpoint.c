@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "engine/bgemm.h"
 #include "engine/checkpoint.h"
 #include "engine/halfconv.h"
 
@@ -476,6 +477,10 @@ static int choose_precision(loader *ld, const eng_load_opts *opts)
         int rc = eng__q8_build(ld->m, msg, sizeof msg);
         return rc == ENG_OK ? ENG_OK : lfail(ld, rc, "%s", msg);
     }
+    if (p == ENG_PRECISION_BF16)
+        return eng__bgemm_prepare(ld->m) == ENG_OK
+                   ? ENG_OK
+                   : lfail(ld, ENG_ENOMEM, "out of memory for the bf16 weights");
     if (p != ENG_PRECISION_F32)
         return lfail(ld, ENG_EINVAL, "precision %s is not built into this engine", eng_precision_name(p));
     return ENG_OK;
@@ -529,6 +534,7 @@ void eng_model_free(eng_model *m)
     }
     free(m->meta);
     free(m->owned);
+    free(m->bf16);
     eng__q8_free(m);
     free(m->layers);
     free(m->window);
@@ -549,7 +555,7 @@ const char *eng_model_path(const eng_model *m)
 
 size_t eng_model_bytes(const eng_model *m)
 {
-    return m->map_len + m->owned_bytes + m->q8_bytes;
+    return m->map_len + m->owned_bytes + m->bf16_bytes + m->q8_bytes;
 }
 
 static int cmp_key(const void *key, const void *entry)

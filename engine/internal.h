@@ -53,6 +53,8 @@ struct eng_model {
     size_t map_len;
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
     size_t owned_bytes;      /* its size */
+    void *bf16;              /* precision bf16: the Linear weights packed (bgemm.h), one block */
+    size_t bf16_bytes;       /* its size */
     struct eng__qmat *q8;    /* int8: [depth * 4 + 1] qkv, proj, fc1, fc2 of each block,
                                 then the head (qgemm.h); NULL at other precisions */
     void *q8_mem;            /* their packed weights, scales and sums, one block */

@@ -3,6 +3,7 @@
  */
 #include <cblas.h>
 
+#include "engine/bgemm.h"
 #include "engine/linear.h"
 #include "engine/qgemm.h"
 
@@ -45,11 +46,31 @@ static void int8_tile(eng_workspace *ws, const eng__linear *t)
     *tag = now;
 }
 
+/* bf16: weights packed at load, rows rounded into the thread's scratch. */
+static void bf16_tile(eng_workspace *ws, const eng__linear *t)
+{
+    eng__bgemm g = {.rows = t->rows,
+                    .cols = t->cols,
+                    .k = t->k,
+                    .col0 = t->col0,
+                    .a = t->a,
+                    .lda = t->lda,
+                    .w = eng__bgemm_weight(ws->m, t->mat, t->layer),
+                    .c = t->c,
+                    .ldc = t->ldc,
+                    .scratch = (uint32_t *)(void *)(ws->qscratch +
+                                                    (size_t)t->thread * ws->qscratch_stride)};
+    eng__bgemm_run(&g, eng__isa());
+}
+
 void eng__linear_tile(eng_workspace *ws, const eng__linear *t)
 {
     switch (ws->m->precision) {
     case ENG_PRECISION_INT8:
         int8_tile(ws, t);
+        break;
+    case ENG_PRECISION_BF16:
+        bf16_tile(ws, t);
         break;
     case ENG_PRECISION_F32:
     default:

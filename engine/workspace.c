@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/bgemm.h"
 #include "engine/kernels.h"
 #include "engine/qgemm.h"
 #include "engine/workspace.h"
@@ -74,14 +75,15 @@ static ws_sizes plan(const eng_model *m, int max_cells, int threads)
     z.idx = product(cells + 1, 1, 1, sizeof(int32_t));
     z.grids = product(cells, 1, 1, sizeof(eng_grid));
     z.scratch = product(z.scratch_stride, (size_t)threads, 1, 1);
-    /* int8: each thread quantizes the rows of its tile (at most
-     * ENG__TILE_ROWS, forward.c) over the widest input, max(D, F). */
+    /* int8 and bf16: each thread quantizes or rounds the rows of its tile
+     * (at most ENG__TILE_ROWS, forward.c) over the widest input, max(D, F). */
     z.qscratch_stride = 0;
-    if (m->precision == ENG_PRECISION_INT8) {
-        int rows = max_cells < ENG__TILE_ROWS ? max_cells : ENG__TILE_ROWS;
-        int k = hp->dim > hp->mlp_hidden ? hp->dim : hp->mlp_hidden;
+    int rows = max_cells < ENG__TILE_ROWS ? max_cells : ENG__TILE_ROWS;
+    int k = hp->dim > hp->mlp_hidden ? hp->dim : hp->mlp_hidden;
+    if (m->precision == ENG_PRECISION_INT8)
         z.qscratch_stride = ENG__QTAG + eng__qscratch_bytes(rows, k);
-    }
+    else if (m->precision == ENG_PRECISION_BF16)
+        z.qscratch_stride = eng__bgemm_scratch_bytes(rows, k);
     z.qscratch = product(z.qscratch_stride, (size_t)threads, 1, 1);
     return z;
 }

@@ -87,7 +87,8 @@ struct eng_workspace {
     unsigned char *scratch; /* [threads][scratch_stride], 64-byte aligned */
     size_t scratch_stride;
     unsigned char *qscratch; /* int8: [threads][qscratch_stride] a tag of ENG__QTAG bytes, then
-                                the last tile's rows quantized (linear.c); else NULL */
+                                the last tile's rows quantized (linear.c); bf16: the
+                                tile's rows rounded (bgemm.h); f32: NULL */
     size_t qscratch_stride;
     unsigned long serial; /* eng_forward calls so far: dates the rows in qscratch */
 

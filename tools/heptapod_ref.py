@@ -12,6 +12,7 @@ speed; the C engine and the trainer are checked against it.
     save_checkpoint / load_checkpoint        section 4 (safetensors, F32/F16/BF16)
     generate(model, given, iterations, ...)  section 5 (iterative refinement)
     quantize_int8(model)                     section 6.1 (int8 Linear layers, in place)
+    set_precision_bf16(model)                section 6.2 (bf16 Linear layers, in place)
 
 Run with /usr/bin/python3 (Debian's python3-torch).
 """
@@ -310,6 +311,34 @@ class HeptapodModel(nn.Module):
         for blk in self.blocks:
             h = blk(h, cos, sin)
         return self.head(self.norm(h))
+
+
+# --- bf16 precision (section 6.2) --------------------------------------------------
+
+def bf16_round(t):
+    """t rounded to bfloat16 (nearest even; NaN stays NaN) and back, as float32."""
+    return t.float().to(torch.bfloat16).float()
+
+
+class Bf16Linear(nn.Linear):
+    """A Linear layer at precision bf16: weight and input rounded to bfloat16, the
+    products summed in float64 (each is exact), the sum rounded to float32 and
+    added to the float32 bias, as the engine adds its float32 sums to the bias."""
+
+    def forward(self, x):
+        xb = bf16_round(x).double()
+        wb = bf16_round(self.weight).double()
+        return F.linear(xb, wb).float() + self.bias
+
+
+def set_precision_bf16(model):
+    """Turns every Linear layer of `model` (qkv, proj, fc1, fc2, head) into a
+    Bf16Linear in place, sharing its parameters; embedding, attention, norms,
+    GELU and rope stay float32. Returns the model."""
+    for mod in model.modules():
+        if type(mod) is nn.Linear:
+            mod.__class__ = Bf16Linear
+    return model
 
 
 def expected_shapes(hp):

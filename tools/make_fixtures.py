@@ -61,6 +61,10 @@ FWD_STD = 0.1
 FWD_STDS = {"tok_emb.weight": 1.0, "qkv.weight": 0.3, "fc1.weight": 0.3,
             "fc2.weight": 0.1, "proj.weight": 0.1, "head.weight": 0.3}
 
+# Tolerances of the bf16 precision fixtures, relative to 1 + max|Z| (precision_bf16_case).
+BF16_MAX_TOL = 5e-3
+BF16_MEAN_TOL = 1e-4
+
 GEN_STDS = {"tok_emb.weight": 1.0, "head.weight": 1.0, "qkv.weight": 0.4,
             "proj.weight": 0.3, "fc1.weight": 0.3, "fc2.weight": 0.3}
 
@@ -221,6 +225,44 @@ def forward_case(outdir, name, model_file, model, grids, note):
     path = os.path.join(outdir, f"forward_{name}.json")
     write_json(path, obj)
     return path
+
+
+def precision_bf16_case(outdir, name, model_file, model, grids, note):
+    """precision_bf16_<name>.json: the logits of `model` with its Linear layers at
+    bf16 (heptapod_ref.set_precision_bf16), with two tolerances relative to
+    1 + max|Z|. The engine's activations differ from torch's in their last float32
+    bits, so now and then a value next to a bf16 rounding boundary rounds the other
+    way (2^-8 of it) and moves the logits of its cell by up to a few 1e-3: the
+    largest difference is held to BF16_MAX_TOL only. Such events are rare, so the
+    mean difference stays near float32 noise: it is held to BF16_MEAN_TOL, which
+    the bf16 logits' own mean distance from the float32 ones must exceed 5 times
+    over (checked here). Returns (path, max|Z_bf16 - Z_f32| / max|Z_f32|)."""
+    z32 = logits_of(model, grids)
+    zb = logits_of(ref.set_precision_bf16(copy.deepcopy(model)), grids)
+    zmax = max(float(t.abs().max()) for t in zb)
+    tol, mean_tol = BF16_MAX_TOL * (1 + zmax), BF16_MEAN_TOL * (1 + zmax)
+    diff = max(float((a - b).abs().max()) for a, b in zip(zb, z32))
+    mean = float(sum((a - b).abs().sum() for a, b in zip(zb, z32))) / sum(t.numel() for t in zb)
+    rel = diff / max(float(t.abs().max()) for t in z32)
+    if not mean > 5 * mean_tol:
+        raise RuntimeError(f"precision_bf16_{name}: bf16 moves the logits by only {mean:.3g} "
+                           f"on average (mean tolerance {mean_tol:.3g})")
+    print(f"precision_bf16_{name}: max|Z| {zmax:.3g}; bf16 vs f32: max|diff| {diff:.3g} "
+          f"({rel:.3g} of max|Z|), mean |diff| {mean:.3g} ({mean / mean_tol:.0f}x mean "
+          f"tolerance)")
+    obj = {
+        "note": note,
+        "model": model_file,
+        "precision": "bf16",
+        "grids": [t.tolist() for t in grids],
+        "logits": [t.tolist() for t in zb],
+        "tolerance": float(format(tol, ".6g")),
+        "mean_tolerance": float(format(mean_tol, ".6g")),
+        "f32_max_rel_diff": float(format(rel, ".4g")),
+    }
+    path = os.path.join(outdir, f"precision_bf16_{name}.json")
+    write_json(path, obj)
+    return path, rel
 
 
 def _int8_per_tensor(model):
@@ -480,6 +522,17 @@ def main():
         written.append(os.path.basename(forward_case(outdir, name, mf, m, grids, note)))
     written += int8_fixture(outdir, small_m, {"small": small_m, "dilated_global": dg_m,
                                               "byte": byte_m})
+
+    # Precision bf16: the forward models, their Linear layers at bf16.
+    for name, mf, m, grids, note in [
+            ("small", small_f, small_m, grids_of(17, [(6, 6), (1, 1), (9, 14), (3, 5)], V),
+             "small_f32 at precision bf16: 6x6, 1x1, 9x14, 3x5 in one call"),
+            ("dilated_global", dg_f, dg_m, grids_of(18, [(7, 9), (2, 3)], 19),
+             "dilated_global at precision bf16: 7x9, 2x3"),
+            ("byte", byte_f, byte_m, [torch.tensor(text)],
+             "byte_f32 at precision bf16: the 4x12 text grid of forward_byte")]:
+        path, _ = precision_bf16_case(outdir, name, mf, m, grids, note)
+        written.append(os.path.basename(path))
 
     for gname in ("gen", "byte_gen"):
         model, seed, results, worst = make_gen_model(gname)

@@ -365,6 +365,27 @@ def test_generate_sampling_is_seeded_and_filtered():
         ref.generate(m, given, 3)
 
 
+def test_bf16_precision():
+    # Nearest even, NaN kept; 1 + 2^-8 is a tie that goes down, 1 + 3 * 2^-8 up.
+    x = torch.tensor([1 + 2 ** -8, 1 + 3 * 2 ** -8, 1 + 2 ** -8 + 2 ** -20, float("nan")])
+    r = ref.bf16_round(x)
+    assert r[:3].tolist() == [1.0, 1 + 2 ** -6, 1 + 2 ** -7] and math.isnan(float(r[3]))
+    m = tiny_model(21)
+    tokens = torch.randint(0, 11, (1, 3, 4), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z32 = m(tokens)
+        lin = m.head
+        u = torch.randn(5, lin.in_features, generator=torch.Generator().manual_seed(3))
+        ref.set_precision_bf16(m)
+        assert type(m.blocks[0].attn.qkv) is ref.Bf16Linear and type(m.head) is ref.Bf16Linear
+        want = (ref.bf16_round(u).double() @ ref.bf16_round(lin.weight).double().T).float() \
+            + lin.bias
+        assert torch.equal(lin(u), want)
+        zb = m(tokens)
+    d = float((zb - z32).abs().max())
+    assert 0 < d < 0.05 * float(z32.abs().max()), d
+
+
 def _f32(x):
     return struct.unpack("f", struct.pack("f", x))[0]
 

@@ -99,6 +99,29 @@ for i, (g, w) in enumerate(zip(got, fx["logits"])):
 EOF
 done
 
+# --precision bf16: the reference's bf16 logits, within the files' largest
+# and mean tolerances (tests/fixtures/README.md).
+for fx in $FIX/precision_bf16_*.json; do
+    m=$FIX/$($PY -c 'import json,sys; print(json.load(open(sys.argv[1]))["model"])' "$fx")
+    $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["grids"], sys.stdout)' \
+        "$fx" >"$TMP/grids.json"
+    run 0 "$BIN" forward --model "$m" --input "$TMP/grids.json" --output "$TMP/logits.json" \
+        --threads 2 --precision bf16 || continue
+    $PY - "$fx" "$TMP/logits.json" <<'EOF' || fail "$fx: bf16 logits differ from the reference"
+import json, sys
+fx = json.load(open(sys.argv[1]))
+got = json.load(open(sys.argv[2]))
+def flat(a):
+    return [x for b in a for x in flat(b)] if isinstance(a, list) else [a]
+g, w = flat(got), flat(fx["logits"])
+assert len(g) == len(w), (len(g), len(w))
+d = [abs(a - b) for a, b in zip(g, w)]
+print("  max |diff| %.3g (tolerance %.3g), mean %.3g (%.3g)"
+      % (max(d), fx["tolerance"], sum(d) / len(d), fx["mean_tolerance"]))
+assert max(d) <= fx["tolerance"] and sum(d) / len(d) <= fx["mean_tolerance"]
+EOF
+done
+
 # The byte model's fixture for the checks below.
 $PY -c 'import json,sys; json.dump(json.load(open(sys.argv[1]))["grids"], sys.stdout)' \
     "$FWD" >"$TMP/grids.json"
