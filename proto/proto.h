@@ -254,9 +254,9 @@ proto_err proto_parse_generate(const char *body, size_t len, proto_request *req,
 
 /** Server limits that bound a request beyond what the model itself allows. */
 typedef struct proto_limits {
-    int max_iterations;      /* >= 1 */
-    int64_t max_cells;       /* largest height*width of one request; 0: PROTO_MAX_CELLS */
-    int64_t max_deadline_ms; /* 0: none beyond PROTO_MAX_DEADLINE_MS */
+    int max_iterations;         /* >= 1 */
+    int64_t max_cells;          /* largest height*width of one request; 0: PROTO_MAX_CELLS */
+    int64_t max_deadline_ms;    /* 0: none beyond PROTO_MAX_DEADLINE_MS */
     float default_remask_noise; /* remask_noise of requests naming none (the model's) */
     eng_order default_order;    /* order of requests naming none (the model's) */
     float default_remask;       /* remask of requests naming none (the model's) */
@@ -403,7 +403,8 @@ typedef struct proto_model_info {
 /**
  * Appends the GET /v1/models body:
  *   {"object": "list", "default": name, "data": [{"id", "name", "default", "path"?,
- *    "arch"?, "precision"?, "isa"?, "state"?, "last_error"? (with state), "generation"? (with state),
+ *    "arch"?, "precision"?, "isa"?, "state"?, "last_error"? (with state),
+ *    "generation"? (with state),
  *    "hparams": {vocab_size, dim, depth, heads, head_dim, mlp_hidden,
  *                window: [int|"global"], dilation: [int], rope_base, norm_eps,
  *                mask_token, tokenizer: "byte"|"none", max_height, max_width},

@@ -112,8 +112,9 @@ static void test_what_runs_replaces_the_request(void **state)
     proto_request_free(&req);
 
     /* The field's own range still holds. */
-    assert_int_equal(run("{\"height\": 2, \"width\": 2, \"iterations\": 0}", &steps_lim, &req, &err),
-                     PROTO_E_OUT_OF_RANGE);
+    assert_int_equal(
+        run("{\"height\": 2, \"width\": 2, \"iterations\": 0}", &steps_lim, &req, &err),
+        PROTO_E_OUT_OF_RANGE);
     assert_string_equal(err.field, "iterations");
     proto_request_free(&req);
 }
