@@ -558,6 +558,11 @@ size_t eng_model_bytes(const eng_model *m)
     return m->map_len + m->owned_bytes + m->bf16_bytes + m->q8_bytes;
 }
 
+const char *eng_model_arch(const eng_model *m)
+{
+    return m->arch == ENG__ARCH_SEED ? ENG_ARCH_SEED : ENG_ARCH_V1;
+}
+
 static int cmp_key(const void *key, const void *entry)
 {
     return strcmp(key, ((const eng_meta_entry *)entry)->key);

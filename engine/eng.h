@@ -113,6 +113,17 @@ const char *eng_model_path(const eng_model *m);
 /** Memory the model holds: the mapped file plus the tensors converted or
  *  quantized at load. */
 size_t eng_model_bytes(const eng_model *m);
+/* The architectures a checkpoint's `arch` metadata names (MODEL.md sections 3 and 7). */
+#define ENG_ARCH_V1 "heptapod-v1"
+#define ENG_ARCH_SEED "nonlinear-transformer-0.0.3"
+/**
+ * The model's architecture: ENG_ARCH_V1 or ENG_ARCH_SEED (static strings).
+ * A model of ENG_ARCH_SEED generates one open cell per iteration in raster
+ * order: eng_gen_init runs max(1, open cells) iterations whatever it is
+ * asked, ignores the order and re-masking settings, and takes the mask
+ * token as an ordinary id that a given cell may hold.
+ */
+const char *eng_model_arch(const eng_model *m);
 /** Metadata value for key, or NULL. Owned by the model. */
 const char *eng_model_meta(const eng_model *m, const char *key);
 /** Number of metadata entries, and the i-th key/value (owned by the model). */

@@ -30,7 +30,7 @@ typedef struct eng_meta_entry {
 
 /* Architectures a checkpoint's `arch` names (MODEL.md sections 3 and 7). */
 typedef enum eng__arch { ENG__ARCH_V1 = 0, ENG__ARCH_SEED = 1 } eng__arch;
-#define ENG__ARCH_SEED_NAME "nonlinear-transformer-0.0.3"
+#define ENG__ARCH_SEED_NAME ENG_ARCH_SEED
 
 struct eng_model {
     eng_hparams hp;          /* hp.window / hp.dilation point at the arrays below */

@@ -55,6 +55,8 @@ static const struct variant {
       .default_remask = 0.25f}},
     {HP(300, 299, 2, 3, ENG_TOKENIZER_BYTE),
      {.max_iterations = 1, .max_cells = 4, .max_deadline_ms = 1}},
+    /* One step per open cell; the mask token (0) an ordinary id. */
+    {HP(16, 0, 8, 8, ENG_TOKENIZER_NONE), {.max_iterations = 20, .cell_per_step = 1}},
 };
 
 /* Timings a server could (or should never) hand over; the renderer copes with all. */
@@ -131,11 +133,20 @@ static void check_accepted(const proto_request *req, const struct variant *va)
     FZ_CHECK(req->iterations >= 1 && req->iterations <= lim->max_iterations, "iterations %d",
              req->iterations);
     FZ_CHECK(req->given, "no given grid");
-    for (int64_t i = 0; i < cells; i++)
+    int64_t open = 0;
+    for (int64_t i = 0; i < cells; i++) {
+        open += req->given[i] == ENG_OPEN;
         FZ_CHECK(req->given[i] == ENG_OPEN ||
                      (req->given[i] >= 0 && req->given[i] < hp->vocab_size &&
-                      req->given[i] != hp->mask_token),
+                      (req->given[i] != hp->mask_token || lim->cell_per_step)),
                  "given[%lld] = %d", (long long)i, req->given[i]);
+    }
+    if (lim->cell_per_step)
+        FZ_CHECK(req->iterations == (open > 0 ? open : 1) &&
+                     req->sampling.order == ENG_ORDER_RASTER && req->sampling.remask == 0 &&
+                     req->sampling.remask_noise == 0,
+                 "one step per open cell: %d iterations for %lld open cells", req->iterations,
+                 (long long)open);
     float t = req->sampling.temperature, p = req->sampling.top_p, nu = req->sampling.remask_noise;
     FZ_CHECK(t >= 0 && t <= PROTO_MAX_TEMPERATURE, "temperature %g", (double)t);
     FZ_CHECK(p > 0 && p <= 1, "top_p %g", (double)p);
@@ -157,7 +168,8 @@ static void check_accepted(const proto_request *req, const struct variant *va)
     FZ_CHECK(ol >= 1 && fz_utf8_char((const unsigned char *)req->open_char, ol, &cp) == (int)ol,
              "open is not one character");
     FZ_CHECK(cp >= 0x20 && !(cp >= 0x7F && cp <= 0x9F), "open U+%04X is a control", cp);
-    FZ_CHECK(req->mask_token == hp->mask_token, "mask token not set");
+    FZ_CHECK(req->mask_token == (lim->cell_per_step ? ENG_OPEN : hp->mask_token),
+             "mask token not set");
     FZ_CHECK(!req->want_text || hp->tokenizer == ENG_TOKENIZER_BYTE, "text for a non-byte model");
 }
 

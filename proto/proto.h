@@ -23,7 +23,9 @@
  *                         character) that marks an open cell in `text` and in rendered
  *                         text rows; default "_"
  *   iterations   int      refinement iterations K, default PROTO_DEFAULT_ITERATIONS
- *                         (lowered to the server's max_iterations if that is smaller)
+ *                         (lowered to the server's max_iterations if that is smaller);
+ *                         a model that takes one step per open cell runs one iteration
+ *                         per open cell instead, in raster order, and echoes that
  *   temperature  number   0 .. PROTO_MAX_TEMPERATURE, default 1.0; 0 is greedy (argmax,
  *                         ties to the lower id)
  *   top_k        int      0 .. vocab_size, default 0 (no top-k filter)
@@ -216,7 +218,9 @@ typedef struct proto_request {
     int stream;            /* nonzero: answer with Server-Sent Events */
     int64_t deadline_ms;   /* relative to arrival; 0: none given */
     int want_text;         /* render text rows (byte models, return_text) */
-    int mask_token;        /* the chosen model's mask id (set by validate) */
+    int mask_token;        /* the id rendered as null: the model's mask id, or ENG_OPEN
+                            * for a model that takes one step per open cell (set by
+                            * validate) */
     char open_char[5];     /* UTF-8 of the open-cell character, NUL-terminated */
     int n_text;            /* rows given as `text` (0: none, ids came from `given`) */
     /* internal: the rows as parsed, before the size is known; row r has
@@ -250,12 +254,15 @@ proto_err proto_parse_generate(const char *body, size_t len, proto_request *req,
 
 /** Server limits that bound a request beyond what the model itself allows. */
 typedef struct proto_limits {
-    int max_iterations;      /* >= 1 */
-    int64_t max_cells;       /* largest height*width of one request; 0: PROTO_MAX_CELLS */
-    int64_t max_deadline_ms; /* 0: none beyond PROTO_MAX_DEADLINE_MS */
+    int max_iterations;         /* >= 1 */
+    int64_t max_cells;          /* largest height*width of one request; 0: PROTO_MAX_CELLS */
+    int64_t max_deadline_ms;    /* 0: none beyond PROTO_MAX_DEADLINE_MS */
     float default_remask_noise; /* remask_noise of requests naming none (the model's) */
     eng_order default_order;    /* order of requests naming none (the model's) */
     float default_remask;       /* remask of requests naming none (the model's) */
+    int cell_per_step;          /* nonzero: the model's generation commits one open cell
+                                 * per iteration in raster order (eng_model_arch()
+                                 * ENG_ARCH_SEED), see proto_validate_generate */
 } proto_limits;
 
 /**
@@ -273,6 +280,15 @@ typedef struct proto_limits {
  * the height or width is absent and cannot be inferred. Draws a random seed
  * (< 2^53) when none was given. Call it once per parsed request. On failure
  * req stays valid for proto_request_free.
+ *
+ * With lim->cell_per_step, the model takes one step per open cell: a given
+ * id equal to the mask token is an ordinary token (kept), the open cells
+ * (at least 1) become req->iterations and must not exceed
+ * lim->max_iterations (OUT_OF_RANGE naming "iterations"), the request's
+ * iterations, order, remask and remask_noise are checked as usual but
+ * replaced by what runs (raster, 0, 0), and req->mask_token is ENG_OPEN:
+ * no id renders as null, so whoever renders a grid of such a model puts
+ * ENG_OPEN in the cells that are still open.
  */
 proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
                                   const proto_limits *lim, proto_error *err);
@@ -372,6 +388,7 @@ typedef struct proto_model_info {
     const char *name;       /* what requests put in "model" */
     const char *path;       /* checkpoint path, or NULL: omitted */
     int is_default;         /* nonzero for the model used when none is named */
+    const char *arch;       /* eng_model_arch(); NULL: omitted */
     const char *precision;  /* the weights' arithmetic: "f32", "bf16", "int8" */
     const char *isa;        /* instruction set of the engine's kernels; NULL: omitted */
     const char *state;      /* the last load: "loading", "ready" or "failed"; NULL: omitted */
@@ -386,7 +403,8 @@ typedef struct proto_model_info {
 /**
  * Appends the GET /v1/models body:
  *   {"object": "list", "default": name, "data": [{"id", "name", "default", "path"?,
- *    "precision"?, "isa"?, "state"?, "last_error"? (with state), "generation"? (with state),
+ *    "arch"?, "precision"?, "isa"?, "state"?, "last_error"? (with state),
+ *    "generation"? (with state),
  *    "hparams": {vocab_size, dim, depth, heads, head_dim, mlp_hidden,
  *                window: [int|"global"], dilation: [int], rope_base, norm_eps,
  *                mask_token, tokenizer: "byte"|"none", max_height, max_width},

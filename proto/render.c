@@ -161,6 +161,11 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
         put_key(b, "path");
         proto__json_cstr(b, m->path);
     }
+    if (m->arch) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "arch");
+        proto__json_cstr(b, m->arch);
+    }
     if (m->precision) {
         proto_buf_append(b, ",", 1);
         put_key(b, "precision");

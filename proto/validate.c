@@ -45,8 +45,11 @@ static proto_err side(const char *name, int v, int max, const char *maxname, pro
     return PROTO_OK;
 }
 
-/* Checks the rows against the size and the vocabulary; `src` is "given" or "text". */
-static proto_err check_rows(const proto_request *req, const eng_hparams *hp, proto_error *err)
+/* Checks the rows against the size and the vocabulary; `src` is "given" or "text".
+ * The mask token may be given only to a model that takes it as an ordinary
+ * token (one step per open cell). */
+static proto_err check_rows(const proto_request *req, const eng_hparams *hp,
+                            const proto_limits *lim, proto_error *err)
 {
     const char *src = req->n_text ? "text" : "given";
     char name[PROTO_FIELD_MAX];
@@ -68,7 +71,7 @@ static proto_err check_rows(const proto_request *req, const eng_hparams *hp, pro
                 return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
                                        "%s: token id %d is outside the vocabulary 0..%d", name,
                                        (int)row[c], hp->vocab_size - 1);
-            if (row[c] == hp->mask_token)
+            if (row[c] == hp->mask_token && !lim->cell_per_step)
                 return proto_error_set(err, PROTO_E_OUT_OF_RANGE, name,
                                        "%s: %d is the mask token and cannot be fixed; "
                                        "mark an open cell with %s",
@@ -79,8 +82,22 @@ static proto_err check_rows(const proto_request *req, const eng_hparams *hp, pro
     return PROTO_OK;
 }
 
+/* Cells of the height x width grid that the rows leave open. */
+static int64_t open_cells(const proto_request *req)
+{
+    int64_t open = (int64_t)req->height * req->width;
+    for (int r = 0; r < req->n_rows; r++) {
+        const int32_t *row = req->rows + req->row_off[r];
+        for (int c = 0; c < req->row_len[r]; c++)
+            open -= row[c] != ENG_OPEN;
+    }
+    return open;
+}
+
+/* The checks, in the order the errors are reported; *steps gets the
+ * iterations of a model that takes one step per open cell. */
 static proto_err check(proto_request *req, const eng_hparams *hp, const proto_limits *lim,
-                       proto_error *err)
+                       int *steps, proto_error *err)
 {
     if (req->n_text && hp->tokenizer != ENG_TOKENIZER_BYTE)
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "text",
@@ -100,12 +117,22 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "height",
                                "height x width: %d x %d = %lld cells is above the maximum %lld",
                                req->height, req->width, (long long)cells, (long long)max_cells);
-    if (check_rows(req, hp, err)) return err->err;
+    if (check_rows(req, hp, lim, err)) return err->err;
     if (req->has & PROTO__HAS_ITERATIONS) {
         if (req->iterations < 1 || req->iterations > lim->max_iterations)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "iterations",
                                    "iterations: %d is outside 1 .. %d (max_iterations)",
                                    req->iterations, lim->max_iterations);
+    }
+    if (lim->cell_per_step) {
+        /* A grid with nothing open still runs (and reports) one step. */
+        int64_t open = open_cells(req);
+        if (open > lim->max_iterations)
+            return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "iterations",
+                                   "this model takes one step per open cell: %lld open cells "
+                                   "exceed max_iterations %d",
+                                   (long long)open, lim->max_iterations);
+        *steps = open > 0 ? (int)open : 1;
     }
     float t = req->sampling.temperature;
     if (!isfinite(t) || t < 0 || t > PROTO_MAX_TEMPERATURE)
@@ -148,7 +175,8 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
 {
     proto_error scratch;
     if (!err) err = &scratch;
-    if (check(req, hp, lim, err)) return err->err;
+    int steps = 0;
+    if (check(req, hp, lim, &steps, err)) return err->err;
 
     size_t cells = (size_t)req->height * (size_t)req->width;
     int32_t *g = malloc(cells * sizeof *g);
@@ -183,6 +211,14 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
         req->sampling.remask = d >= 0 && d < 1 ? d : 0.0f;
     }
     req->mask_token = hp->mask_token;
+    if (lim->cell_per_step) {
+        /* What runs, so that results echo it (proto.h). */
+        req->iterations = steps;
+        req->sampling.order = ENG_ORDER_RASTER;
+        req->sampling.remask = 0.0f;
+        req->sampling.remask_noise = 0.0f;
+        req->mask_token = ENG_OPEN;
+    }
     req->want_text = req->want_text && hp->tokenizer == ENG_TOKENIZER_BYTE;
     return PROTO_OK;
 }

@@ -216,7 +216,8 @@ static enum MHD_Result answer_json(srv_conn *c)
     if (end == SRV_END_CANCELLED) return MHD_NO; /* the client is gone: close */
     if (end != SRV_END_DONE) return fail(c, end_error(end), "%s", end_message(end));
     /* DONE was set by the worker after its last write to gen, under j->mu,
-     * which srv__job_state took: gen is safe to read. */
+     * which srv__job_state took: gen is safe to read. A finished grid has
+     * no open cell, so its tokens need no ENG_OPEN marks (srv__job_publish). */
     proto_timings t = timings(j);
     proto_grid g = {.iteration = j->gen.iter, .open = j->gen.n_masked, .tokens = j->gen.tokens};
     proto_buf b;
@@ -357,6 +358,7 @@ static enum MHD_Result submit(srv_conn *c)
     lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(w->model, "remask_noise"));
     lim.default_order = proto_meta_order(eng_model_meta(w->model, "order"));
     lim.default_remask = proto_meta_remask(eng_model_meta(w->model, "remask"));
+    lim.cell_per_step = strcmp(eng_model_arch(w->model), ENG_ARCH_SEED) == 0;
     if (proto_validate_generate(&req, eng_model_hparams(w->model), &lim, &e) != PROTO_OK) {
         proto_request_free(&req);
         srv__weights_unref(w);
@@ -370,7 +372,9 @@ static enum MHD_Result submit(srv_conn *c)
     /* Checked, not wrapped: a deadline past what the clock can hold is none. */
     j->deadline =
         ms > 0 && ms <= (INT64_MAX - c->arrival) / 1000000 ? c->arrival + ms * 1000000 : 0;
-    j->q.iterations = j->req.iterations;
+    /* The iterations that will run (eng_gen_init's), so that admission
+     * weighs a model that takes one step per open cell rightly. */
+    j->q.iterations = j->gen.iterations;
     j->q.client = srv__client_key(c);
     j->q.deadline = j->deadline;
     srv__job_ref(j); /* the scheduler's */

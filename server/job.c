@@ -29,6 +29,9 @@ srv_job *srv__job_create(srv_model *m, srv_weights *w, proto_request *req, int64
     }
     j->req = *req;
     memset(req, 0, sizeof *req);
+    /* What runs is the engine's to say (one step per open cell for some
+     * models); streams and results report it. */
+    j->req.iterations = j->gen.iterations;
     atomic_init(&j->refs, 1);
     j->model = m;
     srv__model_ref(m);
@@ -102,6 +105,11 @@ int srv__job_publish(srv_job *j)
     f->iteration = j->gen.iter;
     f->open = j->gen.n_masked;
     memcpy(f->tokens, j->gen.tokens, cells * sizeof(int32_t));
+    /* A model whose mask token is an ordinary id (req.mask_token ENG_OPEN,
+     * proto_validate_generate) shows its open cells as ENG_OPEN. */
+    if (j->req.mask_token == ENG_OPEN)
+        for (size_t c = 0; c < cells; c++)
+            if (j->gen.cell[c] == ENG_CELL_OPEN) f->tokens[c] = ENG_OPEN;
     pthread_mutex_lock(&j->mu);
     if (j->end != SRV_END_NONE) {
         pthread_mutex_unlock(&j->mu);

@@ -252,6 +252,7 @@ static void test_models(void **state)
         {.name = "bytes",
          .path = "models/b.safetensors",
          .is_default = 1,
+         .arch = ENG_ARCH_V1,
          .precision = "int8",
          .isa = "avx2",
          .state = "failed",
@@ -261,7 +262,7 @@ static void test_models(void **state)
          .n_meta = 2,
          .meta_keys = keys,
          .meta_values = values},
-        {.name = "ids", .hp = &id_hp},
+        {.name = "ids", .arch = ENG_ARCH_SEED, .hp = &id_hp},
     };
     proto_buf b = {0};
     assert_int_equal(proto_render_models(&b, models, 2, &lim), 0);
@@ -275,6 +276,10 @@ static void test_models(void **state)
     assert_true(json_is_false(json_object_get(m1, "default")));
     assert_string_equal(json_string_value(json_object_get(m0, "path")), "models/b.safetensors");
     assert_null(json_object_get(m1, "path"));
+    /* the architecture of each model */
+    assert_string_equal(json_string_value(json_object_get(m0, "arch")), "heptapod-v1");
+    assert_string_equal(json_string_value(json_object_get(m1, "arch")),
+                        "nonlinear-transformer-0.0.3");
     /* precision and load state where given; last_error null-able */
     assert_string_equal(json_string_value(json_object_get(m0, "precision")), "int8");
     assert_string_equal(json_string_value(json_object_get(m0, "isa")), "avx2");
