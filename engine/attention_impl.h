@@ -5,8 +5,8 @@
  * A query cell's clipped, dilated window is walked in row-major order, in
  * blocks of at most KEY_BLOCK keys (a whole r = 3 window is one block; a
  * global layer's window is many). A block's keys are scored eight at a
- * time into a small stack buffer, their exponentials are taken 16 at a
- * time, and they enter an online softmax: the running maximum m, the
+ * time into a small stack buffer, their exponentials are taken ENG__VW at
+ * a time, and they enter an online softmax: the running maximum m, the
  * running sum l of exp(s - m) and the accumulator of exp(s - m) * v (the
  * output row itself), rescaled when m grows. Nothing the size of a window
  * is stored beyond one block.
@@ -59,19 +59,23 @@ ENG__INLINE eng__v8 dot8(const float *restrict q, const float *restrict k, const
     for (int i = 0; i < n; i += 8) {
         eng__v8 qi = eng__load8(q + i);
         eng__v16 qq = eng__cat8(qi, qi);
+#pragma GCC unroll 4
         for (int r = 0; r < 4; r++)
             acc[r] += qq * eng__cat8(eng__load8(k + off[r] + i), eng__load8(k + off[r + 4] + i));
     }
+#pragma GCC unroll 4
     for (int r = 0; r < 4; r++) {
         p[r] = eng__lo8(acc[r]);
         p[r + 4] = eng__hi8(acc[r]);
     }
 #else
+#pragma GCC unroll 8
     for (int r = 0; r < 8; r++)
         p[r] = (eng__v8){0};
 #pragma GCC unroll 8
     for (int i = 0; i < n; i += 8) {
         eng__v8 qi = eng__load8(q + i);
+#pragma GCC unroll 8
         for (int r = 0; r < 8; r++)
             p[r] += qi * eng__load8(k + off[r] + i);
     }
@@ -90,20 +94,20 @@ ENG__INLINE eng__v8 dot8(const float *restrict q, const float *restrict k, const
 ENG__INLINE void weighted_sum(float *restrict acc, float c, const float *restrict p,
                               const float *restrict v, const size_t *off, int n, int dh)
 {
-    if (dh % 16 == 0 && dh <= MAX_REG_DH) {
-        eng__v16 a[MAX_REG_DH / 16] = {{0}};
-#pragma GCC unroll 4
-        for (int i = 0; i < dh / 16; i++)
-            a[i] = eng__load16(acc + 16 * i) * c;
+    if (dh % ENG__VW == 0 && dh <= MAX_REG_DH) {
+        eng__vf a[MAX_REG_DH / ENG__VW] = {{0}};
+#pragma GCC unroll 8
+        for (int i = 0; i < dh / ENG__VW; i++)
+            a[i] = eng__loadv(acc + ENG__VW * i) * c;
         for (int j = 0; j < n; j++) {
             const float *vj = v + off[j];
-#pragma GCC unroll 4
-            for (int i = 0; i < dh / 16; i++)
-                a[i] += p[j] * eng__load16(vj + 16 * i);
+#pragma GCC unroll 8
+            for (int i = 0; i < dh / ENG__VW; i++)
+                a[i] += p[j] * eng__loadv(vj + ENG__VW * i);
         }
-#pragma GCC unroll 4
-        for (int i = 0; i < dh / 16; i++)
-            eng__store16(acc + 16 * i, a[i]);
+#pragma GCC unroll 8
+        for (int i = 0; i < dh / ENG__VW; i++)
+            eng__storev(acc + ENG__VW * i, a[i]);
         return;
     }
     if (dh % 8 == 0 && dh <= MAX_REG_DH) {
@@ -164,20 +168,36 @@ ENG__INLINE void add_keys(online *st, const float *restrict q, const float *k, c
         for (int j = 0; j < n; j++)
             s[j] = dot1(q, k + off[j], dh) * sm_scale;
     }
+    /* The maximum, 8 lanes at a time: exact in any order, and a NaN score
+     * never wins, as in a plain loop. */
     float m = st->m;
-    for (int j = 0; j < n; j++)
+    int j8 = n / 8 * 8;
+    if (j8 > 0) {
+        eng__v8 mv = eng__load8(s);
+        for (int j = 8; j < j8; j += 8)
+            mv = eng__max8(eng__load8(s + j), mv);
+        for (int t = 0; t < 8; t++)
+            m = mv[t] > m ? mv[t] : m;
+    }
+    for (int j = j8; j < n; j++)
         m = s[j] > m ? s[j] : m;
     /* The first block has m_old = -inf: its factor is exp(-inf), clamped to
      * ~1e-38, times l = 0 and an accumulator of zeros. */
     s[n] = st->m;
-    int padded = (n + 16) / 16 * 16;
+    int padded = (n + ENG__VW) / ENG__VW * ENG__VW;
     for (int j = n + 1; j < padded; j++)
         s[j] = m;
-    for (int j = 0; j < padded; j += 16)
-        eng__store16(s + j, eng__exp16(eng__load16(s + j) - m));
-    float c = s[n], l = st->l * c;
-    for (int j = 0; j < n; j++)
-        l += s[j];
+    for (int j = 0; j < padded; j += ENG__VW)
+        eng__storev(s + j, eng__vexp(eng__loadv(s + j) - m));
+    /* l = l * c + the weights, summed in 8 partial sums (a plain running
+     * sum would be one long chain of dependent additions). */
+    float c = s[n];
+    for (int j = n; j % 8 != 0; j++)
+        s[j] = 0.0f;
+    eng__v8 lv = {0};
+    for (int j = 0; j < n; j += 8)
+        lv += eng__load8(s + j);
+    float l = st->l * c + eng__sum8(lv);
     st->m = m;
     st->l = l;
     weighted_sum(st->acc, c, s, v, off, n, dh);

@@ -5,8 +5,9 @@
  * simd.h for why every path gives the same bits). The includer defines
  * ENG__KSET, the name of the kernel table it exports, and ENG__KSET_ISA.
  *
- * Element-wise work runs 16 floats at a time (one zmm register under
- * AVX-512), then 8, then one; sums keep 8 partial sums in a fixed order.
+ * Element-wise work runs ENG__VW floats at a time (16, one zmm register,
+ * under AVX-512; else 8), then 8, then one; sums keep 8 partial sums in a
+ * fixed order.
  */
 #include <math.h>
 
@@ -38,12 +39,9 @@ ENG__INLINE void ln_finish(const float *restrict x, float *restrict y, const flo
     }
     float rstd = 1.0f / sqrtf(eng__sum8(part) / (float)n + eps);
     i = 0;
-    for (; i + 16 <= n; i += 16)
-        eng__store16(y + i, (eng__load16(x + i) - mean) * rstd * eng__load16(w + i) +
-                                eng__load16(b + i));
-    for (; i + 8 <= n; i += 8)
-        eng__store8(y + i,
-                    (eng__load8(x + i) - mean) * rstd * eng__load8(w + i) + eng__load8(b + i));
+    for (; i + ENG__VW <= n; i += ENG__VW)
+        eng__storev(y + i, (eng__loadv(x + i) - mean) * rstd * eng__loadv(w + i) +
+                               eng__loadv(b + i));
     for (; i < n; i++)
         y[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }
@@ -81,9 +79,9 @@ static void bias_layernorm(float *restrict h, const float *restrict bias, float 
 static void gelu(float *x, int n)
 {
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        eng__v16 t = eng__load16(x + i);
-        eng__store16(x + i, 0.5f * t * (1.0f + eng__erf16(t * 0.70710678118654752f)));
+    for (; i + ENG__VW <= n; i += ENG__VW) {
+        eng__vf t = eng__loadv(x + i);
+        eng__storev(x + i, 0.5f * t * (1.0f + eng__verf_v(t * 0.70710678118654752f)));
     }
     for (; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + eng__verf(x[i] * 0.70710678118654752f));
@@ -92,8 +90,8 @@ static void gelu(float *x, int n)
 static void add_bias(float *restrict x, const float *restrict b, int n)
 {
     int i = 0;
-    for (; i + 16 <= n; i += 16)
-        eng__store16(x + i, eng__load16(x + i) + eng__load16(b + i));
+    for (; i + ENG__VW <= n; i += ENG__VW)
+        eng__storev(x + i, eng__loadv(x + i) + eng__loadv(b + i));
     for (; i < n; i++)
         x[i] += b[i];
 }
@@ -107,11 +105,11 @@ ENG__INLINE void rotate(float *dst, const float *src, const float *restrict c,
                         const float *restrict s, int nf)
 {
     int j = 0;
-    for (; j + 16 <= nf; j += 16) {
-        eng__v16 a = eng__load16(src + j), b = eng__load16(src + nf + j);
-        eng__v16 cj = eng__load16(c + j), sj = eng__load16(s + j);
-        eng__store16(dst + j, a * cj - b * sj);
-        eng__store16(dst + nf + j, b * cj + a * sj);
+    for (; j + ENG__VW <= nf; j += ENG__VW) {
+        eng__vf a = eng__loadv(src + j), b = eng__loadv(src + nf + j);
+        eng__vf cj = eng__loadv(c + j), sj = eng__loadv(s + j);
+        eng__storev(dst + j, a * cj - b * sj);
+        eng__storev(dst + nf + j, b * cj + a * sj);
     }
     for (; j + 8 <= nf; j += 8) {
         eng__v8 a = eng__load8(src + j), b = eng__load8(src + nf + j);
