@@ -2,7 +2,9 @@
  * test_pool.c - the workspace's thread pool (engine/pool.c): every index of
  * [0, n) runs exactly once, each thread gets one contiguous chunk that
  * depends only on n and the thread count, all threads take part, and the
- * pool survives many back-to-back jobs.
+ * pool survives many back-to-back jobs, and jobs with pauses between them
+ * long enough for its threads to go from spinning to sleeping. An idle pool
+ * sleeps: its threads spin only briefly after a job.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -12,6 +14,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "engine/internal.h"
 
@@ -102,6 +105,72 @@ static void test_many_jobs_in_a_row(void **state)
     eng__pool_free(p);
 }
 
+static void pause_us(long us)
+{
+    struct timespec t = {.tv_sec = us / 1000000, .tv_nsec = (us % 1000000) * 1000};
+    nanosleep(&t, NULL);
+}
+
+/* Pauses of 0 to 400 us between jobs: some find the threads spinning, some
+ * asleep, some in between. */
+static void test_jobs_between_sleeps(void **state)
+{
+    (void)state;
+    static const long pauses[] = {0, 30, 0, 120, 5, 400, 0, 60};
+    for (int threads = 2; threads <= 4; threads++) {
+        eng_pool *p = eng__pool_create(threads);
+        assert_non_null(p);
+        int v[64] = {0};
+        for (int j = 0; j < 400; j++) {
+            eng__pool_run(p, 64, add_one, v);
+            pause_us(pauses[j % 8]);
+        }
+        for (int i = 0; i < 64; i++)
+            assert_int_equal(v[i], 400);
+        eng__pool_free(p);
+    }
+}
+
+/* A job of one index runs on the caller, under the last chunk's thread
+ * number, as the chunk rule assigns it. */
+static void test_single_index_job(void **state)
+{
+    (void)state;
+    static record r;
+    eng_pool *p = eng__pool_create(3);
+    assert_non_null(p);
+    memset(&r, 0, sizeof r);
+    eng__pool_run(p, 1, note, &r);
+    assert_int_equal(r.hits[0], 1);
+    assert_int_equal(r.calls[2], 1);
+    assert_int_equal(r.calls[0] + r.calls[1], 0);
+    eng__pool_free(p);
+}
+
+static double cpu_seconds(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* After a job the threads spin for a fraction of a millisecond, then sleep:
+ * over 300 ms of idleness the process uses far less than a core. */
+static void test_idle_pool_sleeps(void **state)
+{
+    (void)state;
+    eng_pool *p = eng__pool_create(4);
+    assert_non_null(p);
+    int v[8] = {0};
+    eng__pool_run(p, 8, add_one, v);
+    double c0 = cpu_seconds();
+    pause_us(300000);
+    double used = cpu_seconds() - c0;
+    print_message("idle pool of 4 threads: %.2f ms of CPU in 300 ms\n", used * 1e3);
+    assert_true(used < 0.05);
+    eng__pool_free(p);
+}
+
 static void test_create_refuses_no_threads(void **state)
 {
     (void)state;
@@ -115,6 +184,9 @@ int main(void)
         cmocka_unit_test(test_every_index_once_in_fixed_chunks),
         cmocka_unit_test(test_chunks_run_on_distinct_threads),
         cmocka_unit_test(test_many_jobs_in_a_row),
+        cmocka_unit_test(test_jobs_between_sleeps),
+        cmocka_unit_test(test_single_index_job),
+        cmocka_unit_test(test_idle_pool_sleeps),
         cmocka_unit_test(test_create_refuses_no_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
