@@ -20,13 +20,10 @@
  * dilation 1 are consecutive rows of memory.
  */
 #include <math.h>
+#include <stddef.h>
 #include <string.h>
 
 #include "engine/eng.h"
-
-#ifndef ENG__WIDE
-#define ENG__WIDE 0
-#endif
 
 /* Keys scored at once (their offsets and scores live on the stack); a
  * multiple of 8, so a block's last group of 8 keys fits. */
@@ -43,7 +40,7 @@ ENG__INLINE float dot1(const float *restrict q, const float *restrict k, int n)
         part += eng__load8(q + i) * eng__load8(k + i);
     for (int t = 0; i < n; i++, t++)
         part[t] += q[i] * k[i];
-    return eng__sum8(part);
+    return eng__sum8(&part);
 }
 
 /* The scores of the 8 keys at k + off[0..7], n a multiple of 8: lane r is
@@ -83,61 +80,62 @@ ENG__INLINE eng__v8 dot8(const float *restrict q, const float *restrict k, const
     return eng__sum8x8(p);
 }
 
-/* Most floats of a head held in registers by weighted_sum. */
-#define MAX_REG_DH 64
+/* Most floats of accumulators held in registers by weighted_sum: 8
+ * vectors, so that two cells' accumulators and their operands fit in the
+ * 16 ymm (or 32 zmm) registers. */
+#define MAX_REG_FLOATS (8 * ENG__VW)
 
 /*
- * acc = acc * c + sum_j p[j] * v[off[j]] over dh floats, the keys added in
- * order. For a constant dh the accumulator is an array of vectors that the
- * unrolled loops turn into registers.
+ * For each of nq query cells (1 or 2), acc[q] = acc[q] * c[q] +
+ * sum_j p[q][j] * v[off[j] + q * shift] over dh floats, the keys added in
+ * order. Two cells share the loop over keys: each accumulator element is
+ * one chain of dependent additions, and two independent sets of chains
+ * keep the adder busy where one would wait on its own latency. For a
+ * constant dh the accumulators are arrays of vectors that the unrolled
+ * loops turn into registers.
  */
-ENG__INLINE void weighted_sum(float *restrict acc, float c, const float *restrict p,
-                              const float *restrict v, const size_t *off, int n, int dh)
+ENG__INLINE void weighted_sum(int nq, float *const acc[2], const float c[2], const float *p[2],
+                              const float *restrict v, ptrdiff_t shift, const size_t *off, int n,
+                              int dh)
 {
-    if (dh % ENG__VW == 0 && dh <= MAX_REG_DH) {
-        eng__vf a[MAX_REG_DH / ENG__VW] = {{0}};
-#pragma GCC unroll 8
-        for (int i = 0; i < dh / ENG__VW; i++)
-            a[i] = eng__loadv(acc + ENG__VW * i) * c;
-        for (int j = 0; j < n; j++) {
-            const float *vj = v + off[j];
+    if (dh % ENG__VW == 0 && nq * dh <= MAX_REG_FLOATS) {
+        eng__vf a[2][MAX_REG_FLOATS / ENG__VW] = {{{0}}};
+#pragma GCC unroll 2
+        for (int q = 0; q < nq; q++)
 #pragma GCC unroll 8
             for (int i = 0; i < dh / ENG__VW; i++)
-                a[i] += p[j] * eng__loadv(vj + ENG__VW * i);
-        }
-#pragma GCC unroll 8
-        for (int i = 0; i < dh / ENG__VW; i++)
-            eng__storev(acc + ENG__VW * i, a[i]);
-        return;
-    }
-    if (dh % 8 == 0 && dh <= MAX_REG_DH) {
-        eng__v8 a[MAX_REG_DH / 8] = {{0}};
-#pragma GCC unroll 8
-        for (int i = 0; i < dh / 8; i++)
-            a[i] = eng__load8(acc + 8 * i) * c;
+                a[q][i] = eng__loadv(acc[q] + ENG__VW * i) * c[q];
         for (int j = 0; j < n; j++) {
-            const float *vj = v + off[j];
+#pragma GCC unroll 2
+            for (int q = 0; q < nq; q++) {
+                const float *vj = v + off[j] + q * shift;
 #pragma GCC unroll 8
-            for (int i = 0; i < dh / 8; i++)
-                a[i] += p[j] * eng__load8(vj + 8 * i);
+                for (int i = 0; i < dh / ENG__VW; i++)
+                    a[q][i] += p[q][j] * eng__loadv(vj + ENG__VW * i);
+            }
         }
+#pragma GCC unroll 2
+        for (int q = 0; q < nq; q++)
 #pragma GCC unroll 8
-        for (int i = 0; i < dh / 8; i++)
-            eng__store8(acc + 8 * i, a[i]);
+            for (int i = 0; i < dh / ENG__VW; i++)
+                eng__storev(acc[q] + ENG__VW * i, a[q][i]);
         return;
     }
-    int i = 0;
-    for (; i + 8 <= dh; i += 8) {
-        eng__v8 a = eng__load8(acc + i) * c;
-        for (int j = 0; j < n; j++)
-            a += p[j] * eng__load8(v + off[j] + i);
-        eng__store8(acc + i, a);
-    }
-    for (; i < dh; i++) {
-        float a = acc[i] * c;
-        for (int j = 0; j < n; j++)
-            a += p[j] * v[off[j] + i];
-        acc[i] = a;
+    for (int q = 0; q < nq; q++) {
+        const float *vq = v + q * shift;
+        int i = 0;
+        for (; i + 8 <= dh; i += 8) {
+            eng__v8 a8 = eng__load8(acc[q] + i) * c[q];
+            for (int j = 0; j < n; j++)
+                a8 += p[q][j] * eng__load8(vq + off[j] + i);
+            eng__store8(acc[q] + i, a8);
+        }
+        for (; i < dh; i++) {
+            float a1 = acc[q][i] * c[q];
+            for (int j = 0; j < n; j++)
+                a1 += p[q][j] * vq[off[j] + i];
+            acc[q][i] = a1;
+        }
     }
 }
 
@@ -149,16 +147,17 @@ typedef struct online {
 } online;
 
 /*
- * Adds n keys (0 < n <= KEY_BLOCK) to the state: key j at k + off[j], its
- * value at v + off[j]. off has room for KEY_BLOCK entries; the last group
- * of 8 is padded with copies of the last key, whose scores are discarded.
- * The factor exp(m_old - m_new) that rescales the state rides in the lane
- * after the last score, so one vectorised pass takes every exponential.
+ * Scores n keys (0 < n <= KEY_BLOCK) for the query q: key j at k + off[j].
+ * off has room for KEY_BLOCK entries; the last group of 8 is padded with
+ * copies of the last key, whose scores are discarded. Then updates st with
+ * them: s[j] becomes the weight exp(score - m_new), and the factor
+ * exp(m_old - m_new) that rescales the state, which rides in the lane after
+ * the last score so one vectorised pass takes every exponential, is
+ * returned.
  */
-ENG__INLINE void add_keys(online *st, const float *restrict q, const float *k, const float *v,
-                          size_t *off, int n, int dh, float sm_scale)
+ENG__INLINE float softmax_block(online *st, float *s, const float *restrict q, const float *k,
+                                size_t *off, int n, int dh, float sm_scale)
 {
-    float s[KEY_BLOCK + 16];
     if (dh % 8 == 0) {
         for (int j = n; j % 8 != 0; j++)
             off[j] = off[n - 1];
@@ -175,7 +174,10 @@ ENG__INLINE void add_keys(online *st, const float *restrict q, const float *k, c
     if (j8 > 0) {
         eng__v8 mv = eng__load8(s);
         for (int j = 8; j < j8; j += 8)
-            mv = eng__max8(eng__load8(s + j), mv);
+            {
+            eng__v8 sj = eng__load8(s + j);
+            mv = eng__max8(&sj, &mv);
+        }
         for (int t = 0; t < 8; t++)
             m = mv[t] > m ? mv[t] : m;
     }
@@ -197,10 +199,29 @@ ENG__INLINE void add_keys(online *st, const float *restrict q, const float *k, c
     eng__v8 lv = {0};
     for (int j = 0; j < n; j += 8)
         lv += eng__load8(s + j);
-    float l = st->l * c + eng__sum8(lv);
+    st->l = st->l * c + eng__sum8(&lv);
     st->m = m;
-    st->l = l;
-    weighted_sum(st->acc, c, s, v, off, n, dh);
+    return c;
+}
+
+/*
+ * Adds a block of n keys to the states of nq cells (1 or 2). Cell 0's key
+ * j is at k + off[j] (its value at v + off[j]); cell 1, the next cell of
+ * the row with a window of the same shape, has its keys `shift` floats
+ * further.
+ */
+ENG__INLINE void add_keys(int nq, online st[2], const float *const q[2], const float *k,
+                          const float *v, ptrdiff_t shift, size_t *off, int n, int dh,
+                          float sm_scale)
+{
+    float s[2][KEY_BLOCK + 16];
+    float c[2];
+    float *acc[2] = {st[0].acc, st[nq - 1].acc};
+    const float *p[2] = {s[0], s[1]};
+#pragma GCC unroll 2
+    for (int i = 0; i < nq; i++)
+        c[i] = softmax_block(&st[i], s[i], q[i], k + i * shift, off, n, dh, sm_scale);
+    weighted_sum(nq, acc, c, p, v, shift, off, n, dh);
 }
 
 /* First and last window offset i (in steps of d) that stay inside [0, size). */
@@ -211,8 +232,42 @@ ENG__INLINE void clip(int pos, int size, int r, int d, int *lo, int *hi)
     *hi = above < r ? above : r;
 }
 
-/* The kernel for one head_dim: attention() calls it with dh a constant
- * for the common sizes, so that the loops over dh unroll completely. */
+/* The window of cell (y, x) in offsets of d: rows i_lo..i_hi, columns
+ * j_lo..j_hi. */
+ENG__INLINE void window(const eng__attn *a, int global, int d, int y, int x, int *i_lo, int *i_hi,
+                        int *j_lo, int *j_hi)
+{
+    if (global) {
+        *i_lo = -y, *i_hi = a->height - 1 - y, *j_lo = -x, *j_hi = a->width - 1 - x;
+    } else {
+        clip(y, a->height, a->radius, d, i_lo, i_hi);
+        clip(x, a->width, a->radius, d, j_lo, j_hi);
+    }
+}
+
+/* Divides each of the nq accumulators by its softmax sum. */
+ENG__INLINE void finish(int nq, online st[2], int dh)
+{
+    for (int q = 0; q < nq; q++) {
+        float inv = 1.0f / st[q].l;
+        int t = 0;
+        for (; t + ENG__VW <= dh; t += ENG__VW)
+            eng__storev(st[q].acc + t, eng__loadv(st[q].acc + t) * inv);
+        for (; t < dh; t++)
+            st[q].acc[t] *= inv;
+    }
+}
+
+/*
+ * The kernel for one head_dim: attention() calls it with dh a constant for
+ * the common sizes, so that the loops over dh unroll completely. Cells go
+ * two at a time when the next cell of the row has a window of the same
+ * shape (most cells): its keys are those of the first cell shifted by a
+ * fixed number of floats, so one list of offsets serves both. Each cell's
+ * arithmetic is the same as alone, so the bits do not depend on pairing.
+ * Only AVX-512 pairs: its 32 registers hold both cells' accumulators,
+ * where AVX2's 16 spill (measured slower).
+ */
 ENG__INLINE void attend(const eng__attn *a, int begin, int end, const int dh)
 {
     const int w = a->width, global = a->radius == ENG_WINDOW_GLOBAL;
@@ -220,17 +275,27 @@ ENG__INLINE void attend(const eng__attn *a, int begin, int end, const int dh)
     const float sm_scale = 1.0f / sqrtf((float)dh);
     const size_t step = (size_t)d * a->ld;
 
-    for (int c = begin; c < end; c++) {
+    for (int c = begin; c < end;) {
         int y = c / w, x = c % w, i_lo, i_hi, j_lo, j_hi;
-        if (global) {
-            i_lo = -y, i_hi = a->height - 1 - y, j_lo = -x, j_hi = w - 1 - x;
-        } else {
-            clip(y, a->height, a->radius, d, &i_lo, &i_hi);
-            clip(x, w, a->radius, d, &j_lo, &j_hi);
+        window(a, global, d, y, x, &i_lo, &i_hi, &j_lo, &j_hi);
+        int nq = 1;
+        ptrdiff_t shift = 0;
+        if (ENG__WIDE && c + 1 < end && x + 1 < w && 2 * dh <= MAX_REG_FLOATS) {
+            int i2_lo, i2_hi, j2_lo, j2_hi;
+            window(a, global, d, y, x + 1, &i2_lo, &i2_hi, &j2_lo, &j2_hi);
+            if (j2_hi - j2_lo == j_hi - j_lo) {
+                nq = 2;
+                shift = (ptrdiff_t)(1 + d * j2_lo - d * j_lo) * (ptrdiff_t)a->ld;
+            }
         }
-        const float *q = a->q + (size_t)c * a->ld;
-        online st = {.m = -INFINITY, .l = 0.0f, .acc = a->out + (size_t)c * a->ldo};
-        memset(st.acc, 0, (size_t)dh * sizeof *st.acc);
+        online st[2];
+        const float *q[2];
+        for (int i = 0; i < 2; i++) {
+            int ci = i < nq ? c + i : c;
+            q[i] = a->q + (size_t)ci * a->ld;
+            st[i] = (online){.m = -INFINITY, .l = 0.0f, .acc = a->out + (size_t)ci * a->ldo};
+            if (i < nq) memset(st[i].acc, 0, (size_t)dh * sizeof *st[i].acc);
+        }
         size_t off[KEY_BLOCK];
         int n = 0;
         for (int i = i_lo; i <= i_hi; i++) {
@@ -238,15 +303,22 @@ ENG__INLINE void attend(const eng__attn *a, int begin, int end, const int dh)
             for (int j = 0; j <= j_hi - j_lo; j++) {
                 off[n++] = first + (size_t)j * step;
                 if (n == KEY_BLOCK) {
-                    add_keys(&st, q, a->k, a->v, off, n, dh, sm_scale);
+                    if (nq == 2)
+                        add_keys(2, st, q, a->k, a->v, shift, off, n, dh, sm_scale);
+                    else
+                        add_keys(1, st, q, a->k, a->v, 0, off, n, dh, sm_scale);
                     n = 0;
                 }
             }
         }
-        if (n > 0) add_keys(&st, q, a->k, a->v, off, n, dh, sm_scale);
-        float inv = 1.0f / st.l;
-        for (int t = 0; t < dh; t++)
-            st.acc[t] *= inv;
+        if (n > 0) {
+            if (nq == 2)
+                add_keys(2, st, q, a->k, a->v, shift, off, n, dh, sm_scale);
+            else
+                add_keys(1, st, q, a->k, a->v, 0, off, n, dh, sm_scale);
+        }
+        finish(nq, st, dh);
+        c += nq;
     }
 }
 

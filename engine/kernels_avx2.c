@@ -10,6 +10,7 @@
 #else
 #pragma GCC target("avx2")
 #endif
+#define ENG__VW 8
 #define ENG__KSET eng__kernels_avx2
 #define ENG__KSET_ISA "avx2"
 #include "engine/kernels_impl.h"

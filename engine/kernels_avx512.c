@@ -10,7 +10,7 @@
 #else
 #pragma GCC target("avx512f,avx512vl,avx512bw,avx512dq")
 #endif
-#define ENG__WIDE 1
+#define ENG__VW 16
 #define ENG__KSET eng__kernels_avx512
 #define ENG__KSET_ISA "avx512"
 #include "engine/kernels_impl.h"

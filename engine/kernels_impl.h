@@ -5,9 +5,9 @@
  * simd.h for why every path gives the same bits). The includer defines
  * ENG__KSET, the name of the kernel table it exports, and ENG__KSET_ISA.
  *
- * Element-wise work runs ENG__VW floats at a time (16, one zmm register,
- * under AVX-512; else 8), then 8, then one; sums keep 8 partial sums in a
- * fixed order.
+ * Element-wise work runs ENG__VW floats at a time (a register: 16 under
+ * AVX-512, 8 under AVX2, 4 on the baseline), then one; sums keep 8
+ * partial sums in a fixed order.
  */
 #include <math.h>
 
@@ -24,10 +24,10 @@
  * (x - mean) * rstd * w + b.
  */
 ENG__INLINE void ln_finish(const float *restrict x, float *restrict y, const float *restrict w,
-                           const float *restrict b, int n, float eps, eng__v8 part)
+                           const float *restrict b, int n, float eps, const eng__v8 *sum)
 {
-    float mean = eng__sum8(part) / (float)n;
-    part = (eng__v8){0};
+    float mean = eng__sum8(sum) / (float)n;
+    eng__v8 part = {0};
     int i = 0;
     for (; i + ENG__LANES <= n; i += ENG__LANES) {
         eng__v8 d = eng__load8(x + i) - mean;
@@ -37,7 +37,7 @@ ENG__INLINE void ln_finish(const float *restrict x, float *restrict y, const flo
         float d = x[i] - mean;
         part[t] += d * d;
     }
-    float rstd = 1.0f / sqrtf(eng__sum8(part) / (float)n + eps);
+    float rstd = 1.0f / sqrtf(eng__sum8(&part) / (float)n + eps);
     i = 0;
     for (; i + ENG__VW <= n; i += ENG__VW)
         eng__storev(y + i, (eng__loadv(x + i) - mean) * rstd * eng__loadv(w + i) +
@@ -55,7 +55,7 @@ static void layernorm(const float *restrict x, float *restrict y, const float *r
         part += eng__load8(x + i);
     for (int t = 0; i < n; i++, t++)
         part[t] += x[i];
-    ln_finish(x, y, w, b, n, eps, part);
+    ln_finish(x, y, w, b, n, eps, &part);
 }
 
 /* h += bias, then y = LN(h): the first pass adds the bias and sums. */
@@ -73,7 +73,7 @@ static void bias_layernorm(float *restrict h, const float *restrict bias, float 
         h[i] += bias[i];
         part[t] += h[i];
     }
-    ln_finish(h, y, w, b, n, eps, part);
+    ln_finish(h, y, w, b, n, eps, &part);
 }
 
 static void gelu(float *x, int n)

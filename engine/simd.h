@@ -6,10 +6,11 @@
  * compiled for that set.
  *
  * The types are GCC's vector extension (also Clang's). eng__vf, the type of
- * element-wise work, has ENG__VW lanes: 16 (one zmm) where the includer
- * defines ENG__WIDE for AVX-512, else 8 (one ymm under AVX2, two xmm on the
- * baseline; GCC splits a vector wider than the machine's poorly, so the
- * width follows the machine). Element-wise arithmetic gives the same bits at
+ * element-wise work, has ENG__VW lanes, the includer's register width: 16
+ * (zmm) for AVX-512, 8 (ymm) for AVX2, 4 (xmm) for the baseline. GCC splits
+ * a vector wider than the machine's poorly, and a vector argument wider than
+ * the machine's draws a note on its ABI, so only eng__v8 (8 partial sums)
+ * is ever wider, and it is passed by pointer. Element-wise arithmetic gives the same bits at
  * any width. Sums are where the bits could differ: they always keep 8
  * partial sums (eng__v8), added in the order of a plain loop over
  * ENG__LANES lanes, and reduced by the tree of eng__sum8.
@@ -34,11 +35,11 @@ typedef float eng__v4 __attribute__((vector_size(16)));
 typedef float eng__v8 __attribute__((vector_size(32)));
 typedef float eng__v16 __attribute__((vector_size(64)));
 
-#if defined(ENG__WIDE) && ENG__WIDE
-#define ENG__VW 16
-#else
-#define ENG__VW 8
+/* The includer's width: 16 for AVX-512, 8 for AVX2, 4 for the baseline. */
+#ifndef ENG__VW
+#define ENG__VW 4
 #endif
+#define ENG__WIDE (ENG__VW == 16)
 typedef float eng__vf __attribute__((vector_size(4 * ENG__VW)));
 typedef int32_t eng__vi __attribute__((vector_size(4 * ENG__VW)));
 
@@ -49,10 +50,13 @@ ENG__INLINE eng__v8 eng__load8(const float *p)
     return v;
 }
 
-ENG__INLINE void eng__store8(float *p, eng__v8 v)
-{
-    memcpy(p, &v, sizeof v);
-}
+/* Stores are macros: a vector passed by value to a function, even an
+ * inlined one, draws GCC's note on the 32-byte argument ABI. */
+#define eng__store8(p, v)                                                                          \
+    do {                                                                                           \
+        eng__v8 store_ = (v);                                                                      \
+        memcpy((p), &store_, sizeof store_);                                                       \
+    } while (0)
 
 ENG__INLINE eng__vf eng__loadv(const float *p)
 {
@@ -61,10 +65,11 @@ ENG__INLINE eng__vf eng__loadv(const float *p)
     return v;
 }
 
-ENG__INLINE void eng__storev(float *p, eng__vf v)
-{
-    memcpy(p, &v, sizeof v);
-}
+#define eng__storev(p, v)                                                                          \
+    do {                                                                                           \
+        eng__vf store_ = (v);                                                                      \
+        memcpy((p), &store_, sizeof store_);                                                       \
+    } while (0)
 
 /* [a | b] */
 ENG__INLINE eng__v16 eng__cat8(eng__v8 a, eng__v8 b)
@@ -83,8 +88,9 @@ ENG__INLINE eng__v8 eng__hi8(eng__v16 v)
 }
 
 /* Sum of 8 lanes: (p0 + p4) ..., then (a0 + a2), (a1 + a3), then b0 + b1. */
-ENG__INLINE float eng__sum8(eng__v8 p)
+ENG__INLINE float eng__sum8(const eng__v8 *v)
 {
+    eng__v8 p = *v;
     eng__v4 a = __builtin_shufflevector(p, p, 0, 1, 2, 3) + __builtin_shufflevector(p, p, 4, 5, 6, 7);
     eng__v4 b = a + __builtin_shufflevector(a, a, 2, 3, 0, 1);
     return b[0] + b[1];
@@ -116,10 +122,10 @@ ENG__INLINE eng__v8 eng__sum8x8(const eng__v8 p[8])
 typedef int32_t eng__vi8 __attribute__((vector_size(32)));
 
 /* a > b ? a : b lane by lane (b when either is NaN). */
-ENG__INLINE eng__v8 eng__max8(eng__v8 a, eng__v8 b)
+ENG__INLINE eng__v8 eng__max8(const eng__v8 *a, const eng__v8 *b)
 {
-    eng__vi8 c = a > b;
-    return (eng__v8)(((eng__vi8)a & c) | ((eng__vi8)b & ~c));
+    eng__vi8 c = *a > *b;
+    return (eng__v8)(((eng__vi8)*a & c) | ((eng__vi8)*b & ~c));
 }
 
 /* c ? a : b lane by lane, c all ones or all zeros. */
