@@ -2,10 +2,15 @@
  * pool.c - the workspace's fixed set of threads (internal.h).
  *
  * Threads are created once. A job is published by storing its fields and
- * then a new generation number; each worker runs its own chunk of [0, n)
- * and counts itself out of `running`, while the caller runs chunk 0 and
- * then waits for `running` to reach zero. Chunk t of T is
- * [n * t / T, n * (t + 1) / T): it depends only on n and T, never on timing.
+ * then a new generation number. Chunk t of T is [n * t / T, n * (t + 1) / T):
+ * it depends only on n and T, never on timing, and it always runs with
+ * thread number t (whose scratch it may use). The caller runs chunk 0;
+ * chunk t > 0 runs on worker t, unless the caller, done with its own, finds
+ * it not yet started and runs it itself: whoever first claims a chunk (a
+ * compare-and-swap of its claim to the job's generation) runs it, so a
+ * worker that the OS has not scheduled yet never holds the job up. A chunk
+ * is the same arithmetic wherever it runs, so results do not change.
+ * `running` counts the chunks t > 0 not yet finished.
  *
  * Both waits are hybrid. A forward pass is a few dozen short phases back to
  * back, and waking a thread from a condition variable costs tens of
@@ -36,6 +41,7 @@ typedef struct worker {
     eng_pool *pool;
     int index; /* 1..threads-1; the caller is thread 0 */
     pthread_t tid;
+    atomic_ulong claim; /* the last generation whose chunk `index` was claimed */
 } worker;
 
 struct eng_pool {
@@ -45,12 +51,12 @@ struct eng_pool {
     pthread_cond_t wake; /* a new job or stop, for sleeping workers */
     pthread_cond_t done; /* the last worker finished, for a sleeping caller */
     /* The job: written by eng__pool_run before it bumps generation, read
-     * by the workers after they see the new generation. */
+     * by whoever has claimed one of its chunks (so the job is not over). */
     eng_task_fn fn;
     void *arg;
     int n;
     atomic_ulong generation;
-    atomic_int running;       /* workers still on the current job */
+    atomic_int running;       /* chunks 1..threads-1 not finished */
     atomic_int stop;
     atomic_int sleepers;      /* workers asleep (or about to be) on wake */
     atomic_int caller_sleeps; /* the caller is asleep (or about to be) on done */
@@ -110,6 +116,28 @@ static int job_done(eng_pool *p, unsigned long unused)
     return atomic_load(&p->running) == 0;
 }
 
+/* Claims chunk w->index of job gen; 0 if someone already has. */
+static int claim(worker *w, unsigned long gen)
+{
+    unsigned long old = atomic_load(&w->claim);
+    while (old < gen)
+        if (atomic_compare_exchange_weak(&w->claim, &old, gen)) return 1;
+    return 0;
+}
+
+/* Runs the claimed chunk w->index and counts it finished. */
+static void run_chunk(eng_pool *p, worker *w)
+{
+    int begin, end;
+    chunk(p->n, p->threads, w->index, &begin, &end);
+    if (begin < end) p->fn(p->arg, begin, end, w->index);
+    if (atomic_fetch_sub(&p->running, 1) == 1 && atomic_load(&p->caller_sleeps)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_signal(&p->done);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
+
 static void *worker_main(void *arg)
 {
     worker *w = arg;
@@ -126,15 +154,7 @@ static void *worker_main(void *arg)
         }
         if (atomic_load(&p->stop)) break;
         seen = atomic_load(&p->generation);
-        int begin, end;
-        chunk(p->n, p->threads, w->index, &begin, &end);
-        if (begin < end) p->fn(p->arg, begin, end, w->index);
-
-        if (atomic_fetch_sub(&p->running, 1) == 1 && atomic_load(&p->caller_sleeps)) {
-            pthread_mutex_lock(&p->mu);
-            pthread_cond_signal(&p->done);
-            pthread_mutex_unlock(&p->mu);
-        }
+        if (claim(w, seen)) run_chunk(p, w);
     }
     return NULL;
 }
@@ -170,6 +190,7 @@ eng_pool *eng__pool_create(int threads)
         worker *w = &p->workers[i - 1];
         w->pool = p;
         w->index = i;
+        atomic_init(&w->claim, 0);
         if (pthread_create(&w->tid, NULL, worker_main, w) != 0) {
             p->threads = i; /* eng__pool_free joins the ones that started */
             eng__pool_free(p);
@@ -215,7 +236,7 @@ void eng__pool_run(eng_pool *p, int n, eng_task_fn fn, void *arg)
     p->arg = arg;
     p->n = n;
     atomic_store(&p->running, p->threads - 1);
-    atomic_fetch_add(&p->generation, 1);
+    unsigned long gen = atomic_fetch_add(&p->generation, 1) + 1;
     if (atomic_load(&p->sleepers) > 0) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->wake);
@@ -225,6 +246,10 @@ void eng__pool_run(eng_pool *p, int n, eng_task_fn fn, void *arg)
     int begin, end;
     chunk(n, p->threads, 0, &begin, &end);
     if (begin < end) fn(arg, begin, end, 0);
+    /* The chunks no worker has started yet, last first (worker 1 is the
+     * likeliest to be on its way). */
+    for (int t = p->threads - 1; t >= 1 && atomic_load(&p->running) > 0; t--)
+        if (claim(&p->workers[t - 1], gen)) run_chunk(p, &p->workers[t - 1]);
 
     if (!spin_until(p, job_done, 0)) {
         pthread_mutex_lock(&p->mu);

@@ -1,7 +1,8 @@
 /*
  * test_pool.c - the workspace's thread pool (engine/pool.c): every index of
- * [0, n) runs exactly once, each thread gets one contiguous chunk that
- * depends only on n and the thread count, all threads take part, and the
+ * [0, n) runs exactly once, each thread number gets one contiguous chunk
+ * that depends only on n and the thread count, the workers take part (the
+ * caller runs a chunk its worker has not started), and the
  * pool survives many back-to-back jobs, and jobs with pauses between them
  * long enough for its threads to go from spinning to sleeping. An idle pool
  * sleeps: its threads spin only briefly after a job.
@@ -67,19 +68,48 @@ static void test_every_index_once_in_fixed_chunks(void **state)
     }
 }
 
-static void test_chunks_run_on_distinct_threads(void **state)
+/* Like note, and the caller's own chunk takes a millisecond, so the
+ * workers have time to claim theirs. */
+static void note_slowly(void *arg, int begin, int end, int thread)
+{
+    if (thread == 0) {
+        struct timespec t = {.tv_sec = 0, .tv_nsec = 1000000};
+        nanosleep(&t, NULL);
+    }
+    note(arg, begin, end, thread);
+}
+
+/*
+ * The caller runs chunk 0; a chunk t > 0 runs with thread number t, on
+ * worker t or, when that worker has not started it yet, on the caller:
+ * over many jobs every worker takes part, and no chunk ever runs on
+ * another worker.
+ */
+static void test_chunks_run_on_their_worker_or_the_caller(void **state)
 {
     (void)state;
     static record r;
     eng_pool *p = eng__pool_create(4);
     assert_non_null(p);
-    memset(&r, 0, sizeof r);
-    eng__pool_run(p, 4, note, &r);
-    /* The caller runs chunk 0; the other chunks run on the pool's threads. */
-    assert_true(pthread_equal(r.who[0], pthread_self()));
-    for (int a = 0; a < 4; a++)
-        for (int b = a + 1; b < 4; b++)
-            assert_false(pthread_equal(r.who[a], r.who[b]));
+    pthread_t seen[4];
+    int on_worker[4] = {0};
+    memset(seen, 0, sizeof seen);
+    for (int job = 0; job < 100; job++) {
+        memset(&r, 0, sizeof r);
+        eng__pool_run(p, 4, note_slowly, &r);
+        assert_true(pthread_equal(r.who[0], pthread_self()));
+        for (int t = 1; t < 4; t++) {
+            assert_int_equal(r.calls[t], 1);
+            if (pthread_equal(r.who[t], pthread_self())) continue;
+            if (on_worker[t]++) assert_true(pthread_equal(r.who[t], seen[t]));
+            seen[t] = r.who[t];
+            for (int u = 1; u < t; u++)
+                if (!pthread_equal(r.who[u], pthread_self()))
+                    assert_false(pthread_equal(r.who[u], r.who[t]));
+        }
+    }
+    for (int t = 1; t < 4; t++)
+        assert_true(on_worker[t] > 0);
     eng__pool_free(p);
 }
 
@@ -182,7 +212,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_index_once_in_fixed_chunks),
-        cmocka_unit_test(test_chunks_run_on_distinct_threads),
+        cmocka_unit_test(test_chunks_run_on_their_worker_or_the_caller),
         cmocka_unit_test(test_many_jobs_in_a_row),
         cmocka_unit_test(test_jobs_between_sleeps),
         cmocka_unit_test(test_single_index_job),
