@@ -45,8 +45,7 @@ ENG__INLINE float dot1(const float *restrict q, const float *restrict k, int n)
 
 /* The scores of the 8 keys at k + off[0..7], n a multiple of 8: lane r is
  * dot1(q, k + off[r], n) to the bit. */
-ENG__INLINE eng__v8 dot8(const float *restrict q, const float *restrict k, const size_t *off,
-                         int n)
+ENG__INLINE eng__v8 dot8(const float *restrict q, const float *restrict k, const size_t *off, int n)
 {
     eng__v8 p[8];
 #if ENG__WIDE
@@ -173,8 +172,7 @@ ENG__INLINE float softmax_block(online *st, float *s, const float *restrict q, c
     int j8 = n / 8 * 8;
     if (j8 > 0) {
         eng__v8 mv = eng__load8(s);
-        for (int j = 8; j < j8; j += 8)
-            {
+        for (int j = 8; j < j8; j += 8) {
             eng__v8 sj = eng__load8(s + j);
             mv = eng__max8(&sj, &mv);
         }

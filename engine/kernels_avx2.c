@@ -1,6 +1,6 @@
 /*
- * kernels_avx2.c - the fast kernels (kernels_impl.h, attention_impl.h) compiled
- * for AVX2 (256-bit vectors; FMA deliberately not enabled).
+ * kernels_avx2.c - the fast kernels (kernels_impl.h, attention_impl.h)
+ * compiled for AVX2 (256-bit vectors; FMA deliberately not enabled).
  */
 #include "engine/kernels.h"
 

@@ -9,14 +9,16 @@
  * AVX-512, 8 under AVX2, 4 on the baseline), then one; sums keep 8
  * partial sums in a fixed order.
  */
+/* Clang fuses a * b + c into one rounding by default where the target has
+ * FMA; the paths must not (GCC does not under -std=c11). */
+#if defined(__clang__)
+#pragma clang fp contract(off)
+#endif
+
 #include <math.h>
 
 #include "engine/kernels.h"
 #include "engine/simd.h"
-
-#if defined(__clang__)
-#pragma clang fp contract(off)
-#endif
 
 /*
  * The LayerNorm of x into y, given the 8 partial sums of x: the mean, the
@@ -40,8 +42,8 @@ ENG__INLINE void ln_finish(const float *restrict x, float *restrict y, const flo
     float rstd = 1.0f / sqrtf(eng__sum8(&part) / (float)n + eps);
     i = 0;
     for (; i + ENG__VW <= n; i += ENG__VW)
-        eng__storev(y + i, (eng__loadv(x + i) - mean) * rstd * eng__loadv(w + i) +
-                               eng__loadv(b + i));
+        eng__storev(y + i,
+                    (eng__loadv(x + i) - mean) * rstd * eng__loadv(w + i) + eng__loadv(b + i));
     for (; i < n; i++)
         y[i] = (x[i] - mean) * rstd * w[i] + b[i];
 }

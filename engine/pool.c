@@ -56,7 +56,7 @@ struct eng_pool {
     void *arg;
     int n;
     atomic_ulong generation;
-    atomic_int running;       /* chunks 1..threads-1 not finished */
+    atomic_int running; /* chunks 1..threads-1 not finished */
     atomic_int stop;
     atomic_int sleepers;      /* workers asleep (or about to be) on wake */
     atomic_int caller_sleeps; /* the caller is asleep (or about to be) on done */

@@ -91,7 +91,8 @@ ENG__INLINE eng__v8 eng__hi8(eng__v16 v)
 ENG__INLINE float eng__sum8(const eng__v8 *v)
 {
     eng__v8 p = *v;
-    eng__v4 a = __builtin_shufflevector(p, p, 0, 1, 2, 3) + __builtin_shufflevector(p, p, 4, 5, 6, 7);
+    eng__v4 a =
+        __builtin_shufflevector(p, p, 0, 1, 2, 3) + __builtin_shufflevector(p, p, 4, 5, 6, 7);
     eng__v4 b = a + __builtin_shufflevector(a, a, 2, 3, 0, 1);
     return b[0] + b[1];
 }
@@ -110,7 +111,7 @@ ENG__INLINE eng__v8 eng__sum8x8(const eng__v8 p[8])
     for (int k = 0; k < 4; k++) /* a[k] = [p[k]: t, t + 4 summed | p[k + 4]: the same] */
         a[k] = __builtin_shufflevector(p[k], p[k + 4], 0, 1, 2, 3, 8, 9, 10, 11) +
                __builtin_shufflevector(p[k], p[k + 4], 4, 5, 6, 7, 12, 13, 14, 15);
-    /* b[k] = [vectors 2k, 2k+1 | 2k+4, 2k+5], two partial sums each */
+        /* b[k] = [vectors 2k, 2k+1 | 2k+4, 2k+5], two partial sums each */
 #pragma GCC unroll 2
     for (int k = 0; k < 2; k++)
         b[k] = __builtin_shufflevector(a[2 * k], a[2 * k + 1], 0, 1, 8, 9, 4, 5, 12, 13) +

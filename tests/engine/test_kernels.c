@@ -359,9 +359,8 @@ static void test_attention_against_reference(void **state)
     for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
         double all = 0.0;
         for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-            double worst =
-                attention_case(ks[k], cases[i].h, cases[i].w, cases[i].dh, cases[i].r, cases[i].d,
-                               (size_t)(cases[i].dh + cases[i].ld_extra));
+            double worst = attention_case(ks[k], cases[i].h, cases[i].w, cases[i].dh, cases[i].r,
+                                          cases[i].d, (size_t)(cases[i].dh + cases[i].ld_extra));
             if (worst > 2e-6)
                 fail_msg("%s case %zu (%dx%d dh %d r %d d %d): max diff %.3g", ks[k]->isa, i,
                          cases[i].h, cases[i].w, cases[i].dh, cases[i].r, cases[i].d, worst);

@@ -131,10 +131,10 @@ static void test_vector_math_is_the_scalar_math(void **state)
         }
     }
     /* exp is defined for x <= 0 (and NaN); erf everywhere. */
-    float odd_e[16] = {NAN, -INFINITY, -87.5f, -1000.0f, 0.0f, -0.0f, -3.9f, -4.0f, -1e-30f,
-                       -88.0f, -1.0f, -0.5f, -20.0f, -50.0f, -86.9f, -87.0f};
-    float odd_r[16] = {NAN, INFINITY, -INFINITY, -87.5f, -1000.0f, 0.0f, -0.0f, 3.9f, -3.9f, 4.0f,
-                       -4.0f, 1e-30f, -1e-30f, 88.0f, -88.0f, 1.0f};
+    float odd_e[16] = {NAN,     -INFINITY, -87.5f, -1000.0f, 0.0f,   -0.0f,  -3.9f,  -4.0f,
+                       -1e-30f, -88.0f,    -1.0f,  -0.5f,    -20.0f, -50.0f, -86.9f, -87.0f};
+    float odd_r[16] = {NAN,   INFINITY, -INFINITY, -87.5f, -1000.0f, 0.0f,  -0.0f,  3.9f,
+                       -3.9f, 4.0f,     -4.0f,     1e-30f, -1e-30f,  88.0f, -88.0f, 1.0f};
     for (int k = 0; k < 16; k += W) {
         eng__vf ve, vr;
         memcpy(&ve, odd_e + k, sizeof ve);
@@ -233,14 +233,27 @@ static void test_attention_same_bits(void **state)
     struct {
         int h, w, dh, r, d, ld_extra;
     } cases[] = {
-        {1, 1, 8, 3, 1, 0},    {1, 9, 16, 2, 1, 0},    {9, 1, 16, 2, 1, 5},
-        {5, 7, 8, 0, 1, 0},    {7, 9, 32, 3, 1, 0},    {6, 5, 12, 20, 1, 0},
-        {9, 11, 16, 2, 2, 0},  {10, 7, 4, 1, 3, 4},    {4, 6, 16, ENG_WINDOW_GLOBAL, 1, 0},
-        {2, 150, 8, ENG_WINDOW_GLOBAL, 1, 0},          {3, 140, 8, 40, 1, 0},
-        {8, 8, 16, ENG_WINDOW_GLOBAL, 1, 0},           {5, 13, 16, ENG_WINDOW_GLOBAL, 1, 0},
-        {32, 32, 32, 3, 1, 0}, {16, 16, 32, 3, 1, 64}, {6, 9, 64, 2, 1, 0},
-        {5, 4, 20, 1, 1, 0},   {4, 7, 72, 2, 2, 0},    {3, 3, 128, 1, 1, 0},
-        {4, 5, 48, 2, 1, 0},   {3, 20, 24, ENG_WINDOW_GLOBAL, 1, 0},
+        {1, 1, 8, 3, 1, 0},
+        {1, 9, 16, 2, 1, 0},
+        {9, 1, 16, 2, 1, 5},
+        {5, 7, 8, 0, 1, 0},
+        {7, 9, 32, 3, 1, 0},
+        {6, 5, 12, 20, 1, 0},
+        {9, 11, 16, 2, 2, 0},
+        {10, 7, 4, 1, 3, 4},
+        {4, 6, 16, ENG_WINDOW_GLOBAL, 1, 0},
+        {2, 150, 8, ENG_WINDOW_GLOBAL, 1, 0},
+        {3, 140, 8, 40, 1, 0},
+        {8, 8, 16, ENG_WINDOW_GLOBAL, 1, 0},
+        {5, 13, 16, ENG_WINDOW_GLOBAL, 1, 0},
+        {32, 32, 32, 3, 1, 0},
+        {16, 16, 32, 3, 1, 64},
+        {6, 9, 64, 2, 1, 0},
+        {5, 4, 20, 1, 1, 0},
+        {4, 7, 72, 2, 2, 0},
+        {3, 3, 128, 1, 1, 0},
+        {4, 5, 48, 2, 1, 0},
+        {3, 20, 24, ENG_WINDOW_GLOBAL, 1, 0},
     };
     for (size_t ci = 0; ci < sizeof cases / sizeof *cases; ci++) {
         size_t cells = (size_t)cases[ci].h * cases[ci].w;
