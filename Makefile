@@ -6,7 +6,8 @@
 #   make run         build and serve the default model on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
-#   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
+#   make bench       engine benchmark: every precision, 1 and 2 threads, beside PyTorch
+#   make quality     what bf16 and int8 cost against f32 (bits/byte, greedy grids, logits)
 #   make loadtest    load test against a daemon it starts
 #   make fuzz        libFuzzer drivers of fuzz/, each for FUZZ_SECONDS (clang)
 
@@ -60,7 +61,7 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test-deps tools-deps fuzz-deps fresh-deps fresh check-build-deps run test unit integration \
-        browser bench loadtest fixtures model evaluate clean format lint valgrind \
+        browser bench bench-phases loadtest quality fixtures model evaluate clean format lint valgrind \
         check-layering fuzz
 .DEFAULT_GOAL := all
 
@@ -115,7 +116,8 @@ TEST_DEB_PKGS := libcmocka-dev python3 python3-jsonschema python3-yaml nodejs ch
                  haproxy nginx prometheus systemd
 # Daemons among TEST_DEB_PKGS: the tests run them as programs, never as services.
 TEST_SERVICES := nginx haproxy prometheus
-TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format
+# wamerican: the word list of tools/word_rate.py.
+TOOLS_DEB_PKGS := python3-torch python3-numpy cppcheck valgrind clang-format wamerican
 # `make fuzz`: clang and its libFuzzer runtime.
 FUZZ_DEB_PKGS := clang libclang-rt-14-dev
 # `make fresh`: the README's commands on a debootstrapped Debian 12 root.
@@ -201,7 +203,7 @@ FUZZ_DRIVERS := request text config checkpoint
 FUZZ_CFLAGS   = $(STD) $(WARN) -O1 -g -fsanitize=address,undefined -fno-sanitize-recover=all \
                 -fno-omit-frame-pointer -pthread -I. $(PKG_CFLAGS) $(CFLAGS)
 FUZZ_SRC     := $(wildcard proto/*.c config/*.c) \
-                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c)
+                $(addprefix engine/,checkpoint.c ckpt_meta.c jsonlite.c halfconv.c errors.c order.c)
 FUZZ_LIB     := $(FUZZ_BUILD)/libfuzzed.a
 
 $(FUZZ_BUILD)/%.o: %.c | check-build-deps fuzz-deps
@@ -222,7 +224,13 @@ fuzz: $(FUZZ_DRIVERS:%=$(FUZZ_BUILD)/fuzz_%)
 
 # --- speed -------------------------------------------------------------------
 
+# The engine in f32, bf16 and int8 at 1 and 2 threads beside PyTorch, under the
+# pinned OpenBLAS kernel and under OpenBLAS's own CPU detection (bench/bench.sh).
 bench: $(BENCH_BIN) | tools-deps
+	PY=$(PY) sh bench/bench.sh $(BUILD)
+
+# The old single-precision table with the time of each phase and 5 grid shapes.
+bench-phases: $(BENCH_BIN) | tools-deps
 	$(BUILD)/bench/engine_bench --threads $(THREADS)
 
 loadtest: $(BIN) $(BUILD)/bench/loadgen $(BUILD)/bench/offline_gen
@@ -243,8 +251,14 @@ model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
+# PRECISION=bf16|int8: the engine's figures in that precision (default: the model's).
 evaluate: $(BIN) data/corpus/train.txt | tools-deps
-	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
+	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN) $(if $(PRECISION),--precision $(PRECISION))
+
+# What bf16 and int8 cost against f32: bits/byte on the evaluate pages, greedy
+# grids, logits on the fixture models (tools/quality.py).
+quality: $(BIN) data/corpus/train.txt | tools-deps
+	$(PY) tools/quality.py --model $(MODEL) --bin $(BIN)
 
 # --- hygiene -----------------------------------------------------------------
 

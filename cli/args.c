@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/eng.h"
+
 int cli__fail(const char *cmd, int code, const char *fmt, ...)
 {
     va_list ap;
@@ -51,6 +53,12 @@ static int store(const cli_opt *opt, const char *text)
     case CLI_OPT_FLAG:
         *(int *)opt->value = 1;
         return 0;
+    case CLI_OPT_PRECISION: {
+        int p = eng_precision_parse(text);
+        if (p < 0) return -1;
+        *(int *)opt->value = p;
+        return 0;
+    }
     }
     return -1;
 }
@@ -58,7 +66,7 @@ static int store(const cli_opt *opt, const char *text)
 static const char *const type_names[] = {
     [CLI_OPT_STRING] = "a string", [CLI_OPT_INT] = "an integer",
     [CLI_OPT_FLOAT] = "a number",  [CLI_OPT_U64] = "a non-negative integer",
-    [CLI_OPT_FLAG] = "nothing",
+    [CLI_OPT_FLAG] = "nothing",    [CLI_OPT_PRECISION] = "f32, bf16 or int8",
 };
 
 int cli__parse(const char *cmd, int argc, char **argv, const cli_opt *opts, int n)

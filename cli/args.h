@@ -8,11 +8,12 @@
 #include <stdint.h>
 
 typedef enum cli_opt_type {
-    CLI_OPT_STRING, /* const char ** (points into argv) */
-    CLI_OPT_INT,    /* int *, decimal */
-    CLI_OPT_FLOAT,  /* float * */
-    CLI_OPT_U64,    /* uint64_t *, decimal */
-    CLI_OPT_FLAG,   /* int *, set to 1; takes no value */
+    CLI_OPT_STRING,    /* const char ** (points into argv) */
+    CLI_OPT_INT,       /* int *, decimal */
+    CLI_OPT_FLOAT,     /* float * */
+    CLI_OPT_U64,       /* uint64_t *, decimal */
+    CLI_OPT_FLAG,      /* int *, set to 1; takes no value */
+    CLI_OPT_PRECISION, /* int *, an eng_precision: f32, bf16 or int8 */
 } cli_opt_type;
 
 /** One option: its name with the dashes ("--model"), type and destination.

@@ -16,7 +16,7 @@
 
 static const char usage[] =
     "usage: heptapod forward --model CKPT --input GRIDS.json --output LOGITS.json\n"
-    "                        [--threads N] [--binary]\n"
+    "                        [--threads N] [--precision P] [--binary]\n"
     "\n"
     "Runs the model once on every grid of GRIDS.json, all in one batch, and\n"
     "writes their logits.\n"
@@ -26,6 +26,8 @@ static const char usage[] =
     "                    e.g. [[[1,2,3],[4,5,6]], [[7]]]; - reads stdin\n"
     "  --output FILE     where the logits go; - writes stdout\n"
     "  --threads N       threads of the engine (default 1)\n"
+    "  --precision P     arithmetic of the Linear layers: f32, bf16 or int8\n"
+    "                    (default: the checkpoint's `precision` metadata, else f32)\n"
     "  --binary          write raw little-endian float32 instead of JSON\n"
     "\n"
     "The JSON output is an array with one [H][W][V] array of logits per input\n"
@@ -149,7 +151,7 @@ static void write_binary(FILE *f, const float *z, size_t count)
 int cli_forward(int argc, char **argv)
 {
     const char *model_path = NULL, *input = NULL, *output = NULL;
-    int threads = 1, binary = 0;
+    int threads = 1, binary = 0, precision = ENG_PRECISION_DEFAULT;
     /* One option a line, as in generate.c. */
     /* clang-format off */
     const cli_opt opts[] = {
@@ -157,6 +159,7 @@ int cli_forward(int argc, char **argv)
         {"--input", CLI_OPT_STRING, &input, NULL},
         {"--output", CLI_OPT_STRING, &output, NULL},
         {"--threads", CLI_OPT_INT, &threads, NULL},
+        {"--precision", CLI_OPT_PRECISION, &precision, NULL},
         {"--binary", CLI_OPT_FLAG, &binary, NULL},
     };
     /* clang-format on */
@@ -171,7 +174,9 @@ int cli_forward(int argc, char **argv)
     if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
 
     char err[512];
-    eng_model *m = eng_model_load(model_path, err, sizeof err);
+    eng_load_opts lo = ENG_LOAD_OPTS_INIT;
+    lo.precision = precision;
+    eng_model *m = eng_model_load_opts(model_path, &lo, err, sizeof err);
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     batch b = {0};

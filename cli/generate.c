@@ -5,7 +5,7 @@
  *
  * Every default is the daemon's for the same request (the default model,
  * PROTO_DEFAULT_ITERATIONS, PROTO_DEFAULT_TEMPERATURE, top-k and top-p off,
- * the model's remask_noise), so `heptapod generate` shows what POST
+ * the model's remask_noise, order and remask), so `heptapod generate` shows what POST
  * /generate would answer; only the seed differs, fixed at 0 here where the
  * daemon draws one.
  */
@@ -23,7 +23,8 @@ static const char usage[] =
     "usage: heptapod generate [--model CKPT] [--height H --width W]\n"
     "                         [--prompt TEXT | --given GRID.json] [--iterations K]\n"
     "                         [--temperature T] [--top-k K] [--top-p P] [--seed S]\n"
-    "                         [--remask-noise X] [--threads N] [--json]\n"
+    "                         [--remask-noise X] [--order O] [--remask R]\n"
+    "                         [--threads N] [--precision P] [--json]\n"
     "\n"
     "Generates one grid by iterative refinement and prints it after every\n"
     "iteration. The defaults are those of POST /generate on `heptapod serve`.\n"
@@ -46,7 +47,17 @@ static const char usage[] =
     "  --remask-noise X   annealed Gumbel noise on the re-masking order, 0..100;\n"
     "                     0 re-masks strictly by confidence (default: the model's\n"
     "                     metadata remask_noise if it is a valid number, else 0)\n"
+    "  --order O          which sampled cells each iteration commits: confidence\n"
+    "                     (most probable sample), margin (largest top-1 minus top-2\n"
+    "                     probability) or raster (first open cells, row-major;\n"
+    "                     --iterations equal to the open cells: one cell a step)\n"
+    "                     (default: the model's metadata order, else confidence)\n"
+    "  --remask R         in [0, 1): share of the committed cells re-opened, least\n"
+    "                     probable first, in every iteration but the last (default:\n"
+    "                     the model's metadata remask if valid, else 0)\n"
     "  --threads N        threads of the engine (default 1)\n"
+    "  --precision P      arithmetic of the Linear layers: f32, bf16 or int8\n"
+    "                     (default: the checkpoint's `precision` metadata, else f32)\n"
     "  --json             one JSON object per iteration and line instead of text:\n"
     "                     {\"iteration\", \"iterations\", \"masked\", \"mask_token\",\n"
     "                     \"grid\": [H][W] token ids}\n"
@@ -149,7 +160,8 @@ int cli_generate(int argc, char **argv)
 {
     const char *model_path = CLI_DEFAULT_MODEL, *prompt = NULL, *given_path = NULL;
     int height = 0, width = 0, iterations = PROTO_DEFAULT_ITERATIONS, threads = 1, json = 0;
-    int h_set = 0, w_set = 0, noise_set = 0;
+    int h_set = 0, w_set = 0, noise_set = 0, remask_set = 0, precision = ENG_PRECISION_DEFAULT;
+    const char *order = NULL;
     eng_sampling s = {.temperature = PROTO_DEFAULT_TEMPERATURE, .top_k = 0, .top_p = 1.0f, .seed = 0};
     const cli_opt opts[] = {
         {"--model", CLI_OPT_STRING, &model_path, NULL},
@@ -163,7 +175,10 @@ int cli_generate(int argc, char **argv)
         {"--top-p", CLI_OPT_FLOAT, &s.top_p, NULL},
         {"--seed", CLI_OPT_U64, &s.seed, NULL},
         {"--remask-noise", CLI_OPT_FLOAT, &s.remask_noise, &noise_set},
+        {"--order", CLI_OPT_STRING, &order, NULL},
+        {"--remask", CLI_OPT_FLOAT, &s.remask, &remask_set},
         {"--threads", CLI_OPT_INT, &threads, NULL},
+        {"--precision", CLI_OPT_PRECISION, &precision, NULL},
         {"--json", CLI_OPT_FLAG, &json, NULL},
     };
     int parsed = cli__parse(CMD, argc, argv, opts, (int)(sizeof opts / sizeof opts[0]));
@@ -174,12 +189,19 @@ int cli_generate(int argc, char **argv)
     if (parsed != CLI_PARSED) return 2;
     if (prompt && given_path) return cli__fail(CMD, 2, "--prompt and --given exclude each other");
     if (threads < 1) return cli__fail(CMD, 2, "--threads %d must be at least 1", threads);
+    if (order && eng_order_parse(order) < 0)
+        return cli__fail(CMD, 2, "--order '%s' is not one of confidence, margin, raster", order);
 
     char err[512];
-    eng_model *m = eng_model_load(model_path, err, sizeof err);
+    eng_load_opts lo = ENG_LOAD_OPTS_INIT;
+    lo.precision = precision;
+    eng_model *m = eng_model_load_opts(model_path, &lo, err, sizeof err);
     if (!m) return cli__fail(CMD, 1, "%s", err);
     const eng_hparams *hp = eng_model_hparams(m);
     if (!noise_set) s.remask_noise = proto_meta_remask_noise(eng_model_meta(m, "remask_noise"));
+    s.order =
+        order ? (eng_order)eng_order_parse(order) : proto_meta_order(eng_model_meta(m, "order"));
+    if (!remask_set) s.remask = proto_meta_remask(eng_model_meta(m, "remask"));
     int32_t *given = NULL;
     eng_workspace *ws = NULL;
     eng_gen g = {0};

@@ -10,7 +10,11 @@
  * (_ms, _s). `model` is a list: the flag repeats, the environment variable
  * takes a comma-separated list, the file takes a string or an array of
  * strings; the first model is the default one, and a higher-precedence
- * source replaces the whole list.
+ * source replaces the whole list. Each entry is a path with optional
+ * options after a last ':' (cfg_model_parse): `models/a.safetensors:
+ * precision=int8,name=a`. In HEPTAPOD_MODEL's comma list an item shaped
+ * like an option (`name=a`: a lower-case key and '=') continues the option
+ * list of the entry before it, if that entry has one.
  *
  * An invalid setting is refused with a message that names the source and the
  * setting, e.g. "HEPTAPOD_PORT: 70000 is above the maximum 65535",
@@ -58,7 +62,10 @@ typedef enum cfg_type {
     X(host, CFG_STRING, "127.0.0.1", 1, 0, NULL, "address to listen on")                           \
     X(port, CFG_INT, "8080", 0, 65535, NULL, "TCP port to listen on (0: any free port)")           \
     X(model, CFG_LIST, "models/default.safetensors", 0, 0, NULL,                                   \
-      "checkpoint to serve; repeat for more; the first is the default model")                      \
+      "checkpoint to serve, PATH[:precision=f32|bf16|int8][,name=NAME]; repeat for more; the "     \
+      "first is the default model")                                                                \
+    X(model_admin, CFG_ENUM, "auto", 0, 0, "auto|on|off",                                          \
+      "load, unload and reload models over HTTP (auto: only when an API key is required)")         \
     X(threads, CFG_INT, "0", 0, 1024, NULL,                                                        \
       "engine threads per model worker (0: cores / models, at least 1)")                           \
     X(max_queue, CFG_INT, "64", 1, 1000000, NULL,                                                  \
@@ -149,7 +156,8 @@ typedef struct cfg_settings {
     int64_t port;
     char **model; /* [n_model], n_model >= 1 */
     int n_model;
-    int64_t threads; /* resolved: >= 1 after cfg_load */
+    char *model_admin; /* "auto", "on" or "off" */
+    int64_t threads;   /* resolved: >= 1 after cfg_load */
     int64_t max_queue;
     int64_t max_batch_cells;
     int64_t max_batch_wait_ms;
@@ -223,6 +231,29 @@ void cfg_print_help(FILE *f);
  * log line or `--help`-adjacent debugging.
  */
 void cfg_print(FILE *f, const cfg_settings *s);
+
+/* ---- model entries (model.c) ---- */
+
+/** A `model` entry taken apart; every string owned (cfg_model_spec_free). */
+typedef struct cfg_model_spec {
+    char *path;      /* the checkpoint */
+    char *name;      /* NULL: the file name without directory and .safetensors */
+    char *precision; /* NULL: the checkpoint's own (its `precision` metadata, else f32) */
+} cfg_model_spec;
+
+/**
+ * Takes "PATH[:key=value[,key=value]]" apart (keys: precision, name). The
+ * suffix after the last ':' is an option list only if its first item is
+ * `precision=` or `name=`; otherwise the whole entry is the path, so paths
+ * holding ':' need no quoting. Precision values are checked by whoever
+ * loads (the engine knows which it has); names by cfg_model_name_ok.
+ * Returns 0, or CFG_ERROR with a message quoting the entry (out then holds
+ * nothing to free).
+ */
+int cfg_model_parse(const char *entry, cfg_model_spec *out, char *err, size_t errlen);
+void cfg_model_spec_free(cfg_model_spec *s);
+/** 1 if name is 1..127 bytes of [A-Za-z0-9._-] (not "." or ".."), else 0. */
+int cfg_model_name_ok(const char *name);
 
 /* ---- the machine as the process sees it (host.c) ---- */
 

@@ -26,4 +26,10 @@ int cfg__load_keys(cfg_settings *s, int api_key_index, int api_key_file_index, c
 /** Wipes and frees s->api_keys. */
 void cfg__free_keys(cfg_settings *s);
 
+/** Whether item (n bytes) is shaped like a model option: "key=..." with a
+ * key of [a-z_] (known or not). */
+int cfg__model_option_item(const char *item, size_t n);
+/** Whether the entry (n bytes) ends in an option list (model.c's rule). */
+int cfg__model_has_options(const char *entry, size_t n);
+
 #endif

@@ -131,16 +131,38 @@ static int set_value(cfg_settings *s, int i, const char *v, const char *where, c
         *(char **)field = copy;
         break;
     }
-    case CFG_LIST:
+    case CFG_LIST: {
         if (!append) free_list(s);
+        /* Split on commas, except that an item which is a model option
+         * ("name=a") continues the option list of the entry before it:
+         * "a.st:precision=int8,name=a,b.st" is two entries. */
+        const char *start = v;
+        int first = s->n_model;
         for (const char *p = v;;) {
             const char *comma = split ? strchr(p, ',') : NULL;
-            size_t n = comma ? (size_t)(comma - p) : strlen(p);
-            if (append_model(s, p, n, where, err, errlen)) return CFG_ERROR;
+            const char *next = comma ? comma + 1 : NULL;
+            size_t n = next ? (size_t)(strchrnul(next, ',') - next) : 0;
+            int joins = next && cfg__model_option_item(next, n) &&
+                        cfg__model_has_options(start, (size_t)(comma - start));
+            if (!joins) {
+                size_t len = comma ? (size_t)(comma - start) : strlen(start);
+                if (append_model(s, start, len, where, err, errlen)) return CFG_ERROR;
+                start = next;
+            }
             if (!comma) break;
-            p = comma + 1;
+            p = next;
+        }
+        /* Each entry's options are checked here, so the message names the
+         * source; the precision's value is the engine's to judge. */
+        for (int k = first; k < s->n_model; k++) {
+            cfg_model_spec spec;
+            char why[400];
+            if (cfg_model_parse(s->model[k], &spec, why, sizeof why))
+                return fail(err, errlen, "%s: %s", where, why);
+            cfg_model_spec_free(&spec);
         }
         break;
+    }
     }
     s->source[i] = src;
     return 0;

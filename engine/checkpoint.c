@@ -1,7 +1,9 @@
 /*
  * checkpoint.c - eng_model_load: maps a safetensors checkpoint (MODEL.md
  * section 4) and binds its tensors to the model, refusing anything that is
- * not exactly a heptapod-v1 checkpoint.
+ * not exactly a heptapod-v1 checkpoint, or a nonlinear-transformer-0.0.3
+ * one (MODEL.md section 7: the same file rules, the seed package's tensor
+ * names, chosen by the metadata's arch).
  *
  * The checks run from the outside in, each trusting only what the previous
  * ones established: the file and its 8-byte header length; the header as
@@ -40,8 +42,8 @@ static const struct {
     unsigned size;
 } dtypes[] = {{"F32", 4}, {"F16", 2}, {"BF16", 2}};
 
-/* Symbolic dimensions of the expected shapes (MODEL.md section 4). */
-enum { S_NONE, S_V, S_D, S_3D, S_F };
+/* Symbolic dimensions of the expected shapes (MODEL.md sections 4 and 7). */
+enum { S_NONE, S_V, S_D, S_3D, S_F, S_HALF_D };
 
 typedef struct expect {
     const char *name;
@@ -65,9 +67,30 @@ static const expect layer_tensors[] = {
     LAYER_T("mlp.fc1.weight", fc1_w, S_F, S_D),     LAYER_T("mlp.fc1.bias", fc1_b, S_F, S_NONE),
     LAYER_T("mlp.fc2.weight", fc2_w, S_D, S_F),     LAYER_T("mlp.fc2.bias", fc2_b, S_D, S_NONE),
 };
+/* nonlinear-transformer-0.0.3 (MODEL.md section 7): the package's own names. */
+static const expect seed_global_tensors[] = {
+    GLOBAL_T("embedding.weight", tok_emb, S_V, S_D),
+    GLOBAL_T("rotary_emb.inv_freq", pos_freq, S_HALF_D, S_NONE),
+    GLOBAL_T("to_logits.weight", head_w, S_V, S_D), GLOBAL_T("to_logits.bias", head_b, S_V, S_NONE),
+};
+static const expect seed_layer_tensors[] = {
+    LAYER_T("norm.gamma", norm1_w, S_D, S_NONE),   LAYER_T("norm.beta", norm1_b, S_D, S_NONE),
+    LAYER_T("mlp.0.weight", fc1_w, S_F, S_D),      LAYER_T("mlp.0.bias", fc1_b, S_F, S_NONE),
+    LAYER_T("mlp.2.weight", fc2_w, S_D, S_F),      LAYER_T("mlp.2.bias", fc2_b, S_D, S_NONE),
+};
 /* clang-format on */
-#define N_GLOBAL (sizeof global_tensors / sizeof global_tensors[0])
-#define N_LAYER (sizeof layer_tensors / sizeof layer_tensors[0])
+#define COUNT(a) (sizeof a / sizeof a[0])
+
+/* The tensors of one architecture: the global ones, then each block's. */
+typedef struct tensor_set {
+    const expect *global, *layer;
+    size_t n_global, n_layer;
+} tensor_set;
+static const tensor_set tensor_sets[] = {
+    [ENG__ARCH_V1] = {global_tensors, layer_tensors, COUNT(global_tensors), COUNT(layer_tensors)},
+    [ENG__ARCH_SEED] = {seed_global_tensors, seed_layer_tensors, COUNT(seed_global_tensors),
+                        COUNT(seed_layer_tensors)},
+};
 
 typedef struct tensor {
     const char *name;
@@ -84,7 +107,8 @@ typedef struct loader {
     eng__jdoc *doc;
     tensor *t;
     size_t n_t;
-    tensor **slot; /* [N_GLOBAL + N_LAYER * depth] header entry of each expected tensor */
+    const tensor_set *ts;      /* the tensors of the checkpoint's arch */
+    tensor **slot;             /* [n_global + n_layer * depth] entry of each expected tensor */
     const unsigned char *data; /* the data region: after the header, to the end of the file */
     uint64_t data_len;
 } loader;
@@ -281,20 +305,20 @@ static int check_entries(loader *ld)
 }
 
 /* The expected tensor at slot index k: its table entry, and its block (-1 if global). */
-static const expect *slot_expect(size_t k, int *layer)
+static const expect *slot_expect(const tensor_set *ts, size_t k, int *layer)
 {
-    if (k < N_GLOBAL) {
+    if (k < ts->n_global) {
         *layer = -1;
-        return &global_tensors[k];
+        return &ts->global[k];
     }
-    *layer = (int)((k - N_GLOBAL) / N_LAYER);
-    return &layer_tensors[(k - N_GLOBAL) % N_LAYER];
+    *layer = (int)((k - ts->n_global) / ts->n_layer);
+    return &ts->layer[(k - ts->n_global) % ts->n_layer];
 }
 
-static void slot_name(size_t k, char *buf, size_t n)
+static void slot_name(const tensor_set *ts, size_t k, char *buf, size_t n)
 {
     int layer;
-    const expect *x = slot_expect(k, &layer);
+    const expect *x = slot_expect(ts, k, &layer);
     if (layer < 0)
         snprintf(buf, n, "%s", x->name);
     else
@@ -302,10 +326,10 @@ static void slot_name(size_t k, char *buf, size_t n)
 }
 
 /* The slot of a tensor name, or -1 for a name the model does not have. */
-static long name_slot(const char *name, int depth)
+static long name_slot(const tensor_set *ts, const char *name, int depth)
 {
-    for (size_t k = 0; k < N_GLOBAL; k++)
-        if (strcmp(name, global_tensors[k].name) == 0) return (long)k;
+    for (size_t k = 0; k < ts->n_global; k++)
+        if (strcmp(name, ts->global[k].name) == 0) return (long)k;
     if (strncmp(name, "blocks.", 7) != 0) return -1;
     const char *p = name + 7;
     long l = 0;
@@ -314,9 +338,9 @@ static long name_slot(const char *name, int depth)
     for (; *p >= '0' && *p <= '9'; p++)
         if ((l = l * 10 + (*p - '0')) >= depth) return -1;
     if (*p++ != '.') return -1;
-    for (size_t k = 0; k < N_LAYER; k++)
-        if (strcmp(p, layer_tensors[k].name) == 0)
-            return (long)(N_GLOBAL + (size_t)l * N_LAYER + k);
+    for (size_t k = 0; k < ts->n_layer; k++)
+        if (strcmp(p, ts->layer[k].name) == 0)
+            return (long)(ts->n_global + (size_t)l * ts->n_layer + k);
     return -1;
 }
 
@@ -324,17 +348,19 @@ static long name_slot(const char *name, int depth)
 static int bind_names(loader *ld)
 {
     const eng_hparams *hp = &ld->m->hp;
+    const tensor_set *ts = ld->ts = &tensor_sets[ld->m->arch];
     const uint64_t dims[] = {[S_V] = (uint64_t)hp->vocab_size,
                              [S_D] = (uint64_t)hp->dim,
                              [S_3D] = 3 * (uint64_t)hp->dim,
-                             [S_F] = (uint64_t)hp->mlp_hidden};
-    size_t n_slots = N_GLOBAL + N_LAYER * (size_t)hp->depth;
+                             [S_F] = (uint64_t)hp->mlp_hidden,
+                             [S_HALF_D] = (uint64_t)hp->dim / 2};
+    size_t n_slots = ts->n_global + ts->n_layer * (size_t)hp->depth;
     char q[100], got[128];
     ld->slot = calloc(n_slots, sizeof *ld->slot);
     if (!ld->slot) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (size_t i = 0; i < ld->n_t; i++) {
         tensor *t = &ld->t[i];
-        long k = name_slot(t->name, hp->depth);
+        long k = name_slot(ts, t->name, hp->depth);
         if (k < 0)
             return lfail(ld, ENG_EFORMAT, "unexpected tensor %s",
                          eng__ckpt_safe(t->name, q, sizeof q));
@@ -343,7 +369,7 @@ static int bind_names(loader *ld)
                          eng__ckpt_safe(t->name, q, sizeof q));
         ld->slot[k] = t;
         int layer;
-        const expect *x = slot_expect((size_t)k, &layer);
+        const expect *x = slot_expect(ts, (size_t)k, &layer);
         size_t ndim = x->shape[1] == S_NONE ? 1 : 2;
         int ok = t->shape->len == ndim;
         const eng__jnode *d = t->shape->child;
@@ -365,7 +391,7 @@ static int bind_names(loader *ld)
     }
     for (size_t k = 0; k < n_slots; k++)
         if (!ld->slot[k]) {
-            slot_name(k, q, sizeof q);
+            slot_name(ts, k, q, sizeof q);
             return lfail(ld, ENG_EFORMAT, "missing tensor %s", q);
         }
     return ENG_OK;
@@ -381,7 +407,7 @@ static int in_place(const loader *ld, const tensor *t)
 static int bind_weights(loader *ld)
 {
     eng_model *m = ld->m;
-    size_t n_slots = N_GLOBAL + N_LAYER * (size_t)m->hp.depth, owned = 0;
+    size_t n_slots = ld->ts->n_global + ld->ts->n_layer * (size_t)m->hp.depth, owned = 0;
     m->layers = calloc((size_t)m->hp.depth, sizeof *m->layers);
     if (!m->layers) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (size_t k = 0; k < n_slots; k++)
@@ -400,7 +426,7 @@ static int bind_weights(loader *ld)
         const unsigned char *src = ld->data + t->begin;
         const float *w = (const float *)(const void *)src;
         int layer;
-        const expect *x = slot_expect(k, &layer);
+        const expect *x = slot_expect(ld->ts, k, &layer);
         if (!in_place(ld, t)) {
             if (t->dtype == DT_F32)
                 memcpy(next, src, (size_t)t->nelem * sizeof(float));
@@ -442,6 +468,14 @@ static int choose_precision(loader *ld, const eng_load_opts *opts)
         return lfail(ld, ENG_EINVAL, "precision %d: not f32, bf16 or int8", p);
     }
     ld->m->precision = (eng_precision)p;
+    if (p != ENG_PRECISION_F32 && ld->m->arch == ENG__ARCH_SEED)
+        return lfail(ld, ENG_EINVAL, "precision %s: the %s architecture runs in f32 only",
+                     eng_precision_name(p), ENG__ARCH_SEED_NAME);
+    if (p == ENG_PRECISION_INT8) {
+        char msg[256];
+        int rc = eng__q8_build(ld->m, msg, sizeof msg);
+        return rc == ENG_OK ? ENG_OK : lfail(ld, rc, "%s", msg);
+    }
     if (p != ENG_PRECISION_F32)
         return lfail(ld, ENG_EINVAL, "precision %s is not built into this engine", eng_precision_name(p));
     return ENG_OK;
@@ -495,6 +529,7 @@ void eng_model_free(eng_model *m)
     }
     free(m->meta);
     free(m->owned);
+    eng__q8_free(m);
     free(m->layers);
     free(m->window);
     free(m->dilation);
@@ -514,7 +549,7 @@ const char *eng_model_path(const eng_model *m)
 
 size_t eng_model_bytes(const eng_model *m)
 {
-    return m->map_len + m->owned_bytes;
+    return m->map_len + m->owned_bytes + m->q8_bytes;
 }
 
 static int cmp_key(const void *key, const void *entry)

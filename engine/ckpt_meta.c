@@ -3,12 +3,15 @@
  * read as the hyper-parameters of MODEL.md section 2 and checked against
  * their constraints.
  *
- * Required keys: format, arch, vocab_size, dim, depth, heads, window,
+ * Required keys (heptapod-v1): format, arch, vocab_size, dim, depth, heads, window,
  * mask_token, max_height, max_width. max_height and max_width are required
  * because a server must know the largest grid it may accept. Optional keys
  * and their defaults: dilation 1, mlp_hidden 4*dim, rope_base 10000,
  * norm_eps 1e-5, tokenizer none (absent, the ids are opaque: nothing may
  * read them as bytes unless the checkpoint says so).
+ *
+ * The arch nonlinear-transformer-0.0.3 (MODEL.md section 7) has keys of its
+ * own: seed_meta.
  *
  * Besides section 2's constraints, every integer has a sanity ceiling far
  * above any real model (LIM_* below), so that sizes derived from them
@@ -234,14 +237,80 @@ static int check_text(mctx *c, const char *key, const char *want)
     return ENG_OK;
 }
 
+/* tokenizer: byte, or none when absent. */
+static int get_tokenizer(mctx *c)
+{
+    const char *tok = eng_model_meta(c->m, "tokenizer");
+    char q[100];
+    if (!tok || strcmp(tok, "none") == 0)
+        c->m->hp.tokenizer = ENG_TOKENIZER_NONE;
+    else if (strcmp(tok, "byte") == 0)
+        c->m->hp.tokenizer = ENG_TOKENIZER_BYTE;
+    else
+        return mfail(c, ENG_EFORMAT, "metadata tokenizer = \"%s\" is not byte or none",
+                     eng__ckpt_safe(tok, q, sizeof q));
+    return ENG_OK;
+}
+
+/*
+ * The hyper-parameters of a nonlinear-transformer-0.0.3 checkpoint (MODEL.md
+ * section 7), cast into eng_hparams: one head of width D, an MLP of 4D (the
+ * package fixes both), `window` the blocks' attention radius (default 1, the
+ * package's block default), `model_window` the radius of the attention after
+ * every block (default 3), no dilation. mask_token (default 0, the package's
+ * pad value) fills the cells generation has not reached yet; top_k (default
+ * 0, none) is the filter of a request that sets none, the importer writing
+ * the package's own default.
+ */
+static int seed_meta(mctx *c)
+{
+    eng_model *m = c->m;
+    eng_hparams *hp = &m->hp;
+    int rc;
+    if ((rc = get_int(c, "vocab_size", 2, LIM_VOCAB, 0, 0, &hp->vocab_size)) ||
+        (rc = get_int(c, "dim", 2, LIM_DIM, 0, 0, &hp->dim)) ||
+        (rc = get_int(c, "depth", 1, LIM_DEPTH, 0, 0, &hp->depth)))
+        return rc;
+    /* The package concatenates two tables of ceil(D/2) frequencies into D. */
+    if (hp->dim % 2 != 0)
+        return mfail(c, ENG_ERANGE, "metadata dim = %d is odd: %s needs an even width", hp->dim,
+                     ENG__ARCH_SEED_NAME);
+    hp->heads = 1;
+    hp->head_dim = hp->dim;
+    hp->mlp_hidden = 4 * hp->dim;
+    hp->rope_base = 10000.0f;
+    if ((rc = get_int(c, "mask_token", 0, hp->vocab_size - 1L, 1, 0, &hp->mask_token)) ||
+        (rc = get_int(c, "max_height", 1, LIM_GRID, 0, 0, &hp->max_height)) ||
+        (rc = get_int(c, "max_width", 1, LIM_GRID, 0, 0, &hp->max_width)) ||
+        (rc = get_int(c, "model_window", 0, LIM_RADIUS, 1, 3, &m->seed_window)) ||
+        (rc = get_int(c, "top_k", 0, hp->vocab_size, 1, 0, &m->seed_top_k)) ||
+        (rc = get_float(c, "norm_eps", 0.0f, 1e-5f, &hp->norm_eps)))
+        return rc;
+    m->window = malloc((size_t)hp->depth * sizeof *m->window);
+    m->dilation = malloc((size_t)hp->depth * sizeof *m->dilation);
+    if (!m->window || !m->dilation) return mfail(c, ENG_ENOMEM, "out of memory");
+    hp->window = m->window;
+    hp->dilation = m->dilation;
+    for (int l = 0; l < hp->depth; l++)
+        m->dilation[l] = 1;
+    if ((rc = get_list(c, "window", 0, 0, LIM_RADIUS, 1, 1, m->window))) return rc;
+    return get_tokenizer(c);
+}
+
 int eng__ckpt_meta(eng_model *m, const eng__jnode *meta, char *msg, size_t msglen)
 {
     mctx c = {m, msg, msglen};
     eng_hparams *hp = &m->hp;
     int rc;
 
-    if ((rc = copy_meta(&c, meta)) || (rc = check_text(&c, "format", "heptapod")) ||
-        (rc = check_text(&c, "arch", "heptapod-v1")) ||
+    if ((rc = copy_meta(&c, meta)) || (rc = check_text(&c, "format", "heptapod"))) return rc;
+    const char *arch = eng_model_meta(m, "arch");
+    if (arch && strcmp(arch, ENG__ARCH_SEED_NAME) == 0) {
+        m->arch = ENG__ARCH_SEED;
+        return seed_meta(&c);
+    }
+    m->arch = ENG__ARCH_V1;
+    if ((rc = check_text(&c, "arch", "heptapod-v1")) ||
         (rc = get_int(&c, "vocab_size", 2, LIM_VOCAB, 0, 0, &hp->vocab_size)) ||
         (rc = get_int(&c, "dim", 1, LIM_DIM, 0, 0, &hp->dim)) ||
         (rc = get_int(&c, "depth", 1, LIM_DEPTH, 0, 0, &hp->depth)) ||
@@ -272,14 +341,5 @@ int eng__ckpt_meta(eng_model *m, const eng__jnode *meta, char *msg, size_t msgle
         (rc = get_list(&c, "dilation", 0, 1, LIM_RADIUS, 1, 1, m->dilation)))
         return rc;
 
-    const char *tok = eng_model_meta(m, "tokenizer");
-    char q[100];
-    if (!tok || strcmp(tok, "none") == 0)
-        hp->tokenizer = ENG_TOKENIZER_NONE;
-    else if (strcmp(tok, "byte") == 0)
-        hp->tokenizer = ENG_TOKENIZER_BYTE;
-    else
-        return mfail(&c, ENG_EFORMAT, "metadata tokenizer = \"%s\" is not byte or none",
-                     eng__ckpt_safe(tok, q, sizeof q));
-    return ENG_OK;
+    return get_tokenizer(&c);
 }

@@ -110,7 +110,8 @@ eng_precision eng_model_precision(const eng_model *m);
 const eng_hparams *eng_model_hparams(const eng_model *m);
 /** The path the model was loaded from (owned by the model). */
 const char *eng_model_path(const eng_model *m);
-/** Memory the model holds: the mapped file plus the tensors converted at load. */
+/** Memory the model holds: the mapped file plus the tensors converted or
+ *  quantized at load. */
 size_t eng_model_bytes(const eng_model *m);
 /** Metadata value for key, or NULL. Owned by the model. */
 const char *eng_model_meta(const eng_model *m, const char *key);
@@ -155,13 +156,34 @@ int eng_workspace_threads(const eng_workspace *ws);
  */
 int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **logits);
 
-/** Sampling settings of one generation (MODEL.md section 5). */
+/*
+ * The order in which an iteration commits the sampled cells (MODEL.md 5):
+ * the most confident (the model's probability of the sampled token), the
+ * largest top-1 minus top-2 probability margin, or the first open cells in
+ * row-major order.
+ */
+typedef enum eng_order {
+    ENG_ORDER_CONFIDENCE = 0,
+    ENG_ORDER_MARGIN = 1,
+    ENG_ORDER_RASTER = 2,
+} eng_order;
+
+/** "confidence", "margin" or "raster"; NULL for anything else. */
+const char *eng_order_name(int order);
+/** The eng_order named s, or -1 (also for NULL). */
+int eng_order_parse(const char *s);
+
+/** Sampling settings of one generation (MODEL.md section 5). A zeroed struct
+ *  with top_p 1 is greedy, confidence order, no noise, no re-opening. */
 typedef struct eng_sampling {
     float temperature; /* >= 0; 0 is greedy */
     int top_k;         /* 0: no top-k filter */
     float top_p;       /* in (0, 1]; 1: no top-p filter */
     uint64_t seed;
-    float remask_noise; /* >= 0; 0: re-mask strictly by confidence (MODEL.md 5) */
+    float remask_noise; /* >= 0; 0: re-mask strictly by the order's score (MODEL.md 5) */
+    eng_order order;    /* which open cells an iteration commits */
+    float remask;       /* in [0, 1): share of the committed cells re-opened in each
+                         * iteration but the last; 0: none */
 } eng_sampling;
 
 /* Largest eng_sampling.remask_noise eng_gen_init accepts. */
@@ -188,10 +210,14 @@ typedef struct eng_gen {
     eng_sampling sampling;
     int32_t *tokens;     /* [height*width] the grid after the last iteration */
     uint8_t *cell;       /* [height*width] eng_cell */
-    float *conf;         /* [height*width] scratch: confidence of the last draw */
-    int32_t *order;      /* [height*width] scratch for re-masking */
-    float *key;          /* [height*width] scratch: noisy re-mask keys; NULL when
-                          * sampling.remask_noise == 0 */
+    float *conf;         /* [height*width] scratch: P_c of the cell's token in the last
+                          * forward pass (open cells; committed ones too when
+                          * sampling.remask > 0) */
+    int32_t *order;      /* [height*width] scratch for re-masking and re-opening */
+    float *key;          /* [height*width] scratch: the commit keys of open cells when
+                          * they are not conf (margin order or remask_noise > 0);
+                          * NULL otherwise */
+    int n_reopened;      /* committed cells re-opened by the last iteration */
 } eng_gen;
 
 /**
@@ -200,7 +226,8 @@ typedef struct eng_gen {
  * ENG_ERANGE and a message naming the value: sizes outside 1..max, given ids
  * outside the vocabulary or equal to the mask token, iterations < 1, a
  * negative or non-finite temperature, top_k < 0, top_p outside (0, 1],
- * remask_noise negative, non-finite or above ENG_MAX_REMASK_NOISE.
+ * remask_noise negative, non-finite or above ENG_MAX_REMASK_NOISE, an order
+ * that is not an eng_order, remask outside [0, 1) or NaN.
  * On failure g holds nothing to free.
  */
 int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width,

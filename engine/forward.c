@@ -30,6 +30,7 @@
 
 #include "engine/kernels.h"
 #include "engine/linear.h"
+#include "engine/seed.h"
 #include "engine/workspace.h"
 
 /* What every phase of one call reads. */
@@ -244,11 +245,13 @@ static int layout(eng_workspace *ws, const eng_grid *grids, int n, int *cells_ou
 int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **logits)
 {
     if (!ws || !logits || n < 0 || (n > 0 && !grids)) return ENG_EINVAL;
+    if (ws->m->arch == ENG__ARCH_SEED) return eng__seed_forward(ws, grids, n, logits);
     int cells;
     int rc = layout(ws, grids, n, &cells);
     if (rc != ENG_OK) return rc;
     *logits = ws->logits;
     if (cells == 0) return ENG_OK;
+    ws->serial++;
 
     const eng_model *m = ws->m;
     const eng_hparams *hp = &m->hp;

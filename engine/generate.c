@@ -5,8 +5,10 @@
  * A step is three phases: gather the unfinished states with open cells into
  * one batched forward pass; sample every uncommitted cell of every state in
  * parallel over the batch's cells (each cell reads only its own logits and
- * its own counter-based draw); then, per state, commit the most confident
- * cells and re-mask the rest as the cosine schedule says.
+ * its own counter-based draw), scoring it for the state's order and, when
+ * re-opening is on, scoring the committed cells too; then, per state, commit
+ * the best-ranked cells, re-mask the rest as the cosine schedule says, and
+ * re-open the least probable share of the committed cells.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -14,10 +16,20 @@
 
 #include "engine/internal.h"
 #include "engine/sample.h"
+#include "engine/seed.h"
+
+/* The open cells are ranked by g->key rather than g->conf. */
+static int needs_key(const eng_sampling *s)
+{
+    return s->order == ENG_ORDER_MARGIN ||
+           (s->order == ENG_ORDER_CONFIDENCE && s->remask_noise > 0.0f);
+}
 
 int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const int32_t *given,
                  int iterations, const eng_sampling *s, char *err, size_t errlen)
 {
+    if (m && m->arch == ENG__ARCH_SEED)
+        return eng__seed_gen_init(g, m, height, width, given, iterations, s, err, errlen);
     if (!g) return eng__fail(err, errlen, ENG_EINVAL, "no generation state");
     memset(g, 0, sizeof *g);
     if (!m || !s)
@@ -40,6 +52,13 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const in
     if (!(s->remask_noise >= 0.0f && s->remask_noise <= ENG_MAX_REMASK_NOISE))
         return eng__fail(err, errlen, ENG_ERANGE, "remask_noise %g is outside 0..%g",
                          (double)s->remask_noise, (double)ENG_MAX_REMASK_NOISE);
+    if (!eng_order_name((int)s->order))
+        return eng__fail(err, errlen, ENG_ERANGE,
+                         "order %d is not one of confidence (0), margin (1), raster (2)",
+                         (int)s->order);
+    if (!(s->remask >= 0.0f && s->remask < 1.0f))
+        return eng__fail(err, errlen, ENG_ERANGE, "remask %g is outside [0, 1)",
+                         (double)s->remask);
 
     int cells = height * width, n_open = 0;
     for (int c = 0; c < cells; c++) {
@@ -60,8 +79,8 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const in
     g->cell = malloc((size_t)cells * sizeof *g->cell);
     g->conf = malloc((size_t)cells * sizeof *g->conf);
     g->order = malloc((size_t)cells * sizeof *g->order);
-    if (s->remask_noise > 0.0f) g->key = malloc((size_t)cells * sizeof *g->key);
-    if (!g->tokens || !g->cell || !g->conf || !g->order || (s->remask_noise > 0.0f && !g->key)) {
+    if (needs_key(s)) g->key = malloc((size_t)cells * sizeof *g->key);
+    if (!g->tokens || !g->cell || !g->conf || !g->order || (needs_key(s) && !g->key)) {
         eng_gen_close(g);
         return eng__fail(err, errlen, ENG_ENOMEM, "no memory for a %dx%d grid", height, width);
     }
@@ -111,6 +130,23 @@ typedef struct step_job {
     int vocab, mask;
 } step_job;
 
+/* Re-opening scores the committed cells in this iteration (every one but
+ * the last). */
+static int reopens(const eng_gen *g, int t)
+{
+    return g->sampling.remask > 0.0f && t < g->iterations;
+}
+
+/* The commit key of an open cell from its score (conf or margin): the score
+ * itself, or with noise log(score) + scale * Gumbel, where a NaN cell
+ * (score -1) or an underflow ranks below every other. */
+static float commit_key(const eng_gen *g, float score, double scale, uint32_t t, int c)
+{
+    if (scale <= 0.0) return score;
+    double ls = score > 0.0f ? log((double)score) : -INFINITY;
+    return (float)(ls + scale * eng__gumbel(g->sampling.seed, t, (uint32_t)c));
+}
+
 /* Samples the batch cells [begin, end): batch cell b is cell b - base of the
  * state whose cells start at base, in the order the forward pass got them. */
 static void sample_cells(void *arg, int begin, int end, int thread)
@@ -126,51 +162,90 @@ static void sample_cells(void *arg, int begin, int end, int thread)
         int hi = end - base < cells ? end - base : cells;
         uint32_t t = (uint32_t)g->iter + 1;
         int drawn = g->sampling.temperature > 0.0f;
-        /* The annealed noise scale of the re-mask keys: nu * (1 - t/K). */
-        double scale = g->key ? (double)g->sampling.remask_noise *
-                                    (1.0 - (double)t / (double)g->iterations)
-                              : 0.0;
+        int margin = g->sampling.order == ENG_ORDER_MARGIN;
+        int score_committed = reopens(g, (int)t);
+        /* The annealed noise scale of the commit keys: nu * (1 - t/K); the
+         * raster order has no key to perturb. */
+        double scale = g->key && g->sampling.remask_noise > 0.0f
+                           ? (double)g->sampling.remask_noise *
+                                 (1.0 - (double)t / (double)g->iterations)
+                           : 0.0;
         for (int c = lo; c < hi; c++) {
-            if (g->cell[c] != ENG_CELL_OPEN) continue;
             const float *z = job->logits + (size_t)(base + c) * (size_t)job->vocab;
+            if (g->cell[c] == ENG_CELL_COMMITTED) {
+                if (score_committed)
+                    g->conf[c] = eng__confidence(z, job->vocab, job->mask, g->tokens[c]);
+                continue;
+            }
+            if (g->cell[c] != ENG_CELL_OPEN) continue;
             double u = drawn ? eng__uniform(g->sampling.seed, t, (uint32_t)c) : 0.0;
             int s = eng__sample(z, job->vocab, job->mask, &g->sampling, u, scratch);
             g->tokens[c] = s;
             g->conf[c] = eng__confidence(z, job->vocab, job->mask, s);
             if (g->key) {
-                /* A NaN cell (conf -1) or an underflow ranks below every other. */
-                double lc = g->conf[c] > 0.0f ? log((double)g->conf[c]) : -INFINITY;
-                g->key[c] = (float)(lc + scale * eng__gumbel(g->sampling.seed, t, (uint32_t)c));
+                float score = margin ? eng__margin(z, job->vocab, job->mask) : g->conf[c];
+                g->key[c] = commit_key(g, score, scale, t, c);
             }
         }
         base += cells;
     }
 }
 
+/* Re-opens floor(remask * C) of the C committed cells, the least probable
+ * under this iteration's forward pass first (equal: the higher index). */
+static void reopen(eng_gen *g, int mask)
+{
+    int cells = g->height * g->width, n = 0;
+    for (int c = 0; c < cells; c++)
+        if (g->cell[c] == ENG_CELL_COMMITTED) g->order[n++] = c;
+    int r = (int)floor((double)g->sampling.remask * (double)n);
+    if (r <= 0) return;
+    eng__sort_worst_first(g->conf, g->order, n);
+    for (int j = 0; j < r; j++) {
+        g->tokens[g->order[j]] = mask;
+        g->cell[g->order[j]] = ENG_CELL_OPEN;
+    }
+    g->n_reopened = r;
+    g->n_masked += r;
+}
+
 /* Ends iteration iter + 1 of g: every uncommitted cell holds a fresh sample;
- * commit the most confident, re-mask the n_keep_masked least confident
- * (ranked by the noisy keys instead when remask_noise > 0). */
+ * commit the best-ranked for the order, re-mask the n_keep_masked others,
+ * then re-open the least probable committed cells if asked to. */
 static void finish_iteration(eng_gen *g, int mask)
 {
     int t = g->iter + 1;
+    g->n_reopened = 0;
     if (g->n_open > 0) {
         int cells = g->height * g->width, m = 0;
-        for (int c = 0; c < cells; c++)
-            if (g->cell[c] == ENG_CELL_OPEN) g->order[m++] = c;
-        int keep = eng__keep_masked(g->n_open, t, g->iterations);
+        if (g->sampling.order == ENG_ORDER_RASTER) {
+            /* Worst first is the last open cell first: the first open cells
+             * in row-major order are committed. */
+            for (int c = cells - 1; c >= 0; c--)
+                if (g->cell[c] == ENG_CELL_OPEN) g->order[m++] = c;
+        } else {
+            for (int c = 0; c < cells; c++)
+                if (g->cell[c] == ENG_CELL_OPEN) g->order[m++] = c;
+        }
+        int keep = g->sampling.order == ENG_ORDER_RASTER
+                       ? eng__keep_masked_linear(g->n_open, t, g->iterations)
+                       : eng__keep_masked(g->n_open, t, g->iterations);
         if (keep > m) keep = m;
-        eng__sort_worst_first(g->key ? g->key : g->conf, g->order, m);
+        if (g->sampling.order != ENG_ORDER_RASTER)
+            eng__sort_worst_first(g->key ? g->key : g->conf, g->order, m);
         for (int j = 0; j < keep; j++)
             g->tokens[g->order[j]] = mask;
         for (int j = keep; j < m; j++)
             g->cell[g->order[j]] = ENG_CELL_COMMITTED;
         g->n_masked = keep;
+        if (reopens(g, t)) reopen(g, mask);
     }
     g->iter = t;
 }
 
 int eng_step(eng_workspace *ws, eng_gen *const *gens, int n)
 {
+    if (eng__ws_model(ws)->arch == ENG__ARCH_SEED) return eng__seed_step(ws, gens, n);
     const eng_hparams *hp = eng_model_hparams(eng__ws_model(ws));
     eng_grid *grids = eng__ws_grids(ws);
     int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;

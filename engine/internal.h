@@ -7,7 +7,10 @@
 #include "eng.h"
 
 /* Weights of one block; every pointer is into the mapping or into
- * eng_model.owned, never separately allocated. Shapes as PyTorch stores them. */
+ * eng_model.owned, never separately allocated. Shapes as PyTorch stores them.
+ * A nonlinear-transformer-0.0.3 block (seed.c) has one LayerNorm, held in
+ * norm1_w / norm1_b (norm.gamma, norm.beta), and its MLP in fc1 / fc2
+ * (mlp.0, mlp.2); its other pointers are NULL. */
 typedef struct eng_layer {
     const float *norm1_w, *norm1_b; /* [D] */
     const float *qkv_w;             /* [3D, D] */
@@ -25,8 +28,16 @@ typedef struct eng_meta_entry {
     char *key, *value;
 } eng_meta_entry;
 
+/* Architectures a checkpoint's `arch` names (MODEL.md sections 3 and 7). */
+typedef enum eng__arch { ENG__ARCH_V1 = 0, ENG__ARCH_SEED = 1 } eng__arch;
+#define ENG__ARCH_SEED_NAME "nonlinear-transformer-0.0.3"
+
 struct eng_model {
     eng_hparams hp;          /* hp.window / hp.dilation point at the arrays below */
+    eng__arch arch;
+    int seed_window;         /* seed arch: radius of the model-level attention */
+    int seed_top_k;          /* seed arch: top_k of a request that sets none (0: none) */
+    const float *pos_freq;   /* seed arch: [D/2] rotary_emb.inv_freq */
     eng_precision precision;
     int *window;             /* [L] */
     int *dilation;           /* [L] */
@@ -42,7 +53,18 @@ struct eng_model {
     size_t map_len;
     float *owned;            /* converted tensors (F16/BF16/misaligned), one block */
     size_t owned_bytes;      /* its size */
+    struct eng__qmat *q8;    /* int8: [depth * 4 + 1] qkv, proj, fc1, fc2 of each block,
+                                then the head (qgemm.h); NULL at other precisions */
+    void *q8_mem;            /* their packed weights, scales and sums, one block */
+    size_t q8_bytes;         /* q8_mem's size plus q8's */
 };
+
+/* --- int8 weights (engine/q8model.c) ----------------------------------------
+ * Quantizes every Linear weight of m into m->q8 (qgemm.h). Returns ENG_OK,
+ * or an error code with a message (without the path) in msg. eng__q8_free
+ * releases what it made (safe on a model without). */
+int eng__q8_build(eng_model *m, char *msg, size_t msglen);
+void eng__q8_free(eng_model *m);
 
 /* --- thread pool (engine/pool.c) ---------------------------------------------
  * A fixed set of threads owned by a workspace. eng__pool_run splits [0, n) into

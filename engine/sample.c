@@ -95,9 +95,11 @@ ENG__HOT static double weights(const float *restrict z, int v, int mask, float m
     return sum;
 }
 
-ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
+/* Sum over the ids but the mask of exp(z - m), m the largest logit, in
+ * ENG__LANES float partial sums added in a fixed order: the softmax's
+ * denominator shared by eng__confidence and eng__margin. */
+ENG__HOT static double mass(const float *z, int v, int mask, float m)
 {
-    float m = z[eng__argmax(z, v, mask)];
     float part[ENG__LANES] = {0};
     int i = 0;
     for (; i + ENG__LANES <= v; i += ENG__LANES)
@@ -111,7 +113,29 @@ ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
         sum += part[j];
     for (; i < v; i++)
         if (i != mask) sum += eng__vexp_neg(z[i] - m);
-    float p = (float)(eng__vexp_neg(z[s] - m) / sum);
+    return sum;
+}
+
+ENG__HOT float eng__confidence(const float *z, int v, int mask, int s)
+{
+    float m = z[eng__argmax(z, v, mask)];
+    float p = (float)(eng__vexp_neg(z[s] - m) / mass(z, v, mask, m));
+    return p == p ? p : -1.0f;
+}
+
+float eng__margin(const float *z, int v, int mask)
+{
+    int a = eng__argmax(z, v, mask);
+    float m = z[a], second = -INFINITY;
+    int any = 0; /* NaN compares false everywhere: track it apart */
+    for (int i = 0; i < v; i++) {
+        if (i == mask || i == a) continue;
+        if (z[i] != z[i]) any = 1;
+        if (z[i] > second) second = z[i];
+    }
+    if (m != m || any) return -1.0f;
+    double e2 = second == -INFINITY ? 0.0 : (double)eng__vexp_neg(second - m);
+    float p = (float)((1.0 - e2) / mass(z, v, mask, m));
     return p == p ? p : -1.0f;
 }
 
@@ -170,6 +194,13 @@ int eng__keep_masked(int n_open, int t, int k)
     return keep >= n_open ? n_open : (int)keep;
 }
 
+int eng__keep_masked_linear(int n_open, int t, int k)
+{
+    if (n_open <= 0 || t >= k) return 0;
+    if (t <= 0) return n_open;
+    return (int)((int64_t)n_open * (int64_t)(k - t) / (int64_t)k);
+}
+
 /* Sum of w over the ids ranking no later than `last`, in id order. */
 static double mass_upto(const float *z, const float *w, int v, int last)
 {
@@ -206,10 +237,16 @@ static int draw(const float *w, const float *z, int v, int mask, double u)
     return last >= 0 ? last : eng__argmax(z, v, mask);
 }
 
-/* Tokens kept by top_k: all candidates (every id but the mask) when 0. */
-static int kept_by_top_k(int v, int top_k)
+/* Candidate tokens: every id but the mask (every id if mask < 0). */
+static int candidates(int v, int mask)
 {
-    return top_k <= 0 || top_k >= v - 1 ? v - 1 : top_k;
+    return mask >= 0 && mask < v ? v - 1 : v;
+}
+
+/* Tokens kept by top_k: all n candidates when 0. */
+static int kept_by_top_k(int n, int top_k)
+{
+    return top_k <= 0 || top_k >= n ? n : top_k;
 }
 
 /* The id at which the running sum of w over ord[0..k), best first, reaches
@@ -267,7 +304,7 @@ static int top_p_only(const float *z, const float *w, int v, int mask, float top
                       int32_t *ord)
 {
     double goal = (double)top_p * total;
-    float floor_w = (float)((1.0 - (double)top_p) * total / (v - 1) * 0.999);
+    float floor_w = (float)((1.0 - (double)top_p) * total / candidates(v, mask) * 0.999);
     float floor_z = INFINITY;
     for (int i = 0; i < v; i++)
         if (i != mask && w[i] >= floor_w && z[i] < floor_z) floor_z = z[i];
@@ -289,7 +326,7 @@ int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u
     float *w = scratch;
     int32_t *ord = (int32_t *)((char *)scratch + (size_t)v * sizeof *w);
     double all = weights(z, v, mask, z[best], s->temperature, w);
-    int n = v - 1, k = kept_by_top_k(v, s->top_k);
+    int n = candidates(v, mask), k = kept_by_top_k(n, s->top_k);
     if (k == n && s->top_p >= 1.0f) return draw(w, z, v, mask, u);
     int last;
     if (k == n) {
@@ -334,7 +371,7 @@ int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, doub
             ord[j] = ord[j - 1];
         ord[j] = i;
     }
-    int k = kept_by_top_k(v, s->top_k);
+    int k = kept_by_top_k(n, s->top_k);
     int last = ord[k - 1];
     if (s->top_p < 1.0f)
         last = prefix_end(w, ord, k, (double)s->top_p * (k < n ? mass_upto(z, w, v, last) : all));

@@ -41,6 +41,14 @@ int eng__argmax(const float *z, int v, int mask);
 float eng__confidence(const float *z, int v, int mask, int s);
 
 /**
+ * The margin of the model's distribution: P[a] - P[b] with P as in
+ * eng__confidence, a the argmax and b the most probable other token (P[b] = 0
+ * when the mask and a are the only ids). Computed as (1 - exp(z[b] - z[a])) /
+ * sum, so equal top logits give exactly 0. NaN logits yield -1.
+ */
+float eng__margin(const float *z, int v, int mask);
+
+/**
  * Draws a token from z (v logits) under s with the uniform number u in [0, 1).
  * temperature 0 is eng__argmax. Otherwise: weights exp((z - max) / T) with the
  * mask excluded; keep the top_k heaviest (0: all; ties by lower id); then the
@@ -48,7 +56,8 @@ float eng__confidence(const float *z, int v, int mask, int s);
  * reaches top_p; then walk the kept tokens in increasing id order and return
  * the first at which the cumulative weight exceeds u times their total.
  * "Heaviest" ranks by logit, then lower id. scratch holds ENG__SAMPLE_SCRATCH(v)
- * bytes, suitably aligned for float. Never returns the mask.
+ * bytes, suitably aligned for float. Never returns the mask; mask < 0
+ * excludes no token.
  */
 int eng__sample(const float *z, int v, int mask, const eng_sampling *s, double u, void *scratch);
 
@@ -62,6 +71,13 @@ int eng__sample_ref(const float *z, int v, int mask, const eng_sampling *s, doub
  * open cells: floor(n_open * cos(pi/2 * t/K)) in double precision, 0 at t >= K.
  */
 int eng__keep_masked(int n_open, int t, int k);
+
+/**
+ * The same for the raster order's linear schedule: floor(n_open * (k - t) / k)
+ * in exact integer arithmetic, 0 at t >= k; with k == n_open one cell is
+ * committed per iteration.
+ */
+int eng__keep_masked_linear(int n_open, int t, int k);
 
 /**
  * Sorts the m indices in idx[] from the worst-ranked to the best, where a

@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "engine/kernels.h"
+#include "engine/qgemm.h"
 #include "engine/workspace.h"
 
 #define ALIGN 64
@@ -50,12 +51,13 @@ static int split_columns(eng__colsplit *s, int out, int unit, int width)
 
 /* Sizes of the buffers of a workspace; 0 where a product overflows. */
 typedef struct ws_sizes {
-    size_t big_ld, scratch_stride;
-    size_t d, big, qkv, v, rope, idx, grids, scratch;
+    size_t big_ld, scratch_stride, qscratch_stride;
+    size_t d, big, qkv, v, rope, idx, grids, scratch, qscratch;
 } ws_sizes;
 
-static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
+static ws_sizes plan(const eng_model *m, int max_cells, int threads)
 {
+    const eng_hparams *hp = &m->hp;
     ws_sizes z;
     size_t cells = (size_t)max_cells, d = (size_t)hp->dim, f = (size_t)hp->mlp_hidden;
     size_t v = (size_t)hp->vocab_size;
@@ -72,6 +74,15 @@ static ws_sizes plan(const eng_hparams *hp, int max_cells, int threads)
     z.idx = product(cells + 1, 1, 1, sizeof(int32_t));
     z.grids = product(cells, 1, 1, sizeof(eng_grid));
     z.scratch = product(z.scratch_stride, (size_t)threads, 1, 1);
+    /* int8: each thread quantizes the rows of its tile (at most
+     * ENG__TILE_ROWS, forward.c) over the widest input, max(D, F). */
+    z.qscratch_stride = 0;
+    if (m->precision == ENG_PRECISION_INT8) {
+        int rows = max_cells < ENG__TILE_ROWS ? max_cells : ENG__TILE_ROWS;
+        int k = hp->dim > hp->mlp_hidden ? hp->dim : hp->mlp_hidden;
+        z.qscratch_stride = ENG__QTAG + eng__qscratch_bytes(rows, k);
+    }
+    z.qscratch = product(z.qscratch_stride, (size_t)threads, 1, 1);
     return z;
 }
 
@@ -82,8 +93,9 @@ static size_t plan_total(const ws_sizes *z)
 {
     if (!z->d || !z->big || !z->qkv || !z->v || !z->idx || !z->grids || !z->scratch)
         return SIZE_MAX;
-    const size_t parts[] = {z->d,    z->d,   z->big, z->qkv, z->v,     z->rope,
-                            z->rope, z->idx, z->idx, z->idx, z->grids, z->scratch};
+    if (z->qscratch_stride && !z->qscratch) return SIZE_MAX;
+    const size_t parts[] = {z->d,   z->d,   z->big, z->qkv,   z->v,       z->rope,    z->rope,
+                            z->idx, z->idx, z->idx, z->grids, z->scratch, z->qscratch};
     size_t total = 0;
     for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
         if (parts[i] > SIZE_MAX - ALIGN) return SIZE_MAX;
@@ -97,7 +109,7 @@ static size_t plan_total(const ws_sizes *z)
 size_t eng_workspace_bytes(const eng_model *m, int max_cells, int threads)
 {
     if (!m || max_cells < 1 || threads < 1) return SIZE_MAX;
-    ws_sizes z = plan(&m->hp, max_cells, threads);
+    ws_sizes z = plan(m, max_cells, threads);
     return plan_total(&z);
 }
 
@@ -125,7 +137,7 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     }
     size_t cells = (size_t)max_cells;
     size_t positions = (size_t)(hp->max_height > hp->max_width ? hp->max_height : hp->max_width);
-    ws_sizes z = plan(hp, max_cells, threads);
+    ws_sizes z = plan(m, max_cells, threads);
 
     eng_workspace *ws = calloc(1, sizeof *ws);
     if (!ws) {
@@ -137,10 +149,12 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->threads = threads;
     ws->big_ld = z.big_ld;
     ws->scratch_stride = z.scratch_stride;
+    ws->qscratch_stride = z.qscratch_stride;
 
     size_t sz_d = z.d, sz_big = z.big, sz_qkv = z.qkv, sz_v = z.v, sz_rope = z.rope;
     size_t sz_idx = z.idx, sz_scratch = z.scratch;
-    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids) {
+    if (!sz_d || !sz_big || !sz_qkv || !sz_v || !sz_scratch || !z.grids ||
+        (z.qscratch_stride && !z.qscratch)) {
         eng__fail(err, errlen, ENG_ENOMEM, "a workspace of %d cells is too large", max_cells);
         eng_workspace_free(ws);
         return NULL;
@@ -157,8 +171,10 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
     ws->tile_start = alloc_aligned(sz_idx);
     ws->grids = calloc(cells, sizeof *ws->grids);
     ws->scratch = alloc_aligned(sz_scratch);
+    if (z.qscratch) ws->qscratch = alloc_aligned(z.qscratch);
     int ok = ws->h && ws->u && ws->big && ws->qkvh && ws->logits && ws->rope_cos && ws->rope_sin &&
-             ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch;
+             ws->cell_grid && ws->grid_start && ws->tile_start && ws->grids && ws->scratch &&
+             (ws->qscratch || !z.qscratch);
     ok = ok &&
          split_columns(&ws->cols[ENG__MAT_QKV], 3 * hp->dim, hp->head_dim, ENG__TILE_COLS) == 0 &&
          split_columns(&ws->cols[ENG__MAT_PROJ], hp->dim, hp->dim, hp->dim) == 0 &&
@@ -171,6 +187,9 @@ eng_workspace *eng_workspace_create(const eng_model *m, int max_cells, int threa
         return NULL;
     }
     eng__rope_tables(ws->rope_cos, ws->rope_sin, (int)positions, hp->head_dim, hp->rope_base);
+    /* int8 tags of serial 0: no rows cached (eng_forward counts from 1). */
+    for (int t = 0; ws->qscratch && t < threads; t++)
+        memset(ws->qscratch + (size_t)t * ws->qscratch_stride, 0, ENG__QTAG);
 
     ws->pool = eng__pool_create(threads);
     if (!ws->pool) {
@@ -197,6 +216,7 @@ void eng_workspace_free(eng_workspace *ws)
     free(ws->tile_start);
     free(ws->grids);
     free(ws->scratch);
+    free(ws->qscratch);
     for (int i = 0; i < ENG__MATS; i++)
         free(ws->cols[i].start);
     free(ws);

@@ -34,6 +34,9 @@
 #define ENG__TILE_COLS 256
 #endif
 
+/* Bytes at the head of each thread's int8 scratch for its tag (linear.c). */
+#define ENG__QTAG 64
+
 /* The Linear layers, for their column blocks. */
 enum { ENG__MAT_QKV, ENG__MAT_PROJ, ENG__MAT_FC1, ENG__MAT_FC2, ENG__MAT_HEAD, ENG__MATS };
 
@@ -83,6 +86,10 @@ struct eng_workspace {
     eng_grid *grids;        /* [max_cells] for eng_step (eng__ws_grids) */
     unsigned char *scratch; /* [threads][scratch_stride], 64-byte aligned */
     size_t scratch_stride;
+    unsigned char *qscratch; /* int8: [threads][qscratch_stride] a tag of ENG__QTAG bytes, then
+                                the last tile's rows quantized (linear.c); else NULL */
+    size_t qscratch_stride;
+    unsigned long serial; /* eng_forward calls so far: dates the rows in qscratch */
 
     eng__profile *profile; /* NULL unless eng__ws_set_profile set one */
 };

@@ -47,7 +47,12 @@ static const struct variant {
     {HP(257, 256, 8, 16, ENG_TOKENIZER_BYTE),
      {.max_iterations = 16, .max_cells = 100, .max_deadline_ms = 60000}},
     {HP(10, 5, 4, 4, ENG_TOKENIZER_NONE),
-     {.max_iterations = 64, .max_cells = 0, .max_deadline_ms = 0, .default_remask_noise = 1.5f}},
+     {.max_iterations = 64,
+      .max_cells = 0,
+      .max_deadline_ms = 0,
+      .default_remask_noise = 1.5f,
+      .default_order = ENG_ORDER_MARGIN,
+      .default_remask = 0.25f}},
     {HP(300, 299, 2, 3, ENG_TOKENIZER_BYTE),
      {.max_iterations = 1, .max_cells = 4, .max_deadline_ms = 1}},
 };
@@ -135,6 +140,10 @@ static void check_accepted(const proto_request *req, const struct variant *va)
     FZ_CHECK(t >= 0 && t <= PROTO_MAX_TEMPERATURE, "temperature %g", (double)t);
     FZ_CHECK(p > 0 && p <= 1, "top_p %g", (double)p);
     FZ_CHECK(nu >= 0 && nu <= ENG_MAX_REMASK_NOISE, "remask_noise %g", (double)nu);
+    FZ_CHECK(eng_order_name((int)req->sampling.order) != NULL, "order %d",
+             (int)req->sampling.order);
+    FZ_CHECK(req->sampling.remask >= 0 && req->sampling.remask < 1, "remask %g",
+             (double)req->sampling.remask);
     FZ_CHECK(req->sampling.top_k >= 0 && req->sampling.top_k <= hp->vocab_size, "top_k %d",
              req->sampling.top_k);
     FZ_CHECK(req->seed_given || req->sampling.seed < (UINT64_C(1) << 53), "drawn seed too big");
@@ -206,6 +215,16 @@ static int64_t int_of(json_t *v, const char *key)
 }
 
 /* Renders the result, an iteration frame and the done frame of an accepted request. */
+/* The order and remask used are echoed as they are in req. */
+static void check_order_echo(json_t *v, const proto_request *req)
+{
+    const char *o = json_string_value(json_object_get(v, "order"));
+    FZ_CHECK(o && !strcmp(o, eng_order_name((int)req->sampling.order)), "order echo");
+    json_t *r = json_object_get(v, "remask");
+    FZ_CHECK(json_is_number(r) && (float)json_number_value(r) == req->sampling.remask,
+             "remask echo");
+}
+
 static void render_all(const proto_request *req, const struct variant *va, const uint8_t *data,
                        size_t size, uint64_t h)
 {
@@ -232,6 +251,7 @@ static void render_all(const proto_request *req, const struct variant *va, const
     FZ_CHECK((uint64_t)int_of(v, "seed") == req->sampling.seed, "seed");
     FZ_CHECK(!strcmp(json_string_value(json_object_get(v, "model")), model), "model echo");
     FZ_CHECK(json_is_number(json_object_get(v, "remask_noise")), "remask_noise");
+    check_order_echo(v, req);
     check_grid(v, req, tokens);
     check_timings(v);
     json_decref(v);
@@ -250,6 +270,7 @@ static void render_all(const proto_request *req, const struct variant *va, const
              "render_sse_done failed");
     v = fz_sse_frame(b.data, b.len, "done");
     FZ_CHECK((uint64_t)int_of(v, "seed") == req->sampling.seed, "done seed");
+    check_order_echo(v, req);
     check_timings(v);
     json_decref(v);
     proto_buf_free(&b);

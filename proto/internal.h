@@ -44,6 +44,8 @@ enum {
     PROTO__HAS_ITERATIONS = 1u << 3,
     PROTO__HAS_DEADLINE = 1u << 4,
     PROTO__HAS_REMASK_NOISE = 1u << 5,
+    PROTO__HAS_ORDER = 1u << 6,
+    PROTO__HAS_REMASK = 1u << 7,
 };
 
 #endif

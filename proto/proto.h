@@ -31,6 +31,12 @@
  *   remask_noise number   0 .. ENG_MAX_REMASK_NOISE (100): annealed Gumbel noise on the
  *                         re-masking order (MODEL.md 5); absent: the model's default
  *                         (proto_limits.default_remask_noise), 0 keeps the plain order
+ *   order        string   "confidence", "margin" or "raster": which sampled cells each
+ *                         iteration commits (MODEL.md 5); absent: the model's default
+ *                         (proto_limits.default_order)
+ *   remask       number   in [0, 1): share of the committed cells re-opened in each
+ *                         iteration but the last (MODEL.md 5); absent: the model's
+ *                         default (proto_limits.default_remask), 0 re-opens none
  *   seed         int      0 .. 2^63-1; absent: a random seed below 2^53 is drawn and
  *                         echoed in the response, so every result can be reproduced
  *   stream       bool     default false: one JSON body; true: Server-Sent Events
@@ -77,9 +83,11 @@
     X(NOT_FOUND, 404, "not_found")                                                                 \
     X(METHOD_NOT_ALLOWED, 405, "method_not_allowed")                                               \
     X(REQUEST_TIMEOUT, 408, "request_timeout")                                                     \
+    X(CONFLICT, 409, "conflict")                                                                   \
     X(PAYLOAD_TOO_LARGE, 413, "payload_too_large")                                                 \
     X(UNSUPPORTED_MEDIA_TYPE, 415, "unsupported_media_type")                                       \
     X(OUT_OF_RANGE, 422, "out_of_range")                                                           \
+    X(LOAD_FAILED, 422, "load_failed")                                                             \
     X(OVERLOADED, 429, "overloaded")                                                               \
     X(CANCELLED, 499, "cancelled")                                                                 \
     X(INTERNAL, 500, "internal")                                                                   \
@@ -233,8 +241,9 @@ void proto_request_free(proto_request *req);
  * with err naming the field; also OUT_OF_RANGE (422) for values no field can
  * hold whatever the model (an id or seed below 0, an integer beyond the C
  * type, a number beyond float, an `open` that is not one character or is a
- * control character, more than PROTO_MAX_SIDE rows or cells in a row, more
- * than PROTO_MAX_CELLS cells in all).
+ * control character, an `order` that names no order, more than
+ * PROTO_MAX_SIDE rows or cells in a row, more than PROTO_MAX_CELLS cells in
+ * all).
  * On failure req holds nothing (free is harmless).
  */
 proto_err proto_parse_generate(const char *body, size_t len, proto_request *req, proto_error *err);
@@ -245,6 +254,8 @@ typedef struct proto_limits {
     int64_t max_cells;       /* largest height*width of one request; 0: PROTO_MAX_CELLS */
     int64_t max_deadline_ms; /* 0: none beyond PROTO_MAX_DEADLINE_MS */
     float default_remask_noise; /* remask_noise of requests naming none (the model's) */
+    eng_order default_order;    /* order of requests naming none (the model's) */
+    float default_remask;       /* remask of requests naming none (the model's) */
 } proto_limits;
 
 /**
@@ -257,7 +268,7 @@ typedef struct proto_limits {
  * than width or more rows than height, iterations outside
  * 1..lim->max_iterations, a negative or non-finite temperature, top_k above
  * vocab_size or negative, top_p outside (0, 1], remask_noise outside
- * 0..ENG_MAX_REMASK_NOISE, a negative seed, deadline_ms
+ * 0..ENG_MAX_REMASK_NOISE, remask outside [0, 1), a negative seed, deadline_ms
  * < 1 or above lim->max_deadline_ms or PROTO_MAX_DEADLINE_MS. Refuses with INVALID_FIELD (400) when
  * the height or width is absent and cannot be inferred. Draws a random seed
  * (< 2^53) when none was given. Call it once per parsed request. On failure
@@ -277,6 +288,19 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
  * 0..ENG_MAX_REMASK_NOISE, else 0 (also for NULL).
  */
 float proto_meta_remask_noise(const char *value);
+
+/**
+ * The order a model's metadata value `order` suggests: the eng_order it
+ * names exactly ("confidence", "margin", "raster"), else ENG_ORDER_CONFIDENCE
+ * (also for NULL).
+ */
+eng_order proto_meta_order(const char *value);
+
+/**
+ * The remask a model's metadata value `remask` suggests: the number it holds
+ * if it is one whole decimal number in [0, 1), else 0 (also for NULL).
+ */
+float proto_meta_remask(const char *value);
 
 proto_err proto_check_content_type(const char *content_type, proto_error *err);
 
@@ -304,7 +328,7 @@ typedef struct proto_grid {
 /**
  * Appends the non-streaming 200 body:
  *   {"request_id", "model", "height", "width", "iterations" (run), "seed", "remask_noise",
- *    "grid": [[id|null]], "text": [string] (only with req->want_text),
+ *    "order", "remask", "grid": [[id|null]], "text": [string] (only with req->want_text),
  *    "timings": {"queued_ms", "compute_ms", "total_ms", "first_iteration_ms"}}
  * Output is valid UTF-8 JSON whatever the ids. Returns 0, or -1 on oom.
  */
@@ -320,7 +344,8 @@ int proto_render_sse_iteration(proto_buf *b, const proto_request *req, const pro
 
 /**
  * Appends the final SSE event "event: done\ndata: {...}\n\n" with
- *   {"request_id", "model", "iterations" (run), "seed", "remask_noise", "timings": {...}}.
+ *   {"request_id", "model", "iterations" (run), "seed", "remask_noise", "order", "remask",
+ *    "timings": {...}}.
  * Returns 0 or -1.
  */
 int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *request_id,
@@ -344,9 +369,14 @@ int proto_render_sse_error(proto_buf *b, const proto_error *e);
 
 /** One loaded model as GET /v1/models shows it; everything borrowed. */
 typedef struct proto_model_info {
-    const char *name; /* what requests put in "model" */
-    const char *path; /* checkpoint path, or NULL: omitted */
-    int is_default;   /* nonzero for the model used when none is named */
+    const char *name;       /* what requests put in "model" */
+    const char *path;       /* checkpoint path, or NULL: omitted */
+    int is_default;         /* nonzero for the model used when none is named */
+    const char *precision;  /* the weights' arithmetic: "f32", "bf16", "int8" */
+    const char *isa;        /* instruction set of the engine's kernels; NULL: omitted */
+    const char *state;      /* the last load: "loading", "ready" or "failed"; NULL: omitted */
+    const char *last_error; /* why the last load failed; NULL: null */
+    long generation;        /* loads that succeeded (1 after the first) */
     const eng_hparams *hp;
     int n_meta;                     /* checkpoint __metadata__ entries */
     const char *const *meta_keys;   /* [n_meta] */
@@ -356,6 +386,7 @@ typedef struct proto_model_info {
 /**
  * Appends the GET /v1/models body:
  *   {"object": "list", "default": name, "data": [{"id", "name", "default", "path"?,
+ *    "precision"?, "isa"?, "state"?, "last_error"? (with state), "generation"? (with state),
  *    "hparams": {vocab_size, dim, depth, heads, head_dim, mlp_hidden,
  *                window: [int|"global"], dilation: [int], rope_base, norm_eps,
  *                mask_token, tokenizer: "byte"|"none", max_height, max_width},

@@ -75,6 +75,16 @@ static void put_timings(proto_buf *b, const proto_timings *t)
                      nonneg(t->first_iteration_ms));
 }
 
+/* "order":..,"remask":.., (trailing comma) shared by the result and the done
+ * event. A remask outside [0, 1), never expected after validation, renders 0. */
+static void put_order(proto_buf *b, const proto_request *req)
+{
+    const char *name = eng_order_name((int)req->sampling.order);
+    double rm = req->sampling.remask;
+    proto_buf_printf(b, "\"order\":\"%s\",\"remask\":%g,", name ? name : "confidence",
+                     rm >= 0 && rm < 1 ? rm : 0.0);
+}
+
 /* "request_id":..,"model":.., shared by the result and the done event. */
 static void put_ids(proto_buf *b, const char *request_id, const char *model)
 {
@@ -95,6 +105,7 @@ int proto_render_result(proto_buf *b, const proto_request *req, const char *requ
                      ",\"remask_noise\":%g,",
                      req->height, req->width, g->iteration, req->sampling.seed,
                      nonneg(req->sampling.remask_noise));
+    put_order(b, req);
     put_grid(b, req, g->tokens);
     proto_buf_append(b, ",", 1);
     put_timings(b, t);
@@ -116,6 +127,7 @@ int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *re
     put_ids(b, request_id, model);
     proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":%g,",
                      iterations_run, req->sampling.seed, nonneg(req->sampling.remask_noise));
+    put_order(b, req);
     put_timings(b, t);
     return proto_buf_puts(b, "}\n\n");
 }
@@ -148,6 +160,27 @@ static void put_model(proto_buf *b, const proto_model_info *m, const proto_limit
         proto_buf_append(b, ",", 1);
         put_key(b, "path");
         proto__json_cstr(b, m->path);
+    }
+    if (m->precision) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "precision");
+        proto__json_cstr(b, m->precision);
+    }
+    if (m->isa) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "isa");
+        proto__json_cstr(b, m->isa);
+    }
+    if (m->state) {
+        proto_buf_append(b, ",", 1);
+        put_key(b, "state");
+        proto__json_cstr(b, m->state);
+        proto_buf_puts(b, ",\"last_error\":");
+        if (m->last_error)
+            proto__json_cstr(b, m->last_error);
+        else
+            proto_buf_puts(b, "null");
+        proto_buf_printf(b, ",\"generation\":%ld", m->generation);
     }
     proto_buf_printf(b,
                      ",\"hparams\":{\"vocab_size\":%d,\"dim\":%d,\"depth\":%d,\"heads\":%d,"

@@ -19,7 +19,7 @@
 static const char *const known[] = {
     "model",       "height", "width", "given", "text",   "open",        "iterations",
     "temperature", "top_k",  "top_p", "seed",  "stream", "deadline_ms", "return_text",
-    "remask_noise",
+    "remask_noise", "order", "remask",
 };
 
 void proto_request_free(proto_request *req)
@@ -255,6 +255,23 @@ static proto_err parse_text(proto_request *req, json_t *v, proto_error *err)
     return PROTO_OK;
 }
 
+/* `order`: a name eng_order_parse knows. Any other string is a value no
+ * model takes (422); anything but a string is a type error (400). */
+static proto_err parse_order(proto_request *req, json_t *v, proto_error *err)
+{
+    if (!json_is_string(v))
+        return proto_error_set(err, PROTO_E_INVALID_TYPE, "order",
+                               "order must be a string: confidence, margin or raster");
+    const char *s = json_string_value(v);
+    int o = strlen(s) == json_string_length(v) ? eng_order_parse(s) : -1;
+    if (o < 0)
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "order",
+                               "order: '%.40s' is not one of confidence, margin, raster", s);
+    req->sampling.order = (eng_order)o;
+    req->has |= PROTO__HAS_ORDER;
+    return PROTO_OK;
+}
+
 /* Everything after the syntax check; the caller frees req on failure. */
 static proto_err parse_fields(json_t *root, proto_request *req, proto_error *err)
 {
@@ -315,6 +332,9 @@ static proto_err parse_fields(json_t *root, proto_request *req, proto_error *err
     if ((rc = get_number(root, "remask_noise", &req->sampling.remask_noise, err)) < 0)
         return err->err;
     if (rc) req->has |= PROTO__HAS_REMASK_NOISE;
+    if ((rc = get_number(root, "remask", &req->sampling.remask, err)) < 0) return err->err;
+    if (rc) req->has |= PROTO__HAS_REMASK;
+    if ((v = field(root, "order")) && parse_order(req, v, err)) return err->err;
 
     if ((v = field(root, "open")) && parse_open(req, v, err)) return err->err;
     json_t *given = field(root, "given"), *text = field(root, "text");

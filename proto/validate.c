@@ -125,6 +125,10 @@ static proto_err check(proto_request *req, const eng_hparams *hp, const proto_li
         return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "remask_noise",
                                "remask_noise: %g is outside 0 .. %g", (double)nu,
                                (double)ENG_MAX_REMASK_NOISE);
+    float rm = req->sampling.remask;
+    if (!(rm >= 0 && rm < 1))
+        return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "remask", "remask: %g is outside [0, 1)",
+                               (double)rm);
     if (req->has & PROTO__HAS_DEADLINE) {
         if (req->deadline_ms < 1)
             return proto_error_set(err, PROTO_E_OUT_OF_RANGE, "deadline_ms",
@@ -171,6 +175,13 @@ proto_err proto_validate_generate(proto_request *req, const eng_hparams *hp,
         float d = lim->default_remask_noise;
         req->sampling.remask_noise = d >= 0 && d <= ENG_MAX_REMASK_NOISE ? d : 0.0f;
     }
+    if (!(req->has & PROTO__HAS_ORDER))
+        req->sampling.order =
+            eng_order_name((int)lim->default_order) ? lim->default_order : ENG_ORDER_CONFIDENCE;
+    if (!(req->has & PROTO__HAS_REMASK)) {
+        float d = lim->default_remask;
+        req->sampling.remask = d >= 0 && d < 1 ? d : 0.0f;
+    }
     req->mask_token = hp->mask_token;
     req->want_text = req->want_text && hp->tokenizer == ENG_TOKENIZER_BYTE;
     return PROTO_OK;
@@ -196,6 +207,22 @@ float proto_meta_remask_noise(const char *value)
     errno = 0;
     double x = strtod(value, &end);
     if (errno || *end || end == value || !(x >= 0 && x <= ENG_MAX_REMASK_NOISE)) return 0.0f;
+    return (float)x;
+}
+
+eng_order proto_meta_order(const char *value)
+{
+    int o = eng_order_parse(value);
+    return o < 0 ? ENG_ORDER_CONFIDENCE : (eng_order)o;
+}
+
+float proto_meta_remask(const char *value)
+{
+    if (!value || !*value) return 0.0f;
+    char *end;
+    errno = 0;
+    double x = strtod(value, &end);
+    if (errno || *end || end == value || !(x >= 0 && x < 1)) return 0.0f;
     return (float)x;
 }
 

@@ -236,10 +236,7 @@ static enum MHD_Result answer_json(srv_conn *c)
 
 static srv_model *find_model(srv_server *s, const char *name)
 {
-    if (!name) return &s->models[0];
-    for (int i = 0; i < s->n_models; i++)
-        if (!strcmp(s->models[i].name, name)) return &s->models[i];
-    return NULL;
+    return name ? srv__model_find(s, name) : s->models[0];
 }
 
 /* An integer with thousands separators, for messages ("25,000"). */
@@ -347,18 +344,26 @@ static enum MHD_Result submit(srv_conn *c)
         return srv__http_error(c, &e);
     }
     c->model = m;
-    if (atomic_load(&m->state) != SRV_MODEL_READY) {
+    srv__model_ref(m);
+    /* The weights serving now: the request runs on them to its end, even
+     * if a reload swaps in others meanwhile. */
+    srv_weights *w = srv__model_weights(m);
+    if (!w) {
         proto_request_free(&req);
         return fail(c, PROTO_E_UNAVAILABLE, "model '%s' is still loading", m->name);
     }
-    /* The server's limits, with the default remask_noise this model suggests. */
+    /* The server's limits, with the defaults this model suggests. */
     proto_limits lim = s->limits;
-    lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(m->model, "remask_noise"));
-    if (proto_validate_generate(&req, eng_model_hparams(m->model), &lim, &e) != PROTO_OK) {
+    lim.default_remask_noise = proto_meta_remask_noise(eng_model_meta(w->model, "remask_noise"));
+    lim.default_order = proto_meta_order(eng_model_meta(w->model, "order"));
+    lim.default_remask = proto_meta_remask(eng_model_meta(w->model, "remask"));
+    if (proto_validate_generate(&req, eng_model_hparams(w->model), &lim, &e) != PROTO_OK) {
         proto_request_free(&req);
+        srv__weights_unref(w);
         return srv__http_error(c, &e);
     }
-    srv_job *j = srv__job_create(m, &req, c->arrival, &e);
+    srv_job *j = srv__job_create(m, w, &req, c->arrival, &e);
+    srv__weights_unref(w);
     proto_request_free(&req);
     if (!j) return srv__http_error(c, &e);
     int64_t ms = j->req.deadline_ms ? j->req.deadline_ms : s->cfg->default_deadline_ms;

@@ -1,8 +1,8 @@
 /*
  * http.c - libmicrohttpd glue: starting the daemon in external-epoll mode,
  * routing, the API key, request ids, the small endpoints (/healthz, /readyz,
- * /v1/models, /metrics), one place that queues responses, and the
- * completion callback that counts and logs every request.
+ * /metrics; the model routes are model_http.c's), one place that queues
+ * responses, and the completion callback that counts and logs every request.
  *
  * Checks run in this order, each answering at once with its status: HTTP
  * framing 400/501 (then the connection closes), unknown path 404 (on the
@@ -47,16 +47,55 @@ static const struct route {
 
 /* Routes matched by more than one path: the path is their metrics label. */
 #define MODEL_PREFIX "/v1/models/"
+#define RELOAD_SUFFIX "/reload"
 static const struct route model_route = {MODEL_PREFIX "{name}", SRV_ROUTE_MODEL, 0, 0};
+static const struct route reload_route = {MODEL_PREFIX "{name}" RELOAD_SUFFIX, SRV_ROUTE_RELOAD, 1,
+                                          0};
 static const struct route asset_route = {"/static", SRV_ROUTE_ASSET, 0, 0};
 
-static const struct route *find_route(const char *url)
+/* The route of url, and for /v1/models/{name}[/reload] the name into name
+ * (cut to fit: a name that long matches no model). The reload route exists
+ * only where model administration is on. */
+static const struct route *find_route(const srv_server *s, const char *url, char *name, size_t len)
 {
     for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++)
         if (!strcmp(url, routes[i].path)) return &routes[i];
-    if (!strncmp(url, MODEL_PREFIX, strlen(MODEL_PREFIX)) && url[strlen(MODEL_PREFIX)])
+    size_t p = strlen(MODEL_PREFIX), n = strlen(url), r = strlen(RELOAD_SUFFIX);
+    if (!strncmp(url, MODEL_PREFIX, p) && n > p) {
+        const char *rest = url + p;
+        if (s->model_admin && n > p + r && !strcmp(url + n - r, RELOAD_SUFFIX) &&
+            !memchr(rest, '/', n - p - r)) {
+            snprintf(name, len, "%.*s", (int)(n - p - r), rest);
+            return &reload_route;
+        }
+        snprintf(name, len, "%s", rest);
         return &model_route;
+    }
     return srv__asset_find(url) ? &asset_route : NULL;
+}
+
+/* The methods a route takes: GET and HEAD, or POST; the model routes also
+ * take POST (load) and DELETE (unload) where model administration is on,
+ * though a CORS preflight (admin 0) never offers those to a browser page:
+ * administering models is an operator's, not a web application's. */
+static const char *route_methods(const srv_server *s, const struct route *r, int cors, int admin)
+{
+    if (r->route == SRV_ROUTE_RELOAD) return admin ? "POST" : cors ? "OPTIONS" : "";
+    if (admin && s->model_admin && r->route == SRV_ROUTE_MODELS)
+        return cors ? "GET, HEAD, POST, OPTIONS" : "GET, HEAD, POST";
+    if (admin && s->model_admin && r->route == SRV_ROUTE_MODEL)
+        return cors ? "GET, HEAD, DELETE, OPTIONS" : "GET, HEAD, DELETE";
+    if (r->post) return cors ? "POST, OPTIONS" : "POST";
+    return cors ? "GET, HEAD, OPTIONS" : "GET, HEAD";
+}
+
+/* Whether `methods` (as route_methods gives them) lists method. */
+static int takes(const char *methods, const char *method)
+{
+    size_t n = strlen(method);
+    for (const char *p = methods; (p = strstr(p, method)); p += n)
+        if ((p == methods || p[-1] == ' ') && (p[n] == ',' || p[n] == '\0')) return 1;
+    return 0;
 }
 
 static void add_common_headers(srv_conn *c, struct MHD_Response *r, const char *content_type)
@@ -183,13 +222,6 @@ static void request_id(srv_conn *c)
              (unsigned long long)(s->id_counter & 0xffffffffULL));
 }
 
-static srv_model *find_model(srv_server *s, const char *name)
-{
-    for (int i = 0; i < s->n_models; i++)
-        if (!strcmp(s->models[i].name, name)) return &s->models[i];
-    return NULL;
-}
-
 static enum MHD_Result fail_oom(srv_conn *c)
 {
     proto_error e;
@@ -197,86 +229,11 @@ static enum MHD_Result fail_oom(srv_conn *c)
     return srv__http_error(c, &e);
 }
 
-static enum MHD_Result reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
+enum MHD_Result srv__http_reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype)
 {
     size_t len = 0;
     char *body = render_or_null(b, &len);
     return body ? srv__http_reply(c, status, body, len, ctype) : fail_oom(c);
-}
-
-/* A loaded model as /v1/models shows it; kv holds room for 2 * its
- * metadata count (keys, then values), which the result borrows. */
-static proto_model_info model_info(const srv_model *m, const char **kv)
-{
-    int nm = eng_model_meta_count(m->model);
-    for (int k = 0; k < nm; k++)
-        eng_model_meta_at(m->model, k, &kv[k], &kv[nm + k]);
-    return (proto_model_info){.name = m->name,
-                              .path = m->path,
-                              .is_default = m->index == 0,
-                              .hp = eng_model_hparams(m->model),
-                              .n_meta = nm,
-                              .meta_keys = kv,
-                              .meta_values = kv + nm};
-}
-
-static enum MHD_Result handle_models(srv_conn *c)
-{
-    srv_server *s = c->srv;
-    proto_model_info *info = calloc((size_t)s->n_models, sizeof *info);
-    const char **meta = NULL; /* per model: n keys, then n values */
-    int n = 0, total = 0;
-    for (int i = 0; i < s->n_models; i++)
-        if (atomic_load(&s->models[i].state) == SRV_MODEL_READY)
-            total += 2 * eng_model_meta_count(s->models[i].model);
-    meta = calloc((size_t)total + 1, sizeof *meta);
-    if (!info || !meta) {
-        free(info);
-        free(meta);
-        return fail_oom(c);
-    }
-    const char **next = meta;
-    for (int i = 0; i < s->n_models; i++) {
-        srv_model *m = &s->models[i];
-        if (atomic_load(&m->state) != SRV_MODEL_READY)
-            continue; /* listed once loaded: its hyper-parameters are known then */
-        info[n++] = model_info(m, next);
-        next += 2 * eng_model_meta_count(m->model);
-    }
-    proto_buf b;
-    proto_buf_init(&b);
-    proto_render_models(&b, info, n, &s->limits);
-    free(info);
-    free(meta);
-    return reply_buf(c, 200, &b, "application/json");
-}
-
-/* GET /v1/models/{name}: c->model was looked up from the path (NULL: no
- * such model). */
-static enum MHD_Result handle_model(srv_conn *c)
-{
-    srv_model *m = c->model;
-    proto_error e;
-    if (!m) {
-        proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no model named '%.128s' (see /v1/models)",
-                        c->path + strlen(MODEL_PREFIX));
-        return srv__http_error(c, &e);
-    }
-    if (atomic_load(&m->state) != SRV_MODEL_READY) {
-        proto_error_set(&e, PROTO_E_UNAVAILABLE, NULL, "model '%s' is %s", m->name,
-                        atomic_load(&m->state) == SRV_MODEL_LOADING
-                            ? "still loading"
-                            : "not loaded: it failed to load");
-        return srv__http_error(c, &e);
-    }
-    const char **kv = calloc((size_t)2 * eng_model_meta_count(m->model) + 1, sizeof *kv);
-    if (!kv) return fail_oom(c);
-    proto_model_info info = model_info(m, kv);
-    proto_buf b;
-    proto_buf_init(&b);
-    proto_render_model(&b, &info, &c->srv->limits);
-    free(kv);
-    return reply_buf(c, 200, &b, "application/json");
 }
 
 /* An embedded file, revalidated by its ETag (304 when unchanged). Pages
@@ -313,24 +270,24 @@ static enum MHD_Result handle_simple(srv_conn *c)
     switch (c->route) {
     case SRV_ROUTE_HEALTHZ:
         proto_render_status(&b, "ok", NULL);
-        return reply_buf(c, 200, &b, "application/json");
+        return srv__http_reply_buf(c, 200, &b, "application/json");
     case SRV_ROUTE_READYZ:
         if (s->ready) {
             proto_render_status(&b, "ready", NULL);
-            return reply_buf(c, 200, &b, "application/json");
+            return srv__http_reply_buf(c, 200, &b, "application/json");
         }
         proto_render_status(&b, s->draining ? "draining" : "loading",
                             s->draining ? "the server is shutting down"
                                         : "models are still loading");
-        return reply_buf(c, 503, &b, "application/json");
+        return srv__http_reply_buf(c, 503, &b, "application/json");
     case SRV_ROUTE_METRICS:
         srv__stats_refresh(s);
         srv__registry_render(s->metrics.reg, &b);
-        return reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
+        return srv__http_reply_buf(c, 200, &b, "text/plain; version=0.0.4; charset=utf-8");
     case SRV_ROUTE_MODELS:
-        return handle_models(c);
+        return srv__models_list(c);
     case SRV_ROUTE_MODEL:
-        return handle_model(c);
+        return srv__models_show(c);
     case SRV_ROUTE_ASSET:
         return handle_asset(c);
     case SRV_ROUTE_PREFLIGHT:
@@ -445,10 +402,16 @@ static proto_err check_framing(srv_conn *c, proto_error *e)
     return PROTO_OK;
 }
 
-static const struct route *find_listener_route(const srv_listener *l, const char *url)
+static const struct route *find_listener_route(const srv_listener *l, const char *url, char *name,
+                                               size_t len)
 {
-    const struct route *r = find_route(url);
+    const struct route *r = find_route(l->srv, url, name, len);
     return r && (!l->admin || r->health) ? r : NULL;
+}
+
+static int is_admin(srv_route r)
+{
+    return r == SRV_ROUTE_LOAD || r == SRV_ROUTE_UNLOAD || r == SRV_ROUTE_RELOAD;
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const char *url,
@@ -460,6 +423,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
     if (c) {
         if (!*upload_size) srv__sock_request_complete(c->sock);
         if (c->route == SRV_ROUTE_GENERATE) return srv__generate(c, upload, upload_size);
+        if (is_admin(c->route)) return srv__admin(c, upload, upload_size);
         if (*upload_size) { /* a body on a GET: read and ignore it */
             *upload_size = 0;
             return MHD_YES;
@@ -476,7 +440,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->close = 1;
         return srv__http_error(c, &e);
     }
-    const struct route *r = find_listener_route(l, url);
+    const struct route *r = find_listener_route(l, url, c->model_name, sizeof c->model_name);
     c->endpoint = r ? r->path : "other";
     if (!r) {
         proto_error_set(&e, PROTO_E_NOT_FOUND, NULL, "no such path: %s", c->path);
@@ -486,18 +450,16 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
         c->asset = srv__asset_find(url);
         c->endpoint = c->asset->url;
     }
-    if (r->route == SRV_ROUTE_MODEL) c->model = find_model(c->srv, url + strlen(MODEL_PREFIX));
     int cors = c->srv->cfg->cors_allow_origin[0] != '\0';
     if (cors && !strcmp(method, MHD_HTTP_METHOD_OPTIONS) &&
         MHD_lookup_connection_value(mc, MHD_HEADER_KIND, "Access-Control-Request-Method")) {
         c->route = SRV_ROUTE_PREFLIGHT; /* answered once the request is complete, as below */
-        c->allow = r->post ? "POST, OPTIONS" : "GET, HEAD, OPTIONS";
+        c->allow = route_methods(c->srv, r, 1, 0);
         return MHD_YES;
     }
-    int get = !strcmp(method, MHD_HTTP_METHOD_GET) || !strcmp(method, MHD_HTTP_METHOD_HEAD);
-    if (r->post ? strcmp(method, MHD_HTTP_METHOD_POST) != 0 : !get) {
-        c->allow = r->post ? (cors ? "POST, OPTIONS" : "POST")
-                           : (cors ? "GET, HEAD, OPTIONS" : "GET, HEAD");
+    const char *methods = route_methods(c->srv, r, 0, 1);
+    if (!takes(methods, method)) {
+        c->allow = route_methods(c->srv, r, cors, 1);
         proto_error_set(&e, PROTO_E_METHOD_NOT_ALLOWED, NULL, "%s does not take %s", r->path,
                         c->method);
         return srv__http_error(c, &e);
@@ -507,9 +469,15 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *mc, const ch
                         "a valid API key is required (Authorization: Bearer KEY)");
         return srv__http_error(c, &e);
     }
-    /* Only now: a route's handler runs once its request passed the checks. */
+    /* Only now: a route's handler runs once its request passed the checks.
+     * The model routes' writing methods are the model endpoints (model_http.c). */
     c->route = r->route;
+    if (r->route == SRV_ROUTE_MODELS && !strcmp(method, MHD_HTTP_METHOD_POST))
+        c->route = SRV_ROUTE_LOAD;
+    if (r->route == SRV_ROUTE_MODEL && !strcmp(method, MHD_HTTP_METHOD_DELETE))
+        c->route = SRV_ROUTE_UNLOAD;
     if (r->route == SRV_ROUTE_GENERATE) return srv__generate(c, upload, upload_size);
+    if (is_admin(c->route)) return srv__admin(c, upload, upload_size);
     /* Answered once the request is complete: a response queued before that
      * makes libmicrohttpd close the connection instead of keeping it. */
     return MHD_YES;
@@ -529,7 +497,9 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
                     .path = c->path,
                     .client = c->client[0] ? c->client : NULL,
                     .user_agent = c->user_agent[0] ? c->user_agent : NULL};
-    if (c->route == SRV_ROUTE_MODEL && c->model) a.model = c->model->name;
+    if (c->route == SRV_ROUTE_MODEL && srv__model_find(s, c->model_name)) a.model = c->model_name;
+    if (is_admin(c->route)) srv__admin_completed(c);
+    if (c->model && !a.model) a.model = c->model->name;
     if (c->route == SRV_ROUTE_GENERATE) srv__generate_completed(c, toe, &a);
     /* No status queued: the client left before any answer (499, as proxies
      * log it). */
@@ -542,6 +512,7 @@ static void on_completed(void *cls, struct MHD_Connection *mc, void **con_cls,
     if (s->access_fd >= 0) srv__access_log(s->access_fd, &a);
     proto_buf_free(&c->out);
     free(c->body);
+    srv__model_unref(c->model);
     free(c);
 }
 

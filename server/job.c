@@ -8,7 +8,8 @@
 
 #include "server/server.h"
 
-srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, proto_error *err)
+srv_job *srv__job_create(srv_model *m, srv_weights *w, proto_request *req, int64_t arrival,
+                         proto_error *err)
 {
     srv_job *j = calloc(1, sizeof *j);
     if (!j) {
@@ -16,7 +17,7 @@ srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, prot
         return NULL;
     }
     char msg[PROTO_MSG_MAX];
-    int rc = eng_gen_init(&j->gen, m->model, req->height, req->width, req->given, req->iterations,
+    int rc = eng_gen_init(&j->gen, w->model, req->height, req->width, req->given, req->iterations,
                           &req->sampling, msg, sizeof msg);
     if (rc != ENG_OK) {
         /* proto validated against the same hparams, so only memory or an
@@ -30,6 +31,9 @@ srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, prot
     memset(req, 0, sizeof *req);
     atomic_init(&j->refs, 1);
     j->model = m;
+    srv__model_ref(m);
+    j->w = w;
+    srv__weights_ref(w);
     j->q.cells = j->gen.height * j->gen.width;
     j->t.arrival = arrival;
     pthread_mutex_init(&j->mu, NULL);
@@ -53,6 +57,9 @@ void srv__job_unref(srv_job *j)
     eng_gen_close(&j->gen);
     proto_request_free(&j->req);
     pthread_mutex_destroy(&j->mu);
+    /* The last job on weights a reload replaced frees them here. */
+    srv__weights_unref(j->w);
+    srv__model_unref(j->model);
     free(j);
 }
 

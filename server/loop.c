@@ -1,8 +1,10 @@
 /*
  * loop.c - the event-loop thread: libuv drives libmicrohttpd (external
  * polling on MHD's epoll fd plus a timer for MHD's own timeouts), signals
- * start the drain, workers wake the loop through one uv_async, and a tick
- * handles deadlines, gone clients, keep-alives and the end of the drain.
+ * start the drain (SIGTERM, SIGINT) or reload the models (SIGHUP), workers
+ * and loaders wake the loop through one uv_async, and a tick handles
+ * deadlines, gone clients, keep-alives, unloaded models and the end of the
+ * drain.
  */
 #include <signal.h>
 #include <stdlib.h>
@@ -61,7 +63,9 @@ void srv__mail_post(srv_server *s, srv_job *j)
 
 void srv__mail_wake(srv_server *s)
 {
-    uv_async_send(&s->wake);
+    /* Workers may end before the loop exists (a failed start) or after it
+     * closed: nothing to wake then. */
+    if (atomic_load(&s->wake_ready)) uv_async_send(&s->wake);
 }
 
 static void stop(srv_server *s, int code)
@@ -72,32 +76,12 @@ static void stop(srv_server *s, int code)
     uv_stop(&s->loop);
 }
 
-/* Readiness follows the models: ready once all are loaded, never again
- * after a drain began. A model that failed to load stops the daemon. */
+/* Loads that ended, models to free, readiness (model.c). A model of the
+ * settings whose first load failed stops the daemon. */
 static void check_models(srv_server *s)
 {
     if (s->stopping) return; /* a failure was reported once already */
-    int ready = 0;
-    for (int i = 0; i < s->n_models; i++) {
-        srv_model *m = &s->models[i];
-        int st = atomic_load(&m->state);
-        if (st == SRV_MODEL_FAILED) {
-            SRV_LOG(SRV_LOG_ERROR, "cannot load model %s: %s", m->name, m->error);
-            stop(s, 1);
-            return;
-        }
-        if (st == SRV_MODEL_READY) {
-            if (!m->announced) {
-                m->announced = 1;
-                srv__stats_model_loaded(s, m);
-            }
-            ready++;
-        }
-    }
-    int now = ready == s->n_models && !s->draining;
-    if (now && !s->ready)
-        SRV_LOG(SRV_LOG_INFO, "ready: %d model%s loaded", ready, ready == 1 ? "" : "s");
-    s->ready = now;
+    if (srv__models_poll(s) < 0) stop(s, 1);
 }
 
 static void on_wake(uv_async_t *a)
@@ -127,7 +111,7 @@ void srv__begin_drain(srv_server *s)
     int64_t timeout = s->cfg->drain_timeout_s * 1000000000LL;
     s->drain_deadline = srv__now_ns() + timeout;
     for (int i = 0; i < s->n_models; i++)
-        srv__sched_close(&s->models[i].sched);
+        srv__sched_close(&s->models[i]->sched);
     SRV_LOG(SRV_LOG_INFO, "draining: %d request%s in flight, up to %lld s", s->n_inflight,
             s->n_inflight == 1 ? "" : "s", (long long)s->cfg->drain_timeout_s);
 }
@@ -147,10 +131,21 @@ static void on_signal(uv_signal_t *h, int signum)
     srv__begin_drain(s);
 }
 
+/* SIGHUP: every model reloads from its path; requests in flight finish on
+ * the weights they started with. */
+static void on_hangup(uv_signal_t *h, int signum)
+{
+    srv_server *s = h->data;
+    if (s->draining) return;
+    SRV_LOG(SRV_LOG_INFO, "signal %d: reloading the models", signum);
+    srv__models_reload_all(s);
+}
+
 static void on_tick(uv_timer_t *t)
 {
     srv_server *s = t->data;
     int64_t now = srv__now_ns();
+    check_models(s); /* unloaded models whose last connection just ended */
     srv__generate_tick(s, now);
     srv__listen_tick(s, now);
     if (s->draining) {
@@ -177,11 +172,15 @@ int srv__loop_init(srv_server *s)
     signal(SIGPIPE, SIG_IGN); /* a gone client must be an error code, not a death */
     uv_async_init(&s->loop, &s->wake, on_wake);
     s->wake.data = s;
+    atomic_store(&s->wake_ready, 1);
     uv_signal_init(&s->loop, &s->sigterm);
     uv_signal_init(&s->loop, &s->sigint);
     s->sigterm.data = s->sigint.data = s;
     uv_signal_start(&s->sigterm, on_signal, SIGTERM);
     uv_signal_start(&s->sigint, on_signal, SIGINT);
+    uv_signal_init(&s->loop, &s->sighup);
+    s->sighup.data = s;
+    uv_signal_start(&s->sighup, on_hangup, SIGHUP);
     uv_timer_init(&s->loop, &s->tick);
     s->tick.data = s;
     uv_timer_start(&s->tick, on_tick, TICK_MS, TICK_MS);
@@ -227,6 +226,7 @@ void srv__loop_drain_mail(srv_server *s)
 
 void srv__loop_close(srv_server *s)
 {
+    atomic_store(&s->wake_ready, 0);
     uv_walk(&s->loop, close_walk, NULL);
     uv_run(&s->loop, UV_RUN_DEFAULT);
     uv_loop_close(&s->loop);

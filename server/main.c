@@ -16,9 +16,9 @@
 #include "server/auth.h"
 #include "server/server.h"
 
-/* A model's name is its file name without the directory and the
- * .safetensors extension: what requests put in "model". */
-static void model_name(char *out, size_t len, const char *path)
+/* A model's name, unless its entry names it, is its file name without the
+ * directory and the .safetensors extension: what requests put in "model". */
+void srv__model_name_of(char *out, size_t len, const char *path)
 {
     const char *base = strrchr(path, '/');
     base = base ? base + 1 : path;
@@ -36,46 +36,55 @@ static int open_access_log(const char *path)
     return open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
 }
 
+/* The models of the settings, each with its scheduler and worker, not
+ * loaded yet. An entry's precision and name are checked here, before the
+ * daemon listens, with a message quoting the entry. */
 static int setup_models(srv_server *s)
 {
     const cfg_settings *cfg = s->cfg;
-    s->n_models = cfg->n_model;
-    s->models = calloc((size_t)s->n_models, sizeof *s->models);
-    if (!s->models) {
-        fprintf(stderr, "heptapod serve: out of memory\n");
-        return -1;
-    }
-    srv_sched_limits lim = {.max_queue = (int)cfg->max_queue,
-                            .max_queue_work = cfg->max_queue_cell_iterations,
-                            .max_batch_cells = (int)cfg->max_batch_cells,
-                            .max_batch_grids = 0,
-                            .batch_wait_ns = cfg->max_batch_wait_ms * 1000000};
-    for (int i = 0; i < s->n_models; i++) {
-        srv_model *m = &s->models[i];
-        m->srv = s;
-        m->index = i;
-        m->path = cfg->model[i];
-        model_name(m->name, sizeof m->name, m->path);
-        for (int k = 0; k < i; k++)
-            if (!strcmp(s->models[k].name, m->name)) {
-                fprintf(stderr, "heptapod serve: two models are named '%s' (%s and %s)\n", m->name,
-                        s->models[k].path, m->path);
-                return -1;
-            }
-        if (srv__sched_init(&m->sched, &lim) < 0) {
-            fprintf(stderr, "heptapod serve: invalid queue or batch limits\n");
+    for (int i = 0; i < cfg->n_model; i++) {
+        cfg_model_spec spec;
+        char err[512], name[128];
+        if (cfg_model_parse(cfg->model[i], &spec, err, sizeof err)) {
+            fprintf(stderr, "heptapod serve: %s\n", err);
             return -1;
         }
-        srv__stats_model(s, m);
+        int precision = ENG_PRECISION_DEFAULT;
+        if (spec.precision && (precision = eng_precision_parse(spec.precision)) < 0) {
+            fprintf(stderr,
+                    "heptapod serve: model entry '%s': unknown precision '%s' (f32, bf16 or "
+                    "int8)\n",
+                    cfg->model[i], spec.precision);
+            cfg_model_spec_free(&spec);
+            return -1;
+        }
+        if (spec.name)
+            snprintf(name, sizeof name, "%s", spec.name);
+        else
+            srv__model_name_of(name, sizeof name, spec.path);
+        srv_model *other = srv__model_find(s, name);
+        if (other) {
+            fprintf(stderr,
+                    "heptapod serve: two models are named '%s' (%s and %s); name one with "
+                    "PATH:name=NAME\n",
+                    name, other->path, spec.path);
+            cfg_model_spec_free(&spec);
+            return -1;
+        }
+        srv_model *m = srv__model_create(s, name, spec.path, precision, 1, err, sizeof err);
+        cfg_model_spec_free(&spec);
+        if (!m) {
+            fprintf(stderr, "heptapod serve: %s\n", err);
+            return -1;
+        }
     }
     return 0;
 }
 
 static void teardown(srv_server *s)
 {
-    for (int i = 0; i < s->n_models; i++)
-        srv__sched_destroy(&s->models[i].sched);
-    free(s->models);
+    srv__models_stop(s); /* nothing to wait for unless the start failed midway */
+    srv__models_close(s);
     srv__registry_free(s->metrics.reg);
     srv__listen_free(s);
     srv__log_stop(1000); /* last: flush what is left, bounded in time */
@@ -87,10 +96,7 @@ static void teardown(srv_server *s)
 static void shut_down(srv_server *s)
 {
     srv__generate_cancel_all(s, SRV_END_SHUTDOWN);
-    for (int i = 0; i < s->n_models; i++)
-        srv__sched_close(&s->models[i].sched);
-    for (int i = 0; i < s->n_models; i++)
-        srv__worker_join(&s->models[i]);
+    srv__models_stop(s);
     srv__loop_drain_mail(s);
     srv__http_stop(s);
     srv__loop_drain_mail(s);
@@ -133,6 +139,8 @@ int cli_serve(int argc, char **argv)
     memset(&s, 0, sizeof s);
     s.cfg = &cfg;
     s.reserve_fd = -1;
+    s.model_admin =
+        !strcmp(cfg.model_admin, "on") || (!strcmp(cfg.model_admin, "auto") && cfg.n_api_keys > 0);
     s.limits = (proto_limits){.max_iterations = (int)cfg.max_iterations,
                               .max_cells = cfg.max_batch_cells,
                               .max_deadline_ms = cfg.max_deadline_ms};
@@ -174,13 +182,16 @@ int cli_serve(int argc, char **argv)
         SRV_LOG(SRV_LOG_INFO, "admin listening on http://%s%s%s:%d (/healthz, /readyz, /metrics)",
                 strchr(h, ':') ? "[" : "", h, strchr(h, ':') ? "]" : "", s.listeners[1].port);
     }
-    for (int i = 0; i < s.n_models; i++)
-        if (srv__worker_start(&s.models[i]) < 0) {
-            SRV_LOG(SRV_LOG_ERROR, "cannot start the worker of model %s", s.models[i].name);
-            atomic_store(&s.models[i].state, SRV_MODEL_FAILED);
-            srv__mail_wake(&s);
+    if (s.model_admin)
+        SRV_LOG(SRV_LOG_INFO, "model administration on: POST /v1/models, POST "
+                              "/v1/models/NAME/reload, DELETE /v1/models/NAME (with the API key)");
+    rc = 0;
+    for (int i = 0; i < s.n_models && rc == 0; i++)
+        if (srv__model_load_start(s.models[i], NULL, s.models[i]->precision, NULL) != 0) {
+            SRV_LOG(SRV_LOG_ERROR, "cannot start loading model %s", s.models[i]->name);
+            rc = 1;
         }
-    rc = srv__loop_run(&s);
+    if (rc == 0) rc = srv__loop_run(&s);
     shut_down(&s);
     SRV_LOG(SRV_LOG_INFO, "stopped (exit code %d)", rc);
     teardown(&s);

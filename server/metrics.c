@@ -164,6 +164,23 @@ out:
     return s;
 }
 
+void srv__series_remove(srv_series *s)
+{
+    if (!s) return;
+    srv_family *f = s->fam;
+    pthread_mutex_lock(&f->mu);
+    for (int i = 0; i < f->n_series; i++)
+        if (f->series[i] == s) {
+            /* Creation order is rendering order: keep the others' order. */
+            memmove(&f->series[i], &f->series[i + 1],
+                    (size_t)(f->n_series - i - 1) * sizeof *f->series);
+            f->n_series--;
+            series_free(s, f->n_labels);
+            break;
+        }
+    pthread_mutex_unlock(&f->mu);
+}
+
 void srv__metric_add(srv_series *s, double v)
 {
     if (!s) return;

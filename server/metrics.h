@@ -46,6 +46,13 @@ srv_family *srv__family_add(srv_registry *r, srv_mtype type, const char *name, c
  */
 srv_series *srv__series(srv_family *f, const char *const *values);
 
+/**
+ * Takes s out of its family and frees it: a series whose labels no longer
+ * describe anything (a model unloaded, weights replaced). Only when no
+ * other thread can still use the pointer. NULL is a no-op.
+ */
+void srv__series_remove(srv_series *s);
+
 /** Adds v (>= 0) to a counter, or v (any sign) to a gauge. NULL s is a no-op. */
 void srv__metric_add(srv_series *s, double v);
 /** Sets a gauge. NULL s is a no-op. */

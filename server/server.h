@@ -25,16 +25,14 @@
 #include "proto/proto.h"
 #include "server/log.h"
 #include "server/metrics.h"
+#include "server/model.h"
 #include "server/sched.h"
 
 #define SRV_VERSION "0.1.0"
 /* Longest X-Request-Id kept from a client; longer or odd ones are replaced. */
 #define SRV_REQUEST_ID_MAX 128
 
-typedef struct srv_server srv_server;
-typedef struct srv_model srv_model;
 typedef struct srv_job srv_job;
-typedef struct srv_conn srv_conn;
 typedef struct srv_listener srv_listener;
 typedef struct srv_sock srv_sock;
 typedef struct srv_client srv_client;
@@ -77,7 +75,8 @@ typedef struct srv_times {
 struct srv_job {
     srv_qnode q; /* the scheduler's view; cells = height * width */
     atomic_int refs;
-    srv_model *model;
+    srv_model *model;  /* one reference held */
+    srv_weights *w;    /* the weights it runs on, one reference held */
     proto_request req; /* validated; read-only once submitted */
     eng_gen gen;       /* the worker's while the job runs; the loop reads it after DONE */
     int64_t deadline;  /* absolute srv__now_ns, 0: none */
@@ -92,9 +91,11 @@ struct srv_job {
     srv_job *mail_next;
 };
 
-/** A job for a validated request (taken over: *req is zeroed) on model m,
- * holding one reference. eng_gen_init failures return NULL with err set. */
-srv_job *srv__job_create(srv_model *m, proto_request *req, int64_t arrival, proto_error *err);
+/** A job for a validated request (taken over: *req is zeroed) on model m
+ * and its weights w (each gets a reference of the job's), holding one
+ * reference. eng_gen_init failures return NULL with err set. */
+srv_job *srv__job_create(srv_model *m, srv_weights *w, proto_request *req, int64_t arrival,
+                         proto_error *err);
 void srv__job_ref(srv_job *j);
 void srv__job_unref(srv_job *j);
 /** Sets the ending if none is set yet; returns 1 if this call set it. */
@@ -111,60 +112,16 @@ void srv__job_times(srv_job *j, srv_times *t, int *iterations_run);
 /** Ends j for `why`, takes it out of its scheduler and wakes its worker. */
 void srv__job_cancel(srv_job *j, srv_end why);
 
-/* ---- models and workers (worker.c) ---------------------------------------- */
+/* ---- models and workers: model.h (model.c, worker.c) ------------------------ */
 
-enum { SRV_MODEL_LOADING = 0, SRV_MODEL_READY, SRV_MODEL_FAILED };
-
-/** Why admission refused a request (the `reason` label of the refusals). */
-typedef enum srv_refused {
-    SRV_REFUSED_QUEUE_FULL = 0, /* max_queue requests queued */
-    SRV_REFUSED_QUEUE_WORK,     /* max_queue_cell_iterations queued */
-    SRV_REFUSED_CLIENT_SHARE,   /* its client holds its fair share */
-    SRV_REFUSED_DEADLINE,       /* it cannot finish before its deadline */
-    SRV_REFUSED_N
-} srv_refused;
-
-/** Metric series one model's worker updates, resolved once at start. */
-typedef struct srv_model_metrics {
-    srv_series *queue_seconds, *first_iteration_seconds, *request_seconds;
-    srv_series *forward_seconds, *batch_grids, *batch_cells;
-    srv_series *iterations, *cells, *forward_passes;
-    srv_series *queue_depth, *active, *queue_cells, *active_cells;
-    srv_series *queue_work, *rate;           /* gauges: cell-iterations queued, per second */
-    srv_series *outcome[SRV_END_FAILED + 1]; /* generations by ending */
-    srv_series *refused[SRV_REFUSED_N];      /* admission refusals by reason */
-} srv_model_metrics;
-
-struct srv_model {
-    srv_server *srv;
-    int index;
-    char name[128]; /* what requests name in "model" */
-    const char *path;
-    eng_model *model;  /* set by the worker before state turns READY */
-    eng_workspace *ws; /* the worker's own */
-    atomic_int state;  /* SRV_MODEL_* */
-    char error[512];   /* load failure, once state is FAILED */
-    srv_sched sched;
-    pthread_t thread;
-    int thread_started;
-    int announced; /* loop thread: its model_info series exists */
-    srv_model_metrics m;
-};
-
-/** Starts m's worker: it loads the checkpoint, makes its workspace, turns
- * READY (or FAILED) and wakes the loop, then serves m->sched until it is
- * closed and empty. Returns 0 or -1. */
-int srv__worker_start(srv_model *m);
-/** Waits for the worker to exit (after srv__sched_close) and frees its
- * model and workspace. */
-void srv__worker_join(srv_model *m);
+_Static_assert(SRV__ENDINGS == SRV_END_FAILED + 1, "model.h counts the endings of srv_end");
 
 /* ---- the daemon ------------------------------------------------------------ */
 
 /** Families of the registry that code outside worker.c updates. */
 typedef struct srv_metrics {
     srv_registry *reg;
-    srv_family *http_requests, *model_info;
+    srv_family *http_requests, *model_info, *model_state, *model_loads;
     srv_series *process[6];
     srv_family *queue_seconds, *first_iteration_seconds, *request_seconds, *forward_seconds,
         *batch_grids, *batch_cells, *iterations, *cells, *forward_passes, *queue_depth, *active,
@@ -173,6 +130,10 @@ typedef struct srv_metrics {
     srv_family *connections, *connections_refused, *request_timeouts; /* listen.c */
     srv_series *log_lines[SRV_LOG_SINKS][2]; /* stats.c: [sink][written, dropped] */
 } srv_metrics;
+
+/** A model's default name: its file name without the directory and the
+ * .safetensors extension (main.c). */
+void srv__model_name_of(char *out, size_t len, const char *path);
 
 /* ---- client.c --------------------------------------------------------------- */
 
@@ -266,15 +227,18 @@ void srv__listen_tick(srv_server *s, int64_t now);
 
 struct srv_server {
     cfg_settings *cfg;
-    srv_model *models;
-    int n_models;
+    srv_model **models; /* loop thread; [0] is the default model */
+    int n_models, cap_models;
+    srv_model *retired; /* unloaded, freed once nothing holds them */
+    int model_admin;    /* the load/unload/reload endpoints answer */
     srv_metrics metrics;
     proto_limits limits;
 
     uv_loop_t loop;
     uv_timer_t tick;
-    uv_signal_t sigterm, sigint;
+    uv_signal_t sigterm, sigint, sighup;
     uv_async_t wake;
+    atomic_int wake_ready;     /* wake is initialised and not closed */
     srv_listener listeners[2]; /* main, then admin if admin_port >= 0 */
     int n_listeners;
     int reserve_fd;                       /* held for refusing at EMFILE */
@@ -288,7 +252,7 @@ struct srv_server {
     pthread_mutex_t mail_mu;
     srv_job *mail_head;
 
-    int ready;    /* every model loaded, not draining */
+    int ready;    /* every model of the settings loaded, not draining */
     int draining; /* SIGTERM/SIGINT seen */
     int64_t drain_deadline;
     int forced; /* the drain timeout passed: jobs cancelled */
@@ -342,6 +306,12 @@ enum MHD_Result srv__http_reply(srv_conn *c, int status, char *body, size_t len,
 enum MHD_Result srv__http_reply_headers(srv_conn *c, int status, char *body, size_t len,
                                         const char *content_type, const char *const *extra);
 
+/** Queues the /v1/models/{name} body of m with status (503 if m has no
+ * weights yet; model_http.c). */
+enum MHD_Result srv__http_model(srv_conn *c, srv_model *m, int status);
+/** Queues the rendered b (taken; 500 if it ran out of memory). */
+enum MHD_Result srv__http_reply_buf(srv_conn *c, int status, proto_buf *b, const char *ctype);
+
 /** Queues bytes of static storage (never freed) with status, type and
  * extra headers as srv__http_reply_headers. */
 enum MHD_Result srv__http_reply_static(srv_conn *c, int status, const void *body, size_t len,
@@ -383,8 +353,12 @@ void srv__generate_cancel_all(srv_server *s, srv_end why);
 int srv__stats_init(srv_server *s);
 /** Resolves m's series (before its worker starts). */
 void srv__stats_model(srv_server *s, srv_model *m);
-/** Adds m's model_info series once it is loaded. */
-void srv__stats_model_loaded(srv_server *s, srv_model *m);
+/** Replaces m's model_info series by one for weights w (NULL: removes it). */
+void srv__stats_model_info(srv_server *s, srv_model *m, srv_weights *w);
+/** The forward histogram's series of a model at a precision (any thread). */
+srv_series *srv__stats_forward(srv_server *s, const char *model, const char *precision);
+/** Removes m's model_state and model_info series (m was unloaded). */
+void srv__stats_model_gone(srv_server *s, srv_model *m);
 /** Refreshes gauges read at scrape time (process, queues). */
 void srv__stats_refresh(srv_server *s);
 /** Counts one finished HTTP request. */
@@ -400,6 +374,9 @@ typedef enum srv_route {
     SRV_ROUTE_READYZ,
     SRV_ROUTE_METRICS,
     SRV_ROUTE_MODEL,    /* GET /v1/models/{name} */
+    SRV_ROUTE_LOAD,     /* POST /v1/models (model_http.c) */
+    SRV_ROUTE_UNLOAD,   /* DELETE /v1/models/{name} */
+    SRV_ROUTE_RELOAD,   /* POST /v1/models/{name}/reload */
     SRV_ROUTE_ASSET,    /* an embedded file (static.h) */
     SRV_ROUTE_PREFLIGHT /* a CORS preflight of any route */
 } srv_route;
@@ -443,8 +420,8 @@ struct srv_conn {
     char *body;
     size_t body_len, body_cap;
     int body_too_large;
-    srv_model *model;
-    srv_job *job; /* one reference held */
+    srv_model *model; /* one reference held (generate.c, model_http.c) */
+    srv_job *job;     /* one reference held */
     int suspended;
     int keepalive_due;
     int64_t last_write; /* SSE: last bytes handed to MHD */
@@ -452,6 +429,26 @@ struct srv_conn {
     size_t out_off;
     int final_rendered;    /* SSE: done or error event is in `out` */
     srv_conn *prev, *next; /* srv_server.conns while a job is attached */
+
+    /* the model endpoints (model_http.c) */
+    char model_name[128]; /* the {name} of the path */
+    int load_done;        /* the load it waits for ended (set by model.c) */
+    int load_ok;
+    char load_error[512];
 };
+
+/* ---- model_http.c ------------------------------------------------------------------ */
+
+/** GET /v1/models: every model that serves, with its weights' details. */
+enum MHD_Result srv__models_list(srv_conn *c);
+/** GET /v1/models/{name} (c->model_name): 404, 503 while it has no weights. */
+enum MHD_Result srv__models_show(srv_conn *c);
+/** The model endpoints (SRV_ROUTE_LOAD, _UNLOAD, _RELOAD), called by the
+ * access handler for every call of the request as srv__generate is. */
+enum MHD_Result srv__admin(srv_conn *c, const char *upload, size_t *upload_size);
+/** The connection ended: stops waiting for a load. */
+void srv__admin_completed(srv_conn *c);
+/** Loop side: the load c waits for ended; resumes it to answer. */
+void srv__admin_wake(srv_conn *c);
 
 #endif

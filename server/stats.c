@@ -36,6 +36,9 @@ static const char *const refused_names[SRV_REFUSED_N] = {
     [SRV_REFUSED_DEADLINE] = "deadline",
 };
 
+static const char *const state_names[SRV_MODEL_STATES] = {
+    [SRV_MODEL_LOADING] = "loading", [SRV_MODEL_READY] = "ready", [SRV_MODEL_FAILED] = "failed"};
+
 #define N(a) ((int)(sizeof a / sizeof a[0]))
 
 /* The log's lines (log.c), by destination, read from its counters at
@@ -90,10 +93,11 @@ int srv__stats_init(srv_server *s)
         srv__family_add(r, SRV_HISTOGRAM, "heptapod_time_to_first_iteration_seconds",
                         "Time from a request's arrival until its first refined grid was ready.",
                         "model", request_buckets, N(request_buckets));
-    x->forward_seconds =
-        srv__family_add(r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
-                        "One batched refinement iteration (forward pass and sampling) of a worker.",
-                        "model", forward_buckets, N(forward_buckets));
+    x->forward_seconds = srv__family_add(
+        r, SRV_HISTOGRAM, "heptapod_forward_duration_seconds",
+        "One batched refinement iteration (forward pass and sampling) of a worker, by the "
+        "precision of the weights it ran.",
+        "model,precision", forward_buckets, N(forward_buckets));
     x->batch_grids = srv__family_add(r, SRV_HISTOGRAM, "heptapod_batch_grids",
                                      "Grids stepped together in one batched iteration.", "model",
                                      grid_buckets, N(grid_buckets));
@@ -133,11 +137,23 @@ int srv__stats_init(srv_server *s)
         srv__family_add(r, SRV_GAUGE, "heptapod_active_cells",
                         "Cells of the requests in the batch of a worker.", "model", NULL, 0);
     x->model_info = srv__family_add(
-        r, SRV_GAUGE, "heptapod_model_info", "A loaded model (always 1), its settings as labels.",
-        "model,path,vocab_size,dim,depth,heads,tokenizer,max_height,max_width,threads", NULL, 0);
+        r, SRV_GAUGE, "heptapod_model_info",
+        "A model's weights serving now (always 1), their settings as labels (isa: the "
+        "instruction set of the engine's kernels).",
+        "model,path,vocab_size,dim,depth,heads,tokenizer,max_height,max_width,threads,precision,"
+        "isa",
+        NULL, 0);
+    x->model_state = srv__family_add(r, SRV_GAUGE, "heptapod_model_state",
+                                     "1 for the state of a model's last load (loading, ready, "
+                                     "failed), 0 for the others.",
+                                     "model,state", NULL, 0);
+    x->model_loads = srv__family_add(r, SRV_COUNTER, "heptapod_model_loads_total",
+                                     "Loads of a model's weights (start, reload, SIGHUP), by "
+                                     "result.",
+                                     "model,result", NULL, 0);
     srv_family *ready = srv__family_add(r, SRV_GAUGE, "heptapod_ready",
-                                        "1 when every model is loaded and the server is not "
-                                        "draining.",
+                                        "1 when every model of the settings has loaded and "
+                                        "the server is not draining.",
                                         NULL, NULL, 0);
     srv_family *draining =
         srv__family_add(r, SRV_GAUGE, "heptapod_draining",
@@ -172,8 +188,8 @@ int srv__stats_init(srv_server *s)
     };
     srv__metric_set(srv__series(build, bv), 1);
     if (stats_log_init(s) < 0) return -1;
-    return x->http_requests && x->outcomes && x->model_info && build && x->ready_now &&
-                   x->queue_work && x->rate && x->refusals &&
+    return x->http_requests && x->outcomes && x->model_info && x->model_state && x->model_loads &&
+                   build && x->ready_now && x->queue_work && x->rate && x->refusals &&
                    x->draining_now && x->process[5]
                ? 0
                : -1;
@@ -187,7 +203,6 @@ void srv__stats_model(srv_server *s, srv_model *m)
     mm->request_seconds = srv__series(x->request_seconds, v);
     mm->queue_seconds = srv__series(x->queue_seconds, v);
     mm->first_iteration_seconds = srv__series(x->first_iteration_seconds, v);
-    mm->forward_seconds = srv__series(x->forward_seconds, v);
     mm->batch_grids = srv__series(x->batch_grids, v);
     mm->batch_cells = srv__series(x->batch_cells, v);
     mm->forward_passes = srv__series(x->forward_passes, v);
@@ -207,11 +222,22 @@ void srv__stats_model(srv_server *s, srv_model *m)
         v[1] = refused_names[r];
         mm->refused[r] = srv__series(x->refusals, v);
     }
+    v[1] = "failure";
+    mm->loads[0] = srv__series(x->model_loads, v);
+    v[1] = "success";
+    mm->loads[1] = srv__series(x->model_loads, v);
+    for (int k = 0; k < SRV_MODEL_STATES; k++) {
+        v[1] = state_names[k];
+        mm->state[k] = srv__series(x->model_state, v);
+    }
 }
 
-void srv__stats_model_loaded(srv_server *s, srv_model *m)
+void srv__stats_model_info(srv_server *s, srv_model *m, srv_weights *w)
 {
-    const eng_hparams *hp = eng_model_hparams(m->model);
+    srv__series_remove(m->m.info);
+    m->m.info = NULL;
+    if (!w) return;
+    const eng_hparams *hp = eng_model_hparams(w->model);
     char nums[6][24];
     snprintf(nums[0], 24, "%d", hp->vocab_size);
     snprintf(nums[1], 24, "%d", hp->dim);
@@ -220,9 +246,9 @@ void srv__stats_model_loaded(srv_server *s, srv_model *m)
     snprintf(nums[4], 24, "%d", hp->max_height);
     snprintf(nums[5], 24, "%d", hp->max_width);
     char threads[24];
-    snprintf(threads, sizeof threads, "%d", eng_workspace_threads(m->ws));
+    snprintf(threads, sizeof threads, "%d", eng_workspace_threads(w->ws));
     const char *v[] = {m->name,
-                       m->path,
+                       eng_model_path(w->model),
                        nums[0],
                        nums[1],
                        nums[2],
@@ -230,9 +256,26 @@ void srv__stats_model_loaded(srv_server *s, srv_model *m)
                        hp->tokenizer == ENG_TOKENIZER_BYTE ? "byte" : "none",
                        nums[4],
                        nums[5],
-                       threads};
-    /* Made on first use and then found again: calling this twice is harmless. */
-    srv__metric_set(srv__series(s->metrics.model_info, v), 1);
+                       threads,
+                       eng_precision_name(eng_model_precision(w->model)),
+                       eng_isa_name()};
+    m->m.info = srv__series(s->metrics.model_info, v);
+    srv__metric_set(m->m.info, 1);
+}
+
+srv_series *srv__stats_forward(srv_server *s, const char *model, const char *precision)
+{
+    const char *v[] = {model, precision};
+    return srv__series(s->metrics.forward_seconds, v);
+}
+
+void srv__stats_model_gone(srv_server *s, srv_model *m)
+{
+    srv__stats_model_info(s, m, NULL);
+    for (int k = 0; k < SRV_MODEL_STATES; k++) {
+        srv__series_remove(m->m.state[k]);
+        m->m.state[k] = NULL;
+    }
 }
 
 void srv__stats_refresh(srv_server *s)
@@ -247,7 +290,10 @@ void srv__stats_refresh(srv_server *s)
     srv__metric_set(x->draining_now, s->draining);
     stats_log_refresh(s);
     for (int i = 0; i < s->n_models; i++) {
-        srv_model *m = &s->models[i];
+        srv_model *m = s->models[i];
+        int state = srv__model_state(m, NULL, NULL, 0);
+        for (int k = 0; k < SRV_MODEL_STATES; k++)
+            srv__metric_set(m->m.state[k], k == state);
         srv_sched_stats st = srv__sched_stats(&m->sched);
         srv__metric_set(m->m.queue_depth, st.queued);
         srv__metric_set(m->m.queue_cells, st.queued_cells);

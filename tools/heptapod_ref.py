@@ -11,6 +11,7 @@ speed; the C engine and the trainer are checked against it.
     init_random(model, seed, std=0.02)       random weights for tests and fixtures
     save_checkpoint / load_checkpoint        section 4 (safetensors, F32/F16/BF16)
     generate(model, given, iterations, ...)  section 5 (iterative refinement)
+    quantize_int8(model)                     section 6.1 (int8 Linear layers, in place)
 
 Run with /usr/bin/python3 (Debian's python3-torch).
 """
@@ -511,6 +512,72 @@ def load_checkpoint(path):
     return model, md
 
 
+# --- int8 precision (section 6.1) --------------------------------------------------
+
+INT8_TINY = 2.0 ** -100  # max |x| below this: the row quantizes to zeros
+
+
+def quantize_weight_int8(w):
+    """Per output channel (row of w [out, k]): (q int64 [out, k] in [-127, 127],
+    scale float32 [out]) with scale = max|w_row| / 127 (1 for a row below INT8_TINY,
+    whose q are 0) and q = round-half-even(w / scale)."""
+    w = w.detach().to(torch.float32)
+    if not torch.isfinite(w).all():
+        raise ValueError("int8: a weight holds inf or NaN")
+    amax = w.abs().amax(dim=1)
+    tiny = amax < INT8_TINY
+    scale = torch.where(tiny, torch.ones_like(amax), amax / torch.tensor(127.0))
+    q = torch.round((w / scale[:, None]).clamp(-127.0, 127.0))
+    q[tiny] = 0.0
+    return q.to(torch.int64), scale
+
+
+def quantize_rows_int8(a):
+    """Per row (last dim) of float32 activations: (q int64, scale float32 [...]).
+    inv = 127 / max|a| (float32), q = round-half-even(a * inv) clamped to [-127, 127],
+    scale = max|a| / 127; a row below INT8_TINY gives q 0 and scale 0, a row holding
+    inf or NaN q 0 and scale NaN."""
+    amax = a.abs().amax(dim=-1)
+    bad = ~torch.isfinite(amax)
+    zero = bad | (amax < INT8_TINY)
+    safe = torch.where(zero, torch.ones_like(amax), amax)
+    inv = torch.where(zero, torch.zeros_like(amax), torch.tensor(127.0) / safe)
+    scale = torch.where(zero, torch.zeros_like(amax), safe / torch.tensor(127.0))
+    scale = torch.where(bad, torch.full_like(amax, float("nan")), scale)
+    q = torch.round((a * inv[..., None]).clamp(-127.0, 127.0))
+    q = torch.where(zero[..., None], torch.zeros_like(q), q)
+    return q.to(torch.int64), scale
+
+
+class Int8Linear(nn.Module):
+    """A Linear layer in int8: weights quantized once here, activations per row in
+    forward, products summed exactly in int64, then in float32
+    out = (float)acc * (row_scale * weight_scale) + bias."""
+
+    def __init__(self, linear):
+        super().__init__()
+        self.q, self.scale = quantize_weight_int8(linear.weight)
+        self.bias = linear.bias.detach().to(torch.float32).clone()
+
+    def forward(self, x):
+        qa, rs = quantize_rows_int8(x.to(torch.float32))
+        acc = torch.matmul(qa, self.q.t())  # exact: |acc| < 2^31
+        s = rs[..., None] * self.scale
+        return acc.to(torch.float32) * s + self.bias
+
+
+def quantize_int8(model):
+    """Replaces every Linear layer of a HeptapodModel (qkv, proj, fc1, fc2, head) in
+    place by an Int8Linear; embedding, norms, attention and GELU stay float32."""
+    for blk in model.blocks:
+        blk.attn.qkv = Int8Linear(blk.attn.qkv)
+        blk.attn.proj = Int8Linear(blk.attn.proj)
+        blk.mlp.fc1 = Int8Linear(blk.mlp.fc1)
+        blk.mlp.fc2 = Int8Linear(blk.mlp.fc2)
+    model.head = Int8Linear(model.head)
+    return model
+
+
 # --- generation (section 5) -------------------------------------------------------
 
 def _filtered_sample(logits, mask_token, temperature, top_k, top_p, gen):
@@ -538,18 +605,35 @@ def _filtered_sample(logits, mask_token, temperature, top_k, top_p, gen):
     return int(order[idx])
 
 
+ORDERS = ("confidence", "margin", "raster")
+
+
+def margin_of(P):
+    """Top-1 minus top-2 of a probability vector (the mask's entry 0): the
+    order `margin`'s score. 0 for equal top probabilities; P[top] alone when
+    there is one candidate."""
+    top = torch.topk(P, 2).values if P.numel() > 1 else torch.cat([P, P.new_zeros(1)])
+    return float(top[0] - top[1])
+
+
 def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed=0,
-             trace=None, remask_noise=0.0):
+             trace=None, remask_noise=0.0, order="confidence", remask=0.0):
     """Section 5: iterative refinement of one grid.
 
     `given` is an [H][W] LongTensor or nested list with -1 for open cells. Returns a
     list of `iterations` grids (nested lists), the grid after each iteration, with
-    re-masked cells holding mask_token. With temperature 0 the result is exact
-    (argmax ties to the lower id; conf ties commit the lower row-major index first).
-    If `trace` is a list, one dict per iteration that sampled anything is appended:
-    t, logits [H*W, V] (float32), conf {cell: p}, order (re-mask order), n_keep.
-    remask_noise nu > 0 re-masks by log(conf) + nu * (1 - t/K) * Gumbel instead of conf;
-    its Gumbel draws come from the same torch generator (not the C engine's hash).
+    re-masked and re-opened cells holding mask_token. With temperature 0 the result is
+    exact (argmax ties to the lower id; key ties commit the lower row-major index first).
+    If `trace` is a list, one dict per iteration that ran the model is appended:
+    t, logits [H*W, V] (float32), conf {open cell: P_c[s_c]}, key {open cell: commit
+    key}, order (re-mask order, worst first), n_keep, and for re-opening q {committed
+    cell: P_c of its token}, reopen_order (worst first) and n_reopen.
+    order: "confidence" ranks open cells by conf, "margin" by P_c's top-1 minus top-2,
+    "raster" commits the first open cells in row-major order.
+    remask_noise nu > 0 ranks by log(score) + nu * (1 - t/K) * Gumbel instead (not for
+    raster); its Gumbel draws come from the same torch generator (not the C engine's
+    hash). remask in [0, 1): in each iteration but the last, floor(remask * C) of the C
+    committed non-given cells with the lowest q are re-opened.
     """
     K = int(iterations)
     if K < 1:
@@ -558,6 +642,10 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
         raise ValueError("temperature must be >= 0")
     if not (0 <= remask_noise <= 100):
         raise ValueError("remask_noise must be in 0..100")
+    if order not in ORDERS:
+        raise ValueError(f"order must be one of {ORDERS}")
+    if not (0 <= remask < 1):
+        raise ValueError("remask must be in [0, 1)")
     hp = model.hp
     V, mask = hp["vocab_size"], hp["mask_token"]
     g = torch.as_tensor(given, dtype=torch.long).clone()
@@ -574,42 +662,66 @@ def generate(model, given, iterations, temperature=0.0, top_k=0, top_p=1.0, seed
     gen = torch.Generator().manual_seed(int(seed))
     out = []
     model.eval()
+
+    def probs(z32):
+        z = z32.double().clone()
+        z[mask] = float("-inf")
+        return z, torch.softmax(z, 0)
+
     for t in range(1, K + 1):
         todo = [c for c in range(H * W) if not committed[c]]
-        if todo:
+        reopening = remask > 0 and t < K
+        if todo or reopening:
             with torch.no_grad():
                 Z = model(grid.reshape(1, H, W))[0].reshape(H * W, V)
-            conf = {}
+            conf, score = {}, {}
             for c in todo:
-                z = Z[c].double().clone()
-                z[mask] = float("-inf")
-                P = torch.softmax(z, 0)
+                z, P = probs(Z[c])
                 if temperature == 0:
                     best = z.max()
                     s = int(torch.nonzero(z == best)[0])  # lowest id among ties
                 else:
                     s = _filtered_sample(Z[c], mask, temperature, top_k, top_p, gen)
                 conf[c] = float(P[s])
+                score[c] = margin_of(P) if order == "margin" else conf[c]
                 grid[c] = s
-            n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
-            # Lowest conf first; among equal conf the higher index is re-masked first.
-            key = conf
-            if remask_noise > 0:
+            if order == "raster":  # linear: K == n_open commits one cell a step
+                n_keep = n_open * (K - t) // K
+            else:
+                n_keep = math.floor(n_open * math.cos(math.pi / 2 * t / K))
+            if order == "raster":
+                key = {c: -c for c in todo}  # the first open cells commit first
+            elif remask_noise > 0:
                 scale = remask_noise * (1 - t / K)
                 key = {}
                 for c in todo:
                     u = float(torch.rand(1, generator=gen, dtype=torch.float64))
                     u = min(max(u, 2.0 ** -54), 1 - 2.0 ** -54)  # strictly inside (0, 1)
-                    lc = math.log(conf[c]) if conf[c] > 0 else float("-inf")
-                    key[c] = lc + scale * -math.log(-math.log(u))
-            order = remask_order(key)
-            for c in order[:n_keep]:
+                    ls = math.log(score[c]) if score[c] > 0 else float("-inf")
+                    key[c] = ls + scale * -math.log(-math.log(u))
+            else:
+                key = score
+            # Lowest key first; among equal keys the higher index is re-masked first.
+            worst = remask_order(key)
+            for c in worst[:n_keep]:
                 grid[c] = mask
-            for c in order[n_keep:]:
+            for c in worst[n_keep:]:
                 committed[c] = True
+            q, reo, n_reopen = {}, [], 0
+            if reopening:
+                # Every committed non-given cell, scored by this iteration's forward pass.
+                for c in range(H * W):
+                    if committed[c] and open_[c]:
+                        q[c] = float(probs(Z[c])[1][int(grid[c])])
+                reo = remask_order(q)
+                n_reopen = math.floor(remask * len(q))
+                for c in reo[:n_reopen]:
+                    grid[c] = mask
+                    committed[c] = False
             if trace is not None:
-                trace.append({"t": t, "logits": Z.clone(), "conf": conf, "order": order,
-                              "n_keep": n_keep})
+                trace.append({"t": t, "logits": Z.clone(), "conf": conf, "key": key,
+                              "order": worst, "n_keep": n_keep, "q": q,
+                              "reopen_order": reo, "n_reopen": n_reopen})
         out.append(grid.reshape(H, W).tolist())
     return out
 

@@ -11,9 +11,14 @@
 #       also shown for 4x4 grids, where one grid is far from filling a pass;
 #   (c) HTTP + JSON overhead of a 1x1 grid with one iteration: the daemon's
 #       p50 latency at concurrency 1 minus the engine's own time for it, < 1 ms.
+# Then the daemon's grids/s in each precision (f32, bf16, int8) on 16x64 pages
+# at concurrency 1 and 16, the model entry naming the precision
+# (--model PATH:precision=P).
 # Environment: MODEL (default models/default.safetensors, else the byte
 # fixture), LOAD_SECONDS per measurement (default 4), THREADS (default: all
-# cores, as the daemon's default for one model).
+# cores, as the daemon's default for one model), PRECISIONS (default
+# f32,bf16,int8), PREC_SECONDS per measurement there (default 12),
+# PRECISION_ONLY=1 for that part alone.
 set -eu
 
 BIN=${1:?usage: tools/loadtest.sh BIN}
@@ -44,25 +49,44 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-# start FLAGS...: the daemon on a free port, read from its log; sets PORT.
-start() {
-    "$BIN" serve --model "$MODEL" --host 127.0.0.1 --port 0 --threads "$THREADS" \
+# try_start ENTRY FLAGS...: the daemon on model entry ENTRY (a path, or
+# PATH:precision=P) on a free port, read from its log; sets PORT. Returns 1,
+# with the reason in WHY and no daemon left, if it exits or never gets ready.
+try_start() {
+    entry=$1
+    shift
+    "$BIN" serve --model "$entry" --host 127.0.0.1 --port 0 --threads "$THREADS" \
         --max-queue 1024 "$@" 2>"$TMP/log" &
     PID=$!
     PORT=
+    WHY=
     i=0
-    while [ -z "$PORT" ] && [ $i -lt 200 ]; do
+    while [ -z "$PORT" ] && [ $i -lt 200 ] && kill -0 "$PID" 2>/dev/null; do
         sleep 0.05
         PORT=$(sed -n 's/.*listening on http:\/\/127\.0\.0\.1:\([0-9]*\).*/\1/p' "$TMP/log" | head -n 1)
         i=$((i + 1))
     done
-    [ -n "$PORT" ] || { cat "$TMP/log"; echo "loadtest: the daemon did not start"; exit 1; }
     i=0
-    until [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" = 200 ]; do
+    while [ -n "$PORT" ] &&
+        [ "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT/readyz")" != 200 ]; do
         sleep 0.05
         i=$((i + 1))
-        [ $i -lt 400 ] || { echo "loadtest: the daemon never became ready"; exit 1; }
+        [ $i -lt 400 ] && kill -0 "$PID" 2>/dev/null || { PORT=; break; }
     done
+    [ -n "$PORT" ] && return 0
+    # The last error the daemon logged (JSON lines), else its last line.
+    WHY=$(jq -rR 'fromjson? | select(.level == "error") | .msg' "$TMP/log" 2>/dev/null | tail -n 1)
+    [ -n "$WHY" ] || WHY=$(grep -v '^ *$' "$TMP/log" | tail -n 1)
+    [ -n "$WHY" ] || WHY="the daemon did not start or never became ready"
+    kill -KILL "$PID" 2>/dev/null || true
+    wait "$PID" 2>/dev/null || true
+    PID=
+    return 1
+}
+
+# start FLAGS...: try_start on $MODEL, or the end of the load test.
+start() {
+    try_start "$MODEL" "$@" || { cat "$TMP/log"; echo "loadtest: $WHY"; exit 1; }
 }
 
 stop() {
@@ -74,6 +98,11 @@ stop() {
 # field LINE KEY: the value of KEY=... in a loadgen/offline_gen line.
 field() {
     echo "$1" | tr ' ' '\n' | sed -n "s/^$2=//p"
+}
+
+field_or_dash() {
+    v=$(field "$1" "$2")
+    echo "${v:--}"
 }
 
 load() {
@@ -91,6 +120,48 @@ verdict() {
         echo "MISSED"
     fi
 }
+
+# grids/s of the daemon in each precision: the default model at 16x64 (a page),
+# c=1 and c=16. The model entry names the precision (PATH:precision=P); f32 is
+# the path alone. A precision the daemon refuses (an engine built without it)
+# is reported as n/a with the daemon's last log line.
+by_precision() {
+    psecs=${PREC_SECONDS:-12}
+    echo
+    echo "the daemon by precision: $MODEL, 16x64 grids, $K iterations, $THREADS engine threads," \
+        "max batch $BATCH_CELLS cells, $psecs s per run"
+    printf '  %-9s %-10s %12s %12s %10s %10s %8s\n' precision served "c=1 grids/s" \
+        "c=16 grids/s" "c=1 p50 ms" "c=16 p50 ms" errors
+    for p in $(echo "${PRECISIONS:-f32,bf16,int8}" | tr ',' ' '); do
+        entry=$MODEL
+        [ "$p" = f32 ] || entry="$MODEL:precision=$p"
+        if ! try_start "$entry" --max-batch-cells $BATCH_CELLS; then
+            printf '  %-9s n/a: %s\n' "$p" "$WHY"
+            continue
+        fi
+        # What /v1/models says the model runs at (an older daemon does not say).
+        served=$(curl -s "http://127.0.0.1:$PORT/v1/models" |
+            jq -r '[.. | objects | select(has("precision")) | .precision][0] // "?"' 2>/dev/null ||
+            echo "?")
+        # loadgen exits 1 when an answer was not 200 or none completed inside
+        # the window; its line still says so (errors=, grids_per_s=0.0).
+        l1=$(load --concurrency 1 --height 16 --width 64 --iterations $K --seconds "$psecs" \
+            --warmup 2) || true
+        l16=$(load --concurrency 16 --height 16 --width 64 --iterations $K --seconds "$psecs" \
+            --warmup 2) || true
+        stop
+        printf '  %-9s %-10s %12s %12s %10s %10s %8s\n' "$p" "${served:-?}" \
+            "$(field_or_dash "$l1" grids_per_s)" "$(field_or_dash "$l16" grids_per_s)" \
+            "$(field_or_dash "$l1" p50_ms)" "$(field_or_dash "$l16" p50_ms)" \
+            "$(field_or_dash "$l1" errors)+$(field_or_dash "$l16" errors)"
+
+    done
+}
+
+if [ "${PRECISION_ONLY:-0}" = 1 ]; then
+    by_precision
+    exit 0
+fi
 
 echo "model $MODEL, $THREADS engine threads, ${H}x$W grids, $K iterations, $SECS s per run"
 
@@ -158,3 +229,5 @@ echo "(b) concurrency 16: batching $c16 vs one grid per batch $single grids/s: $
 echo "    the engine alone, batch $BATCH vs batch 1: $off_gps vs $off1_gps grids/s: $(ratio "$off_gps" "$off1_gps")x (the ceiling for (b))"
 echo "    the same with 4x4 grids: $small_batched vs $small_single grids/s: $(ratio "$small_batched" "$small_single")x"
 echo "(c) 1x1, 1 iteration: p50 $p50 ms - engine $engine_ms ms = $overhead ms overhead (target < 1 ms: $(verdict "$overhead" 1 '<'))"
+
+by_precision

@@ -8,6 +8,7 @@ Everything is deterministic (fixed seeds): random-weight checkpoints, forward ca
 iteration). Running it again rewrites identical files. See tests/fixtures/README.md.
 """
 
+import copy
 import json
 import math
 import os
@@ -21,6 +22,9 @@ import heptapod_ref as ref  # noqa: E402
 # Greedy generation must not hinge on float noise: every argmax margin (logits) and every
 # confidence gap at a re-mask boundary must exceed this, or another seed is tried.
 GEN_MARGIN = 1e-3
+
+# int8 fixture tolerance, relative to 1 + max|Z| (see int8_fixture).
+INT8_TOL = 1e-3
 
 
 def meta(**kw):
@@ -219,18 +223,112 @@ def forward_case(outdir, name, model_file, model, grids, note):
     return path
 
 
-def gen_margins(trace, mask):
-    """Smallest argmax margin and smallest confidence gap at a re-mask boundary."""
+def _int8_per_tensor(model):
+    """Mutation: one weight scale per tensor instead of per output channel."""
+    ref.quantize_int8(model)
+    for mod in model.modules():
+        if isinstance(mod, ref.Int8Linear):
+            w = mod.q.to(torch.float32) * mod.scale[:, None]
+            s = w.abs().max() / torch.tensor(127.0)
+            mod.q = torch.round(w / s).clamp(-127, 127).to(torch.int64)
+            mod.scale = torch.full_like(mod.scale, float(s))
+    return model
+
+
+def _int8_truncated(model):
+    """Mutation: activations truncated toward zero instead of rounded to nearest."""
+    ref.quantize_int8(model)
+    orig = ref.quantize_rows_int8
+
+    def trunc(a):
+        q, s = orig(a)
+        amax = a.abs().amax(dim=-1)
+        inv = torch.tensor(127.0) / torch.where(amax > 0, amax, torch.ones_like(amax))
+        return torch.trunc(a * inv[..., None]).clamp(-127, 127).to(torch.int64), s
+    model._trunc = trunc
+    return model
+
+
+def int8_fixture(outdir, small, models):
+    """forward_int8.json on small_int8.safetensors (small's weights, metadata
+    precision=int8) from the int8 reference (heptapod_ref.quantize_int8), and the
+    int8-vs-f32 error of each fixture model, printed and kept in the note.
+
+    The C engine quantizes activations computed by its own f32 kernels, which round
+    differently from PyTorch's in the last bits; once in a while that moves an
+    activation across a rounding boundary of the int8 grid, a step of max|a|/127 in
+    one product, so the tolerance is looser than f32's 1e-4."""
+    md = dict(MODELS["small"], precision="int8")
+    f = "small_int8.safetensors"
+    path = os.path.join(outdir, f)
+    ref.save_checkpoint(path, small, md, "F32")
+    loaded, _ = ref.load_checkpoint(path)
+    grids = grids_of(17, [(6, 6), (1, 1), (9, 14), (3, 5)], 24)
+    z32 = logits_of(loaded, grids)
+    q8 = ref.quantize_int8(copy.deepcopy(loaded))
+    z = logits_of(q8, grids)
+    zmax = max(float(t.abs().max()) for t in z)
+    tol = INT8_TOL * (1 + zmax)
+    # The fixture must tell int8 from f32 and from plausible int8 mistakes.
+    checks = [("f32 (no quantization)", z32),
+              ("one weight scale per tensor", logits_of(_int8_per_tensor(copy.deepcopy(loaded)),
+                                                        grids))]
+    orig = ref.quantize_rows_int8
+    trunc_model = _int8_truncated(copy.deepcopy(loaded))
+    ref.quantize_rows_int8 = trunc_model._trunc
+    try:
+        checks.append(("activations truncated", logits_of(trunc_model, grids)))
+    finally:
+        ref.quantize_rows_int8 = orig
+    for label, zm in checks:
+        diff = max(float((a - b).abs().max()) for a, b in zip(zm, z))
+        if not diff > 10 * tol:
+            raise RuntimeError(f"forward_int8: '{label}' moves logits by only {diff:.3g} "
+                               f"(tolerance {tol:.3g})")
+        print(f"forward_int8: '{label}' moves logits by {diff / tol:.0f}x tolerance")
+    errors = []
+    for name, m in models.items():
+        V = m.hp["vocab_size"]
+        g = grids_of(18, [(8, 8), (5, 11)], V)
+        a = logits_of(m, g)
+        b = logits_of(ref.quantize_int8(copy.deepcopy(m)), g)
+        rel = max(float((x - y).abs().max()) for x, y in zip(a, b)) / max(
+            float(x.abs().max()) for x in a)
+        errors.append(f"{name} {rel:.2g}")
+    err_note = ", ".join(errors)
+    print(f"int8 vs f32, max |dz| / max |z|: {err_note}")
+    obj = {
+        "note": "int8 (MODEL.md 6.1) on small's weights, checkpoint metadata precision=int8; "
+                "6x6, 1x1, 9x14, 3x5 in one batch; int8 vs f32 max |dz| / max |z| on 8x8 "
+                f"and 5x11 grids: {err_note}",
+        "model": f,
+        "grids": [t.tolist() for t in grids],
+        "logits": [t.tolist() for t in z],
+        "tolerance": float(format(tol, ".6g")),
+    }
+    out = os.path.join(outdir, "forward_int8.json")
+    write_json(out, obj)
+    return [f, os.path.basename(out)]
+
+
+def gen_margins(trace, mask, raster=False):
+    """Smallest argmax margin, and smallest key gap at a re-mask or re-open boundary
+    (the commit key at the schedule's boundary, unless the order is raster; the
+    committed token's probability at the re-open boundary)."""
     arg_m, conf_m = math.inf, math.inf
     for it in trace:
         cells = list(it["conf"])
-        z = it["logits"][cells].double().clone()
-        z[:, mask] = -math.inf
-        top2 = torch.topk(z, 2, dim=1).values
-        arg_m = min(arg_m, float((top2[:, 0] - top2[:, 1]).min()))
+        if cells:
+            z = it["logits"][cells].double().clone()
+            z[:, mask] = -math.inf
+            top2 = torch.topk(z, 2, dim=1).values
+            arg_m = min(arg_m, float((top2[:, 0] - top2[:, 1]).min()))
         order, n = it["order"], it["n_keep"]
+        if 0 < n < len(order) and not raster:
+            conf_m = min(conf_m, it["key"][order[n]] - it["key"][order[n - 1]])
+        order, n = it["reopen_order"], it["n_reopen"]
         if 0 < n < len(order):
-            conf_m = min(conf_m, it["conf"][order[n]] - it["conf"][order[n - 1]])
+            conf_m = min(conf_m, it["q"][order[n]] - it["q"][order[n - 1]])
     return arg_m, conf_m
 
 
@@ -270,6 +368,39 @@ def gen_cases(name):
     return [("gen_byte_3x12_k4", 3, 12, g, 4)]
 
 
+# Orders and re-opening on the "gen" model: (case, height, width, given cells,
+# iterations, order, remask). The raster case has as many iterations as open cells:
+# one cell per step.
+ORDER_CASES = [
+    ("gen_margin_5x7_k4", 5, 7, 5, 4, "margin", 0.0),
+    ("gen_margin_6x6_k6", 6, 6, 6, 6, "margin", 0.0),
+    ("gen_raster_3x4_k10", 3, 4, 2, 10, "raster", 0.0),
+    ("gen_raster_4x6_k5", 4, 6, 4, 5, "raster", 0.0),
+    ("gen_confidence_remask_5x7_k6", 5, 7, 5, 6, "confidence", 0.25),
+    ("gen_margin_remask_6x6_k5", 6, 6, 6, 5, "margin", 0.5),
+    ("gen_raster_remask_4x5_k6", 4, 5, 3, 6, "raster", 0.25),
+]
+
+
+def order_cases(model, mask, V):
+    """The ORDER_CASES on the chosen model, each with the first placement of its
+    given cells (seed 1000 on) whose decisions clear GEN_MARGIN: adding a case never
+    moves the weights seed, so the earlier fixtures stay as they are."""
+    out = []
+    for case, h, w, n, k, order, remask in ORDER_CASES:
+        for gseed in range(1000, 1400):
+            given = scattered(h, w, n, gseed, V, mask)
+            trace = []
+            grids = ref.generate(model, given, k, trace=trace, order=order, remask=remask)
+            am, cm = gen_margins(trace, mask, raster=order == "raster")
+            if am > GEN_MARGIN and cm > GEN_MARGIN:
+                out.append((case, h, w, given, k, order, remask, grids, am, cm))
+                break
+        else:
+            raise RuntimeError(f"{case}: no placement clears {GEN_MARGIN}")
+    return out
+
+
 def make_gen_model(name):
     """Picks the first seed whose generation cases all clear GEN_MARGIN."""
     md = MODELS[name]
@@ -287,7 +418,7 @@ def make_gen_model(name):
             if am <= GEN_MARGIN or cm <= GEN_MARGIN:
                 ok = False
                 break
-            results.append((case, h, w, given, k, grids, am, cm))
+            results.append((case, h, w, given, k, "confidence", 0.0, grids, am, cm))
         if ok:
             return model, seed, results, worst
     raise RuntimeError(f"{name}: no seed in range gives margins above {GEN_MARGIN}")
@@ -347,26 +478,36 @@ def main():
                   "byte tokenizer, V = 257, a 4x12 grid of text with mask tokens (256)"))
     for name, mf, m, grids, note in cases:
         written.append(os.path.basename(forward_case(outdir, name, mf, m, grids, note)))
+    written += int8_fixture(outdir, small_m, {"small": small_m, "dilated_global": dg_m,
+                                              "byte": byte_m})
 
     for gname in ("gen", "byte_gen"):
         model, seed, results, worst = make_gen_model(gname)
         f, loaded = ckpt(gname, model, MODELS[gname])
-        for case, h, w, given, k, grids, am, cm in results:
+        if gname == "gen":
+            hp = loaded.hp
+            results += order_cases(loaded, hp["mask_token"], hp["vocab_size"])
+        for case, h, w, given, k, order, remask, grids, am, cm in results:
+            opts = {"order": order, "remask": remask}
+            plain = {"order": "confidence", "remask": 0.0}
             # The stored F32 file must reproduce the grids exactly.
-            again = ref.generate(loaded, given, k)
+            again = ref.generate(loaded, given, k, **opts)
             assert again == grids, f"{case}: reloaded model generates differently"
             # Nor may the ids depend on float32 rounding: float64 gives the same grids.
             m64 = ref.HeptapodModel(loaded.hp).double()
             m64.load_state_dict(loaded.state_dict())
-            assert ref.generate(m64, given, k) == grids, f"{case}: float64 differs"
+            assert ref.generate(m64, given, k, **opts) == grids, f"{case}: float64 differs"
             obj = {
                 "note": f"greedy (temperature 0); weights seed {seed}; smallest argmax "
-                        f"margin {am:.4g}, smallest confidence gap at a re-mask boundary "
+                        f"margin {am:.4g}, smallest {'key' if opts != plain else 'confidence'} gap at a re-mask "
+                        f"{'or re-open ' if remask else ''}boundary "
                         f"{'none' if math.isinf(cm) else format(cm, '.4g')}",
                 "model": f, "height": h, "width": w, "given": given, "iterations": k,
                 "temperature": 0, "mask_token": int(MODELS[gname]["mask_token"]),
                 "grids": grids,
             }
+            if order != "confidence" or remask:
+                obj.update(opts)
             path = os.path.join(outdir, f"generate_{case[len('gen_'):]}.json")
             write_json(path, obj)
             written.append(os.path.basename(path))

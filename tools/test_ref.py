@@ -365,6 +365,92 @@ def test_generate_sampling_is_seeded_and_filtered():
         ref.generate(m, given, 3)
 
 
+def _f32(x):
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _rne_clamp(x):
+    x = max(-127.0, min(127.0, x))
+    return int(round(x))  # Python's round() is half to even
+
+
+def test_int8_linear_matches_section_6_1():
+    """Int8Linear against a per-element transcription of MODEL.md 6.1 in Python floats
+    rounded to float32 after every operation; bit for bit, incl. zero and tiny rows."""
+    g = torch.Generator().manual_seed(5)
+    lin = torch.nn.Linear(13, 7)
+    with torch.no_grad():
+        lin.weight.copy_(torch.randn(7, 13, generator=g))
+        lin.weight[3].zero_()
+        lin.bias.copy_(torch.randn(7, generator=g))
+    x = torch.randn(5, 13, generator=g) * 3
+    x[1].zero_()
+    x[2] *= 1e-32
+    got = ref.Int8Linear(lin)(x)
+    W, b = lin.weight.tolist(), lin.bias.tolist()
+    for r, a in enumerate(x.tolist()):
+        a = [_f32(v) for v in a]
+        m = max(abs(v) for v in a)
+        tiny = m < 2.0 ** -100
+        inv = 0.0 if tiny else _f32(127.0 / m)
+        rs = 0.0 if tiny else _f32(m / 127.0)
+        qa = [_rne_clamp(_f32(v * inv)) for v in a]
+        for c in range(7):
+            w = [_f32(v) for v in W[c]]
+            wm = max(abs(v) for v in w)
+            ws = 1.0 if wm < 2.0 ** -100 else _f32(wm / 127.0)
+            qw = [0 if wm < 2.0 ** -100 else _rne_clamp(_f32(v / ws)) for v in w]
+            acc = sum(p * q for p, q in zip(qa, qw))
+            want = _f32(_f32(_f32(acc) * _f32(rs * ws)) + _f32(b[c]))
+            assert float(got[r, c]) == want, (r, c, float(got[r, c]), want)
+
+
+def test_int8_model_is_close_to_f32_and_batch_independent():
+    m = tiny_model(3)
+    q = ref.quantize_int8(tiny_model(3))
+    t = torch.randint(0, 11, (2, 5, 6), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z, zq = m(t), q(t)
+        alone = q(t[1:])
+    rel = float((z - zq).abs().max() / z.abs().max())
+    assert 0 < rel < 0.1, rel
+    assert torch.equal(alone[0], zq[1])
+
+
+def test_generate_orders_and_reopening():
+    V, mask = 4, 3
+    # Cell 0: confidence 0.52, margin 0.05; cell 1: all equal, margin 0; cell 2:
+    # confidence and margin near 1.
+    z = torch.tensor([[3.0, 2.9, -9, 0], [0, 0, 0, 0], [1.0, -9, -9, 0]])
+    m = FixedLogits(z, V, mask)
+    # Two iterations over 3 open cells: cosine keeps floor(3 cos(pi/4)) = 2 masked.
+    conf = ref.generate(m, [[-1, -1, -1]], 2)
+    marg = ref.generate(m, [[-1, -1, -1]], 2, order="margin")
+    assert marg[0] == [[mask, mask, 0]], marg  # the widest margin commits first
+    assert conf[0][0][2] == 0 and marg[1] == [[0, 0, 0]]
+    # Raster: linear schedule, first open cells first; K == open cells: one a step.
+    ras = ref.generate(m, [[-1, -1, -1]], 3, order="raster")
+    assert ras == [[[0, mask, mask]], [[0, 0, mask]], [[0, 0, 0]]], ras
+    # Re-opening: floor(0.5 * C) of the committed cells, least probable first, in every
+    # iteration but the last; the given cell (1) is never re-opened.
+    z = torch.tensor([[5.0, 0, 0, 0], [0, 5.0, 0, 0], [0, 0, 1.0, 0], [0, 0, 6.0, 0]])
+    m = FixedLogits(z, V, mask)
+    trace = []
+    out = ref.generate(m, [[-1, 1, -1, -1]], 3, remask=0.5, trace=trace)
+    # t=1: keep floor(3 cos(pi/6)) = 2 masked, cell 3 (P 0.998) commits; C = 1: none re-opened.
+    assert [it["n_reopen"] for it in trace] == [0, 1, 0], trace
+    # t=2: keep 1; cells 0 and 3 committed (C 2), cell 0 (P 0.987) < cell 3: re-opened.
+    assert out[1] == [[mask, 1, mask, 2]], out
+    assert out[2] == [[0, 1, 2, 2]], out
+    for bad in ({"order": "random"}, {"remask": 1.0}, {"remask": -0.1},
+                {"remask": float("nan")}):
+        try:
+            ref.generate(m, [[-1, 1, -1, -1]], 2, **bad)
+        except ValueError:
+            continue
+        raise AssertionError(f"{bad} accepted")
+
+
 def main():
     tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
     failed = 0

@@ -175,8 +175,8 @@ class Client:
 
     def generate(self, **request):
         """POST /generate and return the finished answer as a dict (grid,
-        text rows for byte models, iterations, seed, remask_noise, timings,
-        request_id). Raises HeptapodError."""
+        text rows for byte models, iterations, seed, remask_noise, order,
+        remask, timings, request_id). Raises HeptapodError."""
         if request.get("stream"):
             raise ValueError("generate() answers once; use stream() for events")
         return self._json("POST", "/generate", request)

@@ -15,7 +15,7 @@ import { Client, HeptapodError } from "./heptapod.js";
 
 const $ = (id) => document.getElementById(id);
 const OPEN = "_";
-const NUMBERS = ["height", "width", "iterations", "temperature", "top_k", "top_p", "seed", "remask_noise"];
+const NUMBERS = ["height", "width", "iterations", "temperature", "top_k", "top_p", "seed", "remask_noise", "remask"];
 
 const st = {
   models: [],
@@ -191,6 +191,7 @@ function buildRequest() {
     const v = $(name).value.trim();
     if (v !== "") req[name] = Number(v);
   }
+  if ($("order").value) req.order = $("order").value;
   if (st.given.some((id) => id !== null)) {
     const rows = isByte() ? givenAsText() : null;
     if (rows) req.text = rows;
@@ -251,7 +252,8 @@ function onIteration(d, t0, last) {
 function onDone(d) {
   const t = d.timings;
   $("summary").textContent =
-    `seed ${d.seed}, remask noise ${d.remask_noise}, ${d.iterations} iterations: queued ${t.queued_ms} ms, ` +
+    `seed ${d.seed}, remask noise ${d.remask_noise}, order ${d.order}, remask ${d.remask}, ` +
+    `${d.iterations} iterations: queued ${t.queued_ms} ms, ` +
     `first iteration ${t.first_iteration_ms} ms, compute ${t.compute_ms} ms, total ${t.total_ms} ms ` +
     `(request ${d.request_id})`;
 }
@@ -310,6 +312,9 @@ function chooseModel(id) {
   $("top_k").max = st.model.hparams.vocab_size;
   const noise = st.model.metadata.remask_noise;
   $("remask_noise").placeholder = noise ? `model's: ${noise}` : "0";
+  const md = st.model.metadata;
+  $("order").options[0].textContent = `model's: ${["margin", "raster"].includes(md.order) ? md.order : "confidence"}`;
+  $("remask").placeholder = `model's: ${Number(md.remask) >= 0 && Number(md.remask) < 1 ? Number(md.remask) : 0}`;
   $("prompt-label").hidden = !isByte();
   promptToGiven();
 }

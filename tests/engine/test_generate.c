@@ -5,7 +5,8 @@
  * schedule's invariants and eng_gen_init's refusals.
  *
  * Fixtures: tests/fixtures/generate_*.json (HEPTAPOD_FIXTURES overrides the
- * folder), each {"model", "height", "width", "given", "iterations", "grids"}.
+ * folder), each {"model", "height", "width", "given", "iterations", "grids"}
+ * and, when not the defaults, "order" and "remask".
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -121,6 +122,13 @@ static void test_greedy_matches_reference_fixtures(void **state)
 
         char err[256];
         eng_sampling greedy = {.temperature = 0.0f, .top_k = 0, .top_p = 1.0f, .seed = 0};
+        /* Fixtures of other orders and of re-opening name them. */
+        const json_t *order = json_object_get(root, "order");
+        if (order) {
+            greedy.order = eng_order_parse(json_string_value(order));
+            assert_true((int)greedy.order >= 0);
+        }
+        greedy.remask = (float)json_number_value(json_object_get(root, "remask"));
         eng_gen g;
         assert_int_equal(eng_gen_init(&g, m, h, w, given, k, &greedy, err, sizeof err), ENG_OK);
         eng_workspace *ws = workspace(m, h * w, 2);

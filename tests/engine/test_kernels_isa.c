@@ -307,8 +307,9 @@ static uint64_t hash_floats(const float *z, size_t n)
 
 /*
  * The child: prints the kernel set eng__kernels() chose, then for each
- * model given the hash of its logits on a batch of two grids (6x7 and
- * 3x5, fixed tokens) on 2 threads.
+ * model given the hash of its logits on a batch of two square grids (6x6
+ * and 3x3, fixed tokens; square, which every architecture takes) on 2
+ * threads.
  */
 static int child(int argc, char **argv)
 {
@@ -321,18 +322,20 @@ static int child(int argc, char **argv)
             return 1;
         }
         const eng_hparams *hp = eng_model_hparams(m);
-        int32_t tok[42 + 15];
-        for (int c = 0; c < 42 + 15; c++)
+        enum { CELLS = 36 + 9 };
+        int32_t tok[CELLS];
+        for (int c = 0; c < CELLS; c++)
             tok[c] = (int32_t)((c * 7 + 3) % hp->vocab_size);
-        eng_grid g[2] = {{.height = 6, .width = 7, .tokens = tok},
-                         {.height = 3, .width = 5, .tokens = tok + 42}};
-        eng_workspace *ws = eng_workspace_create(m, 42 + 15, 2, err, sizeof err);
+        eng_grid g[2] = {{.height = 6, .width = 6, .tokens = tok},
+                         {.height = 3, .width = 3, .tokens = tok + 36}};
+        eng_workspace *ws = eng_workspace_create(m, CELLS, 2, err, sizeof err);
         const float *z;
-        if (!ws || eng_forward(ws, g, 2, &z) != ENG_OK) {
-            fprintf(stderr, "forward failed\n");
+        int rc = ws ? eng_forward(ws, g, 2, &z) : ENG_ENOMEM;
+        if (rc != ENG_OK) {
+            fprintf(stderr, "%s: forward: %s\n", argv[i], ws ? eng_strerror(rc) : err);
             return 1;
         }
-        printf(" %016llx", (unsigned long long)hash_floats(z, (size_t)57 * hp->vocab_size));
+        printf(" %016llx", (unsigned long long)hash_floats(z, (size_t)CELLS * hp->vocab_size));
         eng_workspace_free(ws);
         eng_model_free(m);
     }

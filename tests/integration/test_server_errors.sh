@@ -72,6 +72,12 @@ s=$(post '{"height":2,"width":2,"temperature":-1}')
 expect_error "negative temperature" "$s" 422 out_of_range /generate post
 s=$(post '{"height":2,"width":2,"iterations":0}')
 expect_error "zero iterations" "$s" 422 out_of_range /generate post
+s=$(post '{"height":2,"width":2,"order":"random"}')
+expect_error "unknown order" "$s" 422 out_of_range /generate post
+expect "the order field is named" "$(json "$TMP/body" "d['error'].get('field')")" order
+s=$(post '{"height":2,"width":2,"remask":1}')
+expect_error "remask of 1" "$s" 422 out_of_range /generate post
+expect "the remask field is named" "$(json "$TMP/body" "d['error'].get('field')")" remask
 
 # --- 504: the deadline passes -----------------------------------------------
 # Admission refuses up front what the measured rate says cannot finish in

@@ -29,6 +29,7 @@ expect "grid shape" "$(json "$TMP/body" "[len(d['grid'])] + sorted({len(r) for r
 expect "no open cell at the end" "$(json "$TMP/body" "sum(c is None for r in d['grid'] for c in r)")" 0
 expect "iterations run" "$(json "$TMP/body" "d['iterations']")" 5
 expect "seed echoed" "$(json "$TMP/body" "d['seed']")" 7
+expect "default order and remask echoed" "$(json "$TMP/body" "[d['order'], d['remask']]")" "['confidence', 0]"
 cp "$TMP/body" "$TMP/first.json"
 
 # An id the daemon makes itself when none (or a bad one) is sent.
@@ -67,7 +68,9 @@ set -- '{"height":3,"width":5,"iterations":60,"seed":11,"temperature":1.0}' \
     '{"height":8,"width":8,"iterations":60,"seed":12,"temperature":0.7,"top_k":20}' \
     '{"height":1,"width":1,"iterations":60,"seed":13}' \
     '{"height":16,"width":20,"iterations":60,"seed":14,"temperature":1.0,"top_p":0.9}' \
-    '{"given":[[72,105,null],[null,33]],"width":4,"iterations":60,"seed":15}'
+    '{"given":[[72,105,null],[null,33]],"width":4,"iterations":60,"seed":15}' \
+    '{"height":5,"width":9,"iterations":60,"seed":16,"order":"margin","remask":0.3}' \
+    '{"given":[[72,105]],"height":2,"width":7,"iterations":12,"seed":17,"order":"raster"}'
 i=0
 for r in "$@"; do
     i=$((i + 1))
@@ -91,7 +94,7 @@ for r in "$@"; do
     i=$((i + 1))
     expect "request $i: batched grid = alone grid" "$(json "$TMP/together.$i.json" "d['grid']")" "$(cat "$TMP/alone.$i")"
 done
-# Alone, the five would have run 300 single-grid batches; together, fewer than
+# Alone, the seven would have run 432 single-grid batches; together, fewer than
 # one request's 60 (60 iterations each, so that they overlap even when the
 # machine is slow to start the clients).
 [ "$((after - before))" -lt 60 ] && ok "batches held several grids ($((after - before)) single-grid batches)" ||

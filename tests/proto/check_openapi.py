@@ -72,7 +72,8 @@ def check_error_table(doc):
     enum = doc["components"]["schemas"]["Error"]["properties"]["error"]["properties"]["code"]["enum"]
     check(sorted(enum) == sorted(table), "Error.code enum %s != proto.h %s" % (enum, sorted(table)))
     gen = doc["paths"]["/generate"]["post"]["responses"]
-    statuses = set(table.values()) - {499}  # 499 (cancelled) is never sent
+    # 499 (cancelled) is never sent; 409 (conflict) is the model endpoints' own
+    statuses = set(table.values()) - {499, 409}
     for st in statuses:
         check(str(st) in gen, "/generate does not document status %d" % st)
     for st, resp in gen.items():
@@ -126,6 +127,13 @@ def check_request_bounds(doc):
     check(props["deadline_ms"]["maximum"] == const("PROTO_MAX_DEADLINE_MS"),
           "deadline_ms maximum is not PROTO_MAX_DEADLINE_MS")
     check(props["temperature"]["maximum"] == 1000, "temperature maximum is not 1000")
+    # order: exactly the engine's names, in eng_order's order
+    with open(os.path.join(oas.ROOT, "engine", "order.c"), encoding="utf-8") as f:
+        names = re.findall(r'\[ENG_ORDER_[A-Z]+\] = "([a-z]+)"', f.read())
+    check(len(names) >= 3 and props["order"]["enum"] == names,
+          "order enum %s is not engine/order.c's %s" % (props["order"]["enum"], names))
+    check(props["remask"]["maximum"] == 1 and props["remask"]["not"] == {"enum": [1]},
+          "remask is not bounded to [0, 1)")
 
 
 SAMPLES = {"result": "GenerateResult", "sse_iteration": "IterationEvent",
@@ -177,6 +185,10 @@ def check_samples(doc, binary):
         must_fail("GenerateResult", b, "unknown key", doc)
         b = copy.deepcopy(bodies["result"]); b["timings"]["total_ms"] = -1
         must_fail("GenerateResult", b, "negative timing", doc)
+        b = copy.deepcopy(bodies["result"]); b["order"] = "lifo"
+        must_fail("GenerateResult", b, "unknown order", doc)
+        b = copy.deepcopy(bodies["result"]); del b["remask"]
+        must_fail("GenerateResult", b, "no remask", doc)
     if "error" in bodies:
         b = copy.deepcopy(bodies["error"]); b["error"]["code"] = "teapot"
         must_fail("Error", b, "unknown code", doc)
@@ -187,7 +199,9 @@ def check_samples(doc, binary):
     good = [{"height": 2, "width": 3}, {"given": [[1, None], [2]], "seed": 5, "stream": True},
             {"height": 1, "width": 1, "top_p": 0.5}, {"height": 1, "width": 1, "top_p": 1},
             {"text": ["a_b"], "open": "_", "temperature": 0, "top_p": 1, "model": None},
-            {"text": ["a\U0001F600b"], "open": "\U0001F600", "deadline_ms": 86400000}]
+            {"text": ["a\U0001F600b"], "open": "\U0001F600", "deadline_ms": 86400000},
+            {"height": 1, "width": 1, "order": "margin", "remask": 0},
+            {"height": 1, "width": 1, "order": "raster", "remask": 0.999}]
     for g in good:
         try:
             oas.validate("GenerateRequest", g, doc)
@@ -195,7 +209,8 @@ def check_samples(doc, binary):
             check(False, "GenerateRequest refuses %s: %s" % (g, e.message))
     for b in [{"height": "2"}, {"temprature": 1}, {"given": [[1.5]]}, {"top_p": 0}, {"top_p": 1.5},
               {"stream": 1}, {"seed": -1}, {"deadline_ms": 86400001}, {"open": "\u0000"},
-              {"open": "\u0085"}, {"open": "__"}, {"height": 65537}, {"iterations": 0}]:
+              {"open": "\u0085"}, {"open": "__"}, {"height": 65537}, {"iterations": 0},
+              {"order": "random"}, {"order": 1}, {"remask": 1}, {"remask": -0.5}]:
         must_fail("GenerateRequest", b, json.dumps(b), doc)
 
 

@@ -123,7 +123,7 @@ static void test_result(void **state)
 {
     proto_request req;
     make_request(&req, "{\"height\": 2, \"width\": 4, \"seed\": 42, \"open\": \"*\","
-                       " \"iterations\": 3}");
+                       " \"iterations\": 3, \"order\": \"margin\", \"remask\": 0.25}");
     proto_grid g = {.iteration = 3, .open = 1, .tokens = grid};
     proto_buf b = {0};
     assert_int_equal(proto_render_result(&b, &req, "req-1", "tiny", &g, &times), 0);
@@ -135,6 +135,8 @@ static void test_result(void **state)
     assert_int_equal(json_integer_value(json_object_get(v, "width")), 4);
     assert_int_equal(json_integer_value(json_object_get(v, "iterations")), 3);
     assert_int_equal(json_integer_value(json_object_get(v, "seed")), 42);
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "margin");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0.25);
     check_grid(v);
     check_text(v, 1);
     json_t *t = json_object_get(v, "timings");
@@ -152,6 +154,9 @@ static void test_result(void **state)
     assert_int_equal(proto_render_result(&b, &req, "req-2", "tiny", &g, &times), 0);
     v = parse(b.data, b.len);
     check_text(v, 0);
+    /* the default order and remask are echoed too */
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "confidence");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0);
     /* the seed drawn for the request is the one echoed */
     assert_true((uint64_t)json_integer_value(json_object_get(v, "seed")) == req.sampling.seed);
     json_decref(v);
@@ -163,7 +168,7 @@ static void test_sse_iteration_and_done(void **state)
 {
     proto_request req;
     make_request(&req, "{\"height\": 2, \"width\": 4, \"seed\": 7, \"open\": \"*\","
-                       " \"iterations\": 5, \"stream\": true}");
+                       " \"iterations\": 5, \"stream\": true, \"order\": \"raster\"}");
     proto_grid g = {.iteration = 2, .open = 1, .tokens = grid};
     proto_buf b = {0};
     assert_int_equal(proto_render_sse_iteration(&b, &req, &g), 0);
@@ -182,6 +187,8 @@ static void test_sse_iteration_and_done(void **state)
     assert_string_equal(json_string_value(json_object_get(v, "model")), "tiny");
     assert_int_equal(json_integer_value(json_object_get(v, "iterations")), 5);
     assert_int_equal(json_integer_value(json_object_get(v, "seed")), 7);
+    assert_string_equal(json_string_value(json_object_get(v, "order")), "raster");
+    assert_true(json_number_value(json_object_get(v, "remask")) == 0);
     assert_true(json_is_object(json_object_get(v, "timings")));
     json_decref(v);
 
@@ -245,6 +252,11 @@ static void test_models(void **state)
         {.name = "bytes",
          .path = "models/b.safetensors",
          .is_default = 1,
+         .precision = "int8",
+         .isa = "avx2",
+         .state = "failed",
+         .last_error = "b2.safetensors: cannot read the file",
+         .generation = 3,
          .hp = &byte_hp,
          .n_meta = 2,
          .meta_keys = keys,
@@ -263,6 +275,15 @@ static void test_models(void **state)
     assert_true(json_is_false(json_object_get(m1, "default")));
     assert_string_equal(json_string_value(json_object_get(m0, "path")), "models/b.safetensors");
     assert_null(json_object_get(m1, "path"));
+    /* precision and load state where given; last_error null-able */
+    assert_string_equal(json_string_value(json_object_get(m0, "precision")), "int8");
+    assert_string_equal(json_string_value(json_object_get(m0, "isa")), "avx2");
+    assert_string_equal(json_string_value(json_object_get(m0, "state")), "failed");
+    assert_string_equal(json_string_value(json_object_get(m0, "last_error")),
+                        "b2.safetensors: cannot read the file");
+    assert_int_equal(json_integer_value(json_object_get(m0, "generation")), 3);
+    assert_null(json_object_get(m1, "precision"));
+    assert_null(json_object_get(m1, "state"));
     json_t *hp = json_object_get(m0, "hparams");
     assert_int_equal(json_integer_value(json_object_get(hp, "vocab_size")), 257);
     assert_int_equal(json_integer_value(json_object_get(hp, "depth")), 3);
@@ -308,7 +329,12 @@ static void test_models(void **state)
  * and carries its name as "id" too. */
 static void test_model_alone(void **state)
 {
-    proto_model_info m = {.name = "bytes", .path = "models/b.safetensors", .hp = &byte_hp};
+    proto_model_info m = {.name = "bytes",
+                          .path = "models/b.safetensors",
+                          .precision = "f32",
+                          .state = "ready",
+                          .generation = 1,
+                          .hp = &byte_hp};
     proto_buf one = {0}, list = {0};
     assert_int_equal(proto_render_model(&one, &m, &lim), 0);
     dump("model", one.data, one.len);

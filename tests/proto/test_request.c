@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -122,6 +123,10 @@ static void test_wrong_types_name_the_field(void **state)
         {"{\"height\": 2, \"width\": 2, \"top_p\": [1]}", "top_p"},
         {"{\"height\": 2, \"width\": 2, \"remask_noise\": \"0.5\"}", "remask_noise"},
         {"{\"height\": 2, \"width\": 2, \"remask_noise\": true}", "remask_noise"},
+        {"{\"height\": 2, \"width\": 2, \"order\": 1}", "order"},
+        {"{\"height\": 2, \"width\": 2, \"order\": [\"margin\"]}", "order"},
+        {"{\"height\": 2, \"width\": 2, \"remask\": \"0.5\"}", "remask"},
+        {"{\"height\": 2, \"width\": 2, \"remask\": false}", "remask"},
         {"{\"height\": 2, \"width\": 2, \"seed\": 1.0}", "seed"},
         {"{\"height\": 2, \"width\": 2, \"stream\": 1}", "stream"},
         {"{\"height\": 2, \"width\": 2, \"deadline_ms\": \"5s\"}", "deadline_ms"},
@@ -176,6 +181,13 @@ static void test_out_of_range_names_field_and_bound(void **state)
         {"{\"height\": 2, \"width\": 2, \"remask_noise\": -0.5}", "remask_noise", "100", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"remask_noise\": 100.5}", "remask_noise", "100", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"remask_noise\": 1e300}", "remask_noise", NULL, &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"order\": \"random\"}", "order", "margin", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"order\": \"Margin\"}", "order", "raster", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"order\": \"\"}", "order", "confidence", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"order\": \"margin\\u0000\"}", "order", NULL, &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask\": -0.1}", "remask", "[0, 1)", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask\": 1}", "remask", "[0, 1)", &byte_hp},
+        {"{\"height\": 2, \"width\": 2, \"remask\": 1e300}", "remask", NULL, &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_k\": -1}", "top_k", "257", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"top_k\": 258}", "top_k", "257", &byte_hp},
         {"{\"height\": 2, \"width\": 2, \"seed\": -1}", "seed", "0", &byte_hp},
@@ -202,6 +214,65 @@ static void test_out_of_range_names_field_and_bound(void **state)
                        cases[i].bound);
     }
     assert_int_equal(proto_err_status(PROTO_E_OUT_OF_RANGE), 422);
+}
+
+static void test_order_and_remask(void **state)
+{
+    proto_request req;
+    proto_error err;
+    const char *tiny = "{\"height\":1,\"width\":1}";
+    /* absent, with no model default: confidence, no re-opening */
+    assert_int_equal(run(tiny, &id_hp, &req, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_CONFIDENCE);
+    assert_true(req.sampling.remask == 0.0f);
+    proto_request_free(&req);
+    /* absent: the model's defaults */
+    proto_limits model = lim;
+    model.default_order = proto_meta_order("raster");
+    model.default_remask = proto_meta_remask("0.25");
+    assert_int_equal(proto_parse_generate(tiny, strlen(tiny), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &model, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_RASTER);
+    assert_true(req.sampling.remask == 0.25f);
+    proto_request_free(&req);
+    /* named: the request's, also when it names the plain settings */
+    const char *named = "{\"height\":1,\"width\":1,\"order\":\"confidence\",\"remask\":0}";
+    assert_int_equal(proto_parse_generate(named, strlen(named), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &model, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_CONFIDENCE);
+    assert_true(req.sampling.remask == 0.0f);
+    proto_request_free(&req);
+    const char *margin = "{\"height\":1,\"width\":1,\"order\":\"margin\",\"remask\":0.5}";
+    assert_int_equal(run(margin, &id_hp, &req, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_MARGIN);
+    assert_true(req.sampling.remask == 0.5f);
+    proto_request_free(&req);
+    /* null is absent */
+    const char *nulls = "{\"height\":1,\"width\":1,\"order\":null,\"remask\":null}";
+    assert_int_equal(proto_parse_generate(nulls, strlen(nulls), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &model, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_RASTER);
+    proto_request_free(&req);
+    /* a default the limits cannot hold falls back to the plain settings */
+    model.default_order = (eng_order)7;
+    model.default_remask = NAN;
+    assert_int_equal(proto_parse_generate(tiny, strlen(tiny), &req, &err), PROTO_OK);
+    assert_int_equal(proto_validate_generate(&req, &id_hp, &model, &err), PROTO_OK);
+    assert_int_equal(req.sampling.order, ENG_ORDER_CONFIDENCE);
+    assert_true(req.sampling.remask == 0.0f);
+    proto_request_free(&req);
+    /* metadata that names no order, or is not one number in [0, 1), suggests nothing */
+    assert_int_equal(proto_meta_order(NULL), ENG_ORDER_CONFIDENCE);
+    assert_int_equal(proto_meta_order("margin"), ENG_ORDER_MARGIN);
+    assert_int_equal(proto_meta_order(" margin"), ENG_ORDER_CONFIDENCE);
+    assert_int_equal(proto_meta_order("lifo"), ENG_ORDER_CONFIDENCE);
+    assert_true(proto_meta_remask(NULL) == 0.0f);
+    assert_true(proto_meta_remask("") == 0.0f);
+    assert_true(proto_meta_remask("nan") == 0.0f);
+    assert_true(proto_meta_remask("1") == 0.0f);
+    assert_true(proto_meta_remask("-0.1") == 0.0f);
+    assert_true(proto_meta_remask("0.1x") == 0.0f);
+    assert_true(proto_meta_remask("0.125") == 0.125f);
 }
 
 static void test_defaults(void **state)
@@ -590,6 +661,7 @@ int main(void)
         cmocka_unit_test(test_unknown_missing_and_conflicting_fields),
         cmocka_unit_test(test_out_of_range_names_field_and_bound),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_order_and_remask),
         cmocka_unit_test(test_every_field),
         cmocka_unit_test(test_size_inferred_from_rows),
         cmocka_unit_test(test_text_rows),

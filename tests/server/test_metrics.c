@@ -1,7 +1,8 @@
 /*
  * test_metrics.c - the Prometheus registry: the text exposition of counters,
  * gauges and histograms (cumulative buckets, +Inf, _sum, _count), label
- * escaping, number formatting, refused definitions, and concurrent updates.
+ * escaping, number formatting, refused definitions, concurrent updates, and
+ * removing a series.
  */
 #include <pthread.h>
 #include <setjmp.h>
@@ -45,6 +46,30 @@ static void test_counter_and_gauge(void **state)
                        "# TYPE x_depth gauge\n"
                        "x_depth 7.5\n";
     assert_string_equal(render(r, &b), want);
+    proto_buf_free(&b);
+    srv__registry_free(r);
+}
+
+/* A removed series leaves the others in their order; the same labels then
+ * make a new series from zero. */
+static void test_series_remove(void **state)
+{
+    srv_registry *r = srv__registry_create();
+    proto_buf b;
+    proto_buf_init(&b);
+    srv_family *g = srv__family_add(r, SRV_GAUGE, "x_state", "State.", "model,state", NULL, 0);
+    const char *a[] = {"a", "ready"}, *bb[] = {"b", "ready"}, *c[] = {"c", "ready"};
+    srv__metric_set(srv__series(g, a), 1);
+    srv_series *sb = srv__series(g, bb);
+    srv__metric_set(sb, 1);
+    srv__metric_set(srv__series(g, c), 1);
+    srv__series_remove(sb);
+    srv__series_remove(NULL);
+    assert_string_equal(render(r, &b), "# HELP x_state State.\n"
+                                       "# TYPE x_state gauge\n"
+                                       "x_state{model=\"a\",state=\"ready\"} 1\n"
+                                       "x_state{model=\"c\",state=\"ready\"} 1\n");
+    assert_true(srv__metric_value(srv__series(g, bb)) == 0.0);
     proto_buf_free(&b);
     srv__registry_free(r);
 }
@@ -187,7 +212,7 @@ int main(void)
         cmocka_unit_test(test_counter_and_gauge),    cmocka_unit_test(test_histogram),
         cmocka_unit_test(test_unlabelled_histogram), cmocka_unit_test(test_escaping),
         cmocka_unit_test(test_format_numbers),       cmocka_unit_test(test_refused_definitions),
-        cmocka_unit_test(test_concurrent_updates),
+        cmocka_unit_test(test_concurrent_updates),   cmocka_unit_test(test_series_remove),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
