@@ -9,7 +9,8 @@
  * weights N(0, 0.02), LayerNorm weights 1 + N(0, 0.02)) to a temporary file,
  * loads it with eng_model_load and times eng_forward on 32x32 grids (batch 1
  * and 8) and 16x16 grids (batch 1 and 16): cells/s, GFLOP/s and where the
- * time goes (the workspace's phase profile). For scale it times a 2048^3
+ * time goes (the workspace's phase profile), then the median latency of a
+ * 1x1 grid on the same threads and on one. For scale it times a 2048^3
  * sgemm on the same number of threads and, when /usr/bin/python3 has torch,
  * the PyTorch reference (tools/bench_ref.py) on the same checkpoint at 32x32
  * batch 1, on the same threads and on one.
@@ -349,6 +350,45 @@ static void compare_with_reference(const eng_model *m, const char *ckpt, int thr
     }
 }
 
+/*
+ * The latency of one 1x1 grid (a forward that is all fixed costs: a few
+ * dozen pool phases of a handful of rows each), as the median of many
+ * back-to-back forwards, on `threads` threads and on one. The difference is
+ * what the pool's hand-offs cost.
+ */
+static double median_1x1_ms(const eng_model *m, int threads, double seconds)
+{
+    char err[256];
+    eng_workspace *ws = eng_workspace_create(m, 1, threads, err, sizeof err);
+    if (!ws) return -1.0;
+    enum { MAX_RUNS = 20000 };
+    static double t[MAX_RUNS];
+    int32_t tok = 'a';
+    eng_grid g = {.height = 1, .width = 1, .tokens = &tok};
+    const float *z;
+    int n = 0, rc = eng_forward(ws, &g, 1, &z);
+    for (double t0 = now(); rc == ENG_OK && n < MAX_RUNS && (n < 50 || now() - t0 < seconds);) {
+        double a = now();
+        rc = eng_forward(ws, &g, 1, &z);
+        t[n++] = now() - a;
+    }
+    eng_workspace_free(ws);
+    if (rc != ENG_OK) return -1.0;
+    for (int i = 1; i < n; i++) /* insertion sort: n is small and mostly ordered */
+        for (int j = i; j > 0 && t[j - 1] > t[j]; j--) {
+            double x = t[j];
+            t[j] = t[j - 1];
+            t[j - 1] = x;
+        }
+    return t[n / 2] * 1e3;
+}
+
+static void bench_1x1(const eng_model *m, int threads, double seconds)
+{
+    double many = median_1x1_ms(m, threads, seconds / 2), one = median_1x1_ms(m, 1, seconds / 2);
+    printf("1x1 x 1 median latency: %.3f ms on %d threads, %.3f ms on 1\n", many, threads, one);
+}
+
 static const char *phase_names[ENG__PHASES] = {"embed+ln", "qkv+rope", "attention", "proj+ln",
                                                "fc1+gelu", "fc2+ln",   "head"};
 
@@ -653,6 +693,7 @@ int main(int argc, char **argv)
                100.0 * res[0].gflops / sgemm);
         printf("attention share at 32x32 x 1: %.1f%% (target <= 20%%)\n",
                100.0 * res[0].attention_share);
+        bench_1x1(m, threads, seconds);
         if (with_ref) compare_with_reference(m, ckpt, threads, seconds);
     }
     eng_model_free(m);

@@ -97,7 +97,7 @@ static void embed_task(void *arg, int begin, int end, int thread)
 }
 
 /* Stores each head vector of the block head-major, where attention reads
- * them contiguously, and ropes q and k there. */
+ * them contiguously: q and k roped on the way (one pass), v copied. */
 static void qkv_epilogue(const pass *ps, int row0, int rows, int col0, int col1)
 {
     const eng_hparams *hp = &ps->m->hp;
@@ -110,8 +110,10 @@ static void qkv_epilogue(const pass *ps, int row0, int rows, int col0, int col1)
         for (int col = col0; col < col1; col += dh) {
             int part = col / d, head = (col % d) / dh; /* part 0 q, 1 k, 2 v */
             float *dst = ws->qkvh + ((size_t)(part * hp->heads + head) * ws->max_cells + r) * dh;
-            memcpy(dst, src + col, (size_t)dh * sizeof *dst);
-            if (part < 2) eng__rope(dst, dh, y, x, ws->rope_cos, ws->rope_sin);
+            if (part < 2)
+                eng__rope_store(dst, src + col, dh, y, x, ws->rope_cos, ws->rope_sin);
+            else
+                memcpy(dst, src + col, (size_t)dh * sizeof *dst);
         }
     }
 }
@@ -162,9 +164,8 @@ static void gemm_task(void *arg, int begin, int end, int thread)
         } else if (residual) {
             for (int r = row0; r < row0 + rows; r++) {
                 float *h = g->c + (size_t)r * g->ldc;
-                eng__add_bias(h, g->bias, hp->dim);
-                eng__layernorm(h, ps->ws->u + (size_t)r * hp->dim, g->norm_w, g->norm_b, hp->dim,
-                               hp->norm_eps);
+                eng__bias_layernorm(h, g->bias, ps->ws->u + (size_t)r * hp->dim, g->norm_w,
+                                    g->norm_b, hp->dim, hp->norm_eps);
             }
         }
     }

@@ -1,10 +1,8 @@
 /*
- * kernels.c - LayerNorm, GELU, bias adds, the embedding gather and the 2D
- * rotary embedding, each beside its plain reference (kernels.h).
- *
- * The fast loops run in chunks of ENG__LANES floats with partial sums in a
- * fixed order (vmath.h), so they vectorise at -O2 and give the same bits
- * whichever vector width the machine has.
+ * kernels.c - the plain references of the per-cell kernels, the embedding
+ * gather and the rope tables, and the choice of the fast kernels' set
+ * (kernels.h): the set of eng__isa(), read once, then every eng__ kernel
+ * is one indirect call into it.
  */
 #include <math.h>
 #include <string.h>
@@ -12,50 +10,84 @@
 #include "engine/kernels.h"
 #include "engine/vmath.h"
 
-/* Sum of the ENG__LANES partial sums, halving as a vector reduction does;
- * written as loops over arrays, which GCC keeps in registers. */
-ENG__INLINE float lane_sum(const float p[ENG__LANES])
+extern const eng__kernel_set eng__kernels_scalar;
+#if ENG__X86_KERNELS
+extern const eng__kernel_set eng__kernels_avx2, eng__kernels_avx512;
+#endif
+
+/* What each set's code needs of the CPU (eng__isa() asks more of its
+ * AVX-512 level, for the int8 and bf16 kernels). */
+const eng__kernel_set *eng__kernels_at(eng__isa_level level)
 {
-    float a[ENG__LANES / 2], b[ENG__LANES / 4];
-    for (int t = 0; t < ENG__LANES / 2; t++)
-        a[t] = p[t] + p[t + ENG__LANES / 2];
-    for (int t = 0; t < ENG__LANES / 4; t++)
-        b[t] = a[t] + a[t + ENG__LANES / 4];
-    return b[0] + b[1];
+    switch (level) {
+    case ENG__ISA_SCALAR:
+        return &eng__kernels_scalar;
+#if ENG__X86_KERNELS
+    case ENG__ISA_AVX2:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx2") ? &eng__kernels_avx2 : NULL;
+    case ENG__ISA_AVX512:
+        __builtin_cpu_init();
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+                       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq")
+                   ? &eng__kernels_avx512
+                   : NULL;
+#endif
+    default:
+        return NULL;
+    }
 }
 
-ENG__HOT
+const eng__kernel_set *eng__kernels(void)
+{
+    /* Every thread that races here computes the same pointer. */
+    static const eng__kernel_set *chosen;
+    const eng__kernel_set *k = __atomic_load_n(&chosen, __ATOMIC_ACQUIRE);
+    if (!k) {
+        k = eng__kernels_at(eng__isa());
+        if (!k) k = &eng__kernels_scalar;
+        __atomic_store_n(&chosen, k, __ATOMIC_RELEASE);
+    }
+    return k;
+}
+
 void eng__layernorm(const float *restrict x, float *restrict y, const float *restrict w,
                     const float *restrict b, int n, float eps)
 {
-    float part[ENG__LANES] = {0};
-    int i = 0;
-    for (; i + ENG__LANES <= n; i += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++)
-            part[t] += x[i + t];
-    for (int t = 0; i < n; i++, t++)
-        part[t] += x[i];
-    float mean = lane_sum(part) / (float)n;
+    eng__kernels()->layernorm(x, y, w, b, n, eps);
+}
 
-    /* Two passes: the variance of the centred values does not cancel. */
-    for (int t = 0; t < ENG__LANES; t++)
-        part[t] = 0.0f;
-    for (i = 0; i + ENG__LANES <= n; i += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++) {
-            float d = x[i + t] - mean;
-            part[t] += d * d;
-        }
-    for (int t = 0; i < n; i++, t++) {
-        float d = x[i] - mean;
-        part[t] += d * d;
-    }
-    float rstd = 1.0f / sqrtf(lane_sum(part) / (float)n + eps);
+void eng__bias_layernorm(float *restrict h, const float *restrict bias, float *restrict y,
+                         const float *restrict w, const float *restrict b, int n, float eps)
+{
+    eng__kernels()->bias_layernorm(h, bias, y, w, b, n, eps);
+}
 
-    for (i = 0; i + ENG__LANES <= n; i += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++)
-            y[i + t] = (x[i + t] - mean) * rstd * w[i + t] + b[i + t];
-    for (; i < n; i++)
-        y[i] = (x[i] - mean) * rstd * w[i] + b[i];
+void eng__gelu(float *x, int n)
+{
+    eng__kernels()->gelu(x, n);
+}
+
+void eng__add_bias(float *restrict x, const float *restrict b, int n)
+{
+    eng__kernels()->add_bias(x, b, n);
+}
+
+void eng__rope_store(float *dst, const float *src, int head_dim, int y, int x,
+                     const float *restrict cos_t, const float *restrict sin_t)
+{
+    eng__kernels()->rope_store(dst, src, head_dim, y, x, cos_t, sin_t);
+}
+
+void eng__rope(float *restrict t, int head_dim, int y, int x, const float *restrict cos_t,
+               const float *restrict sin_t)
+{
+    eng__kernels()->rope_store(t, t, head_dim, y, x, cos_t, sin_t);
+}
+
+void eng__attention(const eng__attn *a, int begin, int end)
+{
+    eng__kernels()->attention(a, begin, end);
 }
 
 void eng__layernorm_ref(const float *x, float *y, const float *w, const float *b, int n, float eps)
@@ -82,37 +114,10 @@ float eng__exp_neg(float x)
     return eng__vexp_neg(x);
 }
 
-ENG__INLINE float gelu(float t)
-{
-    return 0.5f * t * (1.0f + eng__verf(t * 0.70710678118654752f));
-}
-
-ENG__HOT
-void eng__gelu(float *x, int n)
-{
-    int i = 0;
-    for (; i + ENG__LANES <= n; i += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++)
-            x[i + t] = gelu(x[i + t]);
-    for (; i < n; i++)
-        x[i] = gelu(x[i]);
-}
-
 void eng__gelu_ref(float *x, int n)
 {
     for (int i = 0; i < n; i++)
         x[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-}
-
-ENG__HOT
-void eng__add_bias(float *restrict x, const float *restrict b, int n)
-{
-    int i = 0;
-    for (; i + ENG__LANES <= n; i += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++)
-            x[i + t] += b[i + t];
-    for (; i < n; i++)
-        x[i] += b[i];
 }
 
 void eng__embed(float *restrict h, const float *restrict tok_emb, const int32_t *tokens, int n,
@@ -131,32 +136,6 @@ void eng__rope_tables(float *cos_t, float *sin_t, int positions, int head_dim, f
             cos_t[(size_t)p * nf + j] = (float)cos(p * w);
             sin_t[(size_t)p * nf + j] = (float)sin(p * w);
         }
-}
-
-/* Rotate-half on one half of a head: lo[j] pairs with hi[j] = lo[j + nf]. */
-ENG__INLINE void rotate(float *restrict lo, float *restrict hi, const float *restrict c,
-                        const float *restrict s, int nf)
-{
-    int j = 0;
-    for (; j + ENG__LANES <= nf; j += ENG__LANES)
-        for (int t = 0; t < ENG__LANES; t++) {
-            float a = lo[j + t], b = hi[j + t];
-            lo[j + t] = a * c[j + t] - b * s[j + t];
-            hi[j + t] = b * c[j + t] + a * s[j + t];
-        }
-    for (; j < nf; j++) {
-        float a = lo[j], b = hi[j];
-        lo[j] = a * c[j] - b * s[j];
-        hi[j] = b * c[j] + a * s[j];
-    }
-}
-
-void eng__rope(float *restrict t, int head_dim, int y, int x, const float *restrict cos_t,
-               const float *restrict sin_t)
-{
-    int m = head_dim / 2, nf = m / 2;
-    rotate(t, t + nf, cos_t + (size_t)y * nf, sin_t + (size_t)y * nf, nf);
-    rotate(t + m, t + m + nf, cos_t + (size_t)x * nf, sin_t + (size_t)x * nf, nf);
 }
 
 void eng__rope_ref(float *t, int head_dim, int y, int x, float base)

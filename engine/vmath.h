@@ -40,12 +40,14 @@ ENG__INLINE float eng__vsel(int c, float a, float b)
 }
 
 /*
- * ENG__HOT compiles a hot kernel twice on x86-64, for AVX2 and for the
- * baseline, and picks one at load time (ifunc). The binary thus runs on any
- * x86-64 and uses 256-bit vectors where they exist. FMA is deliberately not
- * in the list: results stay bitwise the same on both clones. Under
- * ThreadSanitizer there is one copy: its instrumented ifunc resolver would
- * run before the sanitizer's runtime and crash at load.
+ * ENG__HOT compiles a hot loop twice on x86-64, for AVX2 and for the
+ * baseline, and picks one at load time (ifunc); sample.c uses it. The
+ * forward pass's kernels do not: they exist once per instruction set
+ * (kernels_scalar.c, kernels_avx2.c, kernels_avx512.c) and follow
+ * eng__isa(), which an ifunc could not, since it reads the environment.
+ * FMA is deliberately not in the list: results stay bitwise the same on
+ * both clones. Under ThreadSanitizer there is one copy: its instrumented
+ * ifunc resolver would run before the sanitizer's runtime and crash at load.
  */
 #ifndef ENG__HOT /* -DENG__HOT= builds the baseline only */
 #if defined(__x86_64__) && defined(__GNUC__) && defined(__has_attribute) &&                        \

@@ -1,9 +1,11 @@
 /*
- * test_kernels.c - the forward pass's kernels (engine/kernels.c,
- * engine/attention.c) held against their plain references on random data,
- * plus properties the references cannot check: the rotary score depends only
- * on offsets, r = 0 attends to the cell itself, and the fast erf and exp
- * against libm.
+ * test_kernels.c - the forward pass's kernels (engine/kernels_impl.h,
+ * engine/attention_impl.h), on every instruction-set path this CPU runs,
+ * held against their plain references (engine/kernels.c, attention.c) on
+ * random data, plus properties the references cannot check: the rotary
+ * score depends only on offsets, r = 0 attends to the cell itself, and the
+ * fast erf and exp against libm. test_kernels_isa.c holds the paths equal
+ * bit for bit.
  *
  * Tolerances: erf 4e-7 absolute, exp 2e-7 relative (both of the fitted
  * approximations); GELU 5e-7 (1 + |t|); LayerNorm 2e-6 (outputs ~1);
@@ -43,6 +45,15 @@ static float *random_floats(size_t n, float scale)
     for (size_t i = 0; i < n; i++)
         p[i] = gauss() * scale;
     return p;
+}
+
+/* The kernel sets this CPU runs: scalar always, then AVX2 and AVX-512. */
+static int kernel_sets(const eng__kernel_set *out[3])
+{
+    int n = 0;
+    for (int l = ENG__ISA_SCALAR; l <= ENG__ISA_AVX512; l++)
+        if (eng__kernels_at((eng__isa_level)l)) out[n++] = eng__kernels_at((eng__isa_level)l);
+    return n;
 }
 
 static void test_erf_against_libm(void **state)
@@ -97,21 +108,24 @@ static void test_gelu_against_reference(void **state)
     assert_non_null(t);
     for (int i = 0; i < n; i++)
         t[i] = i < 12000 ? -12.0f + 24.0f * (float)i / 12000.0f : gauss() * 3.0f;
-    memcpy(x, t, n * sizeof *x);
     memcpy(y, t, n * sizeof *x);
-    eng__gelu(x, n);
     eng__gelu_ref(y, n);
-    /* Tolerance: 0.5 |t| times the erf error (4e-7 fast, 1e-7 erff) plus
-     * 1.5e-7 |GELU| of rounding. Where erf is near -1, GELU is a small
-     * difference and only the absolute part means anything. */
-    double worst = 0.0;
-    for (int i = 0; i < n; i++) {
-        double tol = 2.5e-7 * fabs((double)t[i]) + 1.5e-7 * fabs((double)y[i]) + 1e-12;
-        double e = fabs((double)x[i] - (double)y[i]) / tol;
-        worst = e > worst ? e : worst;
+    const eng__kernel_set *ks[3];
+    for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
+        memcpy(x, t, n * sizeof *x);
+        ks[k]->gelu(x, n);
+        /* Tolerance: 0.5 |t| times the erf error (4e-7 fast, 1e-7 erff) plus
+         * 1.5e-7 |GELU| of rounding. Where erf is near -1, GELU is a small
+         * difference and only the absolute part means anything. */
+        double worst = 0.0;
+        for (int i = 0; i < n; i++) {
+            double tol = 2.5e-7 * fabs((double)t[i]) + 1.5e-7 * fabs((double)y[i]) + 1e-12;
+            double e = fabs((double)x[i] - (double)y[i]) / tol;
+            worst = e > worst ? e : worst;
+        }
+        print_message("gelu %s: max |fast - ref| / tolerance = %.3g\n", ks[k]->isa, worst);
+        assert_true(worst <= 1.0);
     }
-    print_message("gelu: max |fast - ref| / tolerance = %.3g\n", worst);
-    assert_true(worst <= 1.0);
     free(x);
     free(y);
     free(t);
@@ -122,9 +136,15 @@ static void test_add_bias(void **state)
     (void)state;
     int n = 37;
     float *x = random_floats(n, 1.0f), *b = random_floats(n, 1.0f);
-    float want[37];
+    float want[37], got[37];
     for (int i = 0; i < n; i++)
         want[i] = x[i] + b[i];
+    const eng__kernel_set *ks[3];
+    for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
+        memcpy(got, x, sizeof got);
+        ks[k]->add_bias(got, b, n);
+        assert_memory_equal(got, want, sizeof want);
+    }
     eng__add_bias(x, b, n);
     assert_memory_equal(x, want, sizeof want);
     free(x);
@@ -146,10 +166,13 @@ static void test_layernorm_against_reference(void **state)
             x[i] += 5.0f; /* an offset the mean must remove */
             w[i] += 1.0f;
         }
-        eng__layernorm(x, y, w, b, n, 1e-5f);
         eng__layernorm_ref(x, yr, w, b, n, 1e-5f);
-        for (int i = 0; i < n; i++)
-            assert_true(fabsf(y[i] - yr[i]) <= 2e-6f);
+        const eng__kernel_set *ks[3];
+        for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
+            ks[k]->layernorm(x, y, w, b, n, 1e-5f);
+            for (int i = 0; i < n; i++)
+                assert_true(fabsf(y[i] - yr[i]) <= 2e-6f);
+        }
         if (n > 1) {
             /* With w = 1, b = 0 the output has mean 0 and variance ~1. */
             for (int i = 0; i < n; i++)
@@ -203,14 +226,22 @@ static void test_rope_against_reference(void **state)
             for (int trial = 0; trial < 50; trial++) {
                 int y = (int)(rnd() * positions), x = (int)(rnd() * positions);
                 float *t = random_floats(dh, 1.0f), *r = malloc(dh * sizeof *r);
+                float *o = malloc(dh * sizeof *o);
                 assert_non_null(r);
+                assert_non_null(o);
                 memcpy(r, t, dh * sizeof *t);
-                eng__rope(t, dh, y, x, ct, st);
                 eng__rope_ref(r, dh, y, x, bases[bi]);
-                for (int i = 0; i < dh; i++)
-                    assert_true(fabsf(t[i] - r[i]) <= 1e-6f * (1.0f + fabsf(r[i])));
+                const eng__kernel_set *ks[3];
+                for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
+                    ks[k]->rope_store(o, t, dh, y, x, ct, st);
+                    for (int i = 0; i < dh; i++)
+                        assert_true(fabsf(o[i] - r[i]) <= 1e-6f * (1.0f + fabsf(r[i])));
+                }
+                eng__rope(t, dh, y, x, ct, st); /* in place: the same bits */
+                assert_memory_equal(t, o, dh * sizeof *t);
                 free(t);
                 free(r);
+                free(o);
             }
             free(ct);
             free(st);
@@ -249,8 +280,10 @@ static void test_rope_score_depends_on_offset_only(void **state)
     free(k);
 }
 
-/* Runs fast and reference attention on one random grid, compares all cells. */
-static double attention_case(int h, int w, int dh, int radius, int dilation, size_t ld)
+/* Runs fast attention of set ks and the reference on one random grid,
+ * compares all cells. */
+static double attention_case(const eng__kernel_set *ks, int h, int w, int dh, int radius,
+                             int dilation, size_t ld)
 {
     size_t cells = (size_t)h * w;
     float *q = random_floats(cells * ld, 1.0f), *k = random_floats(cells * ld, 1.0f);
@@ -276,8 +309,8 @@ static double attention_case(int h, int w, int dh, int radius, int dilation, siz
                    .dilation = dilation};
     /* Two ranges, to check that a range start is honoured. */
     int split = (int)(cells / 3);
-    eng__attention(&a, 0, split);
-    eng__attention(&a, split, (int)cells);
+    ks->attention(&a, 0, split);
+    ks->attention(&a, split, (int)cells);
     a.out = ref;
     eng__attention_ref(&a, 0, (int)cells, scores);
     double worst = 0.0;
@@ -322,16 +355,19 @@ static void test_attention_against_reference(void **state)
         {4, 7, 72, 2, 2, 0},                  /* wider than the register accumulator */
         {3, 3, 128, 1, 1, 0},
     };
-    double all = 0.0;
-    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
-        double worst = attention_case(cases[i].h, cases[i].w, cases[i].dh, cases[i].r, cases[i].d,
-                                      (size_t)(cases[i].dh + cases[i].ld_extra));
-        if (worst > 2e-6)
-            fail_msg("case %zu (%dx%d dh %d r %d d %d): max diff %.3g", i, cases[i].h, cases[i].w,
-                     cases[i].dh, cases[i].r, cases[i].d, worst);
-        all = worst > all ? worst : all;
+    const eng__kernel_set *ks[3];
+    for (int k = 0, nk = kernel_sets(ks); k < nk; k++) {
+        double all = 0.0;
+        for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) {
+            double worst = attention_case(ks[k], cases[i].h, cases[i].w, cases[i].dh, cases[i].r,
+                                          cases[i].d, (size_t)(cases[i].dh + cases[i].ld_extra));
+            if (worst > 2e-6)
+                fail_msg("%s case %zu (%dx%d dh %d r %d d %d): max diff %.3g", ks[k]->isa, i,
+                         cases[i].h, cases[i].w, cases[i].dh, cases[i].r, cases[i].d, worst);
+            all = worst > all ? worst : all;
+        }
+        print_message("attention %s: max |fast - ref| over all cases = %.3g\n", ks[k]->isa, all);
     }
-    print_message("attention: max |fast - ref| over all cases = %.3g\n", all);
 }
 
 /* With r = 0 a cell sees only itself: the output is its own v. */
