@@ -60,7 +60,7 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test-deps tools-deps fuzz-deps fresh-deps fresh check-build-deps run test unit integration \
-        browser bench loadtest fixtures model evaluate clean format lint valgrind \
+        browser bench loadtest fixtures model evaluate model-sudoku evaluate-sudoku clean format lint valgrind \
         check-layering fuzz
 .DEFAULT_GOAL := all
 
@@ -95,6 +95,9 @@ $(BUILD)/tests/%: tests/%.c $(LIB) | test-deps
 $(BUILD)/bench/%: bench/%.c $(LIB)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS_ALL) $(PKG_CFLAGS) -o $@ $< $(LIB) $(LDLIBS_ALL)
+
+# The Sudoku solver passes --order through when the engine has commit orders.
+$(BUILD)/bench/sudoku_solve: CFLAGS_ALL += $(if $(shell grep -l eng_order_parse engine/eng.h),-DHEPTAPOD_ORDER)
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
 
@@ -242,6 +245,20 @@ model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --out data/train/stage1.safetensors --state data/train/stage1.pt
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
+
+# The Sudoku model (models/README.md): grids from tools/sudoku.py, one engine thread.
+SUDOKU ?= models/sudoku.safetensors
+model-sudoku: | tools-deps
+	@mkdir -p data/train
+	$(PY) tools/train.py --task sudoku --pos-emb --pos-init units --dim 96 --depth 6 \
+	    --heads 6 --window global --dilation 1 --max-height 9 --max-width 9 --cells 2592 \
+	    --grid-pool 10000 --steps 2200 --lr 2e-3 --warmup 30 --threads 1 --eval-pages 256 \
+	    --eval-every 200 --remask-noise 0 --order margin --dtype F16 \
+	    --log data/train/sudoku.jsonl --out $(SUDOKU) --state data/train/sudoku.pt
+
+# Solve rate by grade, order and iterations on the pinned held-out puzzles.
+evaluate-sudoku: $(BUILD)/bench/sudoku_solve | tools-deps
+	$(PY) tools/sudoku_eval.py --model $(SUDOKU) --bin $(BUILD)/bench/sudoku_solve
 
 evaluate: $(BIN) data/corpus/train.txt | tools-deps
 	$(PY) tools/evaluate.py --model $(MODEL) --bin $(BIN)
