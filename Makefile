@@ -3,7 +3,7 @@
 #   make             build build/heptapod
 #   make test-deps   install what only the tests need (make test does it when missing)
 #   make tools-deps  install what bench, fixtures, model and lint need (fuzz-deps: make fuzz)
-#   make run         build and serve the default model on 127.0.0.1:8080
+#   make run         build and serve the default and Sudoku models on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
 #   make bench       engine benchmark (cells/s, GFLOP/s, ratio to the PyTorch reference)
@@ -19,6 +19,7 @@ SANITIZER ?=
 THREADS  ?= 2
 PORT     ?= 8080
 MODEL    ?= models/default.safetensors
+SUDOKU   ?= models/sudoku.safetensors
 
 comma := ,
 ifeq ($(SANITIZER),)
@@ -158,7 +159,7 @@ check-build-deps: $(filter deps,$(MAKECMDGOALS))
 	    exit 1; }
 
 run: $(BIN)
-	$(BIN) serve --model $(MODEL) --host 127.0.0.1 --port $(PORT)
+	$(BIN) serve --model $(MODEL) --model $(SUDOKU) --host 127.0.0.1 --port $(PORT)
 
 # --- tests -------------------------------------------------------------------
 
@@ -246,8 +247,7 @@ model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
-# The Sudoku model (models/README.md): grids from tools/sudoku.py, one engine thread.
-SUDOKU ?= models/sudoku.safetensors
+# The Sudoku model (models/README.md): grids from tools/sudoku.py, one training thread.
 model-sudoku: | tools-deps
 	@mkdir -p data/train
 	$(PY) tools/train.py --task sudoku --pos-emb --pos-init units --dim 96 --depth 6 \
