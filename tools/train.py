@@ -485,15 +485,19 @@ def check_against_reference():
     """Random weights, several layouts and grid sizes: the tiled forward pass must give
     the reference's logits to MODEL.md 3.3's tolerance."""
     worst = 0.0
-    for window, dilation in (("2", "1,2,1,2,1"), ("3", "1"), ("1,global,2", "3,1,1")):
+    for window, dilation, pos in (("2", "1,2,1,2,1", False), ("3", "1", False),
+                                  ("1,global,2", "3,1,1", False), ("global", "1,1", True)):
         depth = len(dilation.split(","))
         hp = {"format": "heptapod", "arch": "heptapod-v1", "vocab_size": V, "dim": 64,
               "depth": depth, "heads": 4, "window": window, "dilation": dilation,
               "mlp_hidden": 96, "rope_base": 10000, "norm_eps": 1e-5, "mask_token": MASK,
               "tokenizer": "byte", "max_height": 64, "max_width": 128}
+        if pos:
+            hp["pos_emb"] = True
         model = GridModel(hp)
         init_weights(model, 3, std=0.2, qkv_std=0.2, emb_std=1.0)
-        refm = ref.HeptapodModel(ref.parse_hparams({k: str(v) for k, v in hp.items()}))
+        rhp = ref.parse_hparams({k: str(v) for k, v in hp.items() if k != "pos_emb"})
+        refm = ref.HeptapodModel(dict(rhp, pos_emb=pos))
         refm.load_state_dict(model.state_dict(), strict=True)
         g = torch.Generator().manual_seed(5)
         for shape in ((2, 16, 64), (1, 13, 29), (3, 5, 7), (1, 1, 1)):
