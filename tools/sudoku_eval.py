@@ -3,7 +3,7 @@
 
     /usr/bin/python3 tools/sudoku_eval.py --model models/sudoku.safetensors \\
         [--puzzles tools/sudoku/puzzles.txt] [--orders confidence,margin] \\
-        [--iterations 20,40,81] [--bin build/bench/sudoku_solve]
+        [--iterations 16,32,64] [--bin build/bench/sudoku_solve]
 
 The puzzles come from the pinned npm generator sudoku-gen (tools/sudoku/puzzles.js),
 not from the training generator. Each one is checked first with the project's own
@@ -73,7 +73,7 @@ def main():
     ap.add_argument("--puzzles", default=os.path.join(here, "sudoku", "puzzles.txt"))
     ap.add_argument("--bin", default="build/bench/sudoku_solve")
     ap.add_argument("--orders", default="confidence,margin,raster")
-    ap.add_argument("--iterations", default="16,32,81")
+    ap.add_argument("--iterations", default="16,32,64")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--limit", type=int, default=0, help="at most this many puzzles a grade")

@@ -334,6 +334,7 @@ function chooseModel(id) {
   const noise = st.model.metadata.remask_noise;
   $("remask_noise").placeholder = noise ? `model's: ${noise}` : "0";
   $("prompt-label").hidden = !isByte();
+  $("prompt").rows = isSudoku() ? 9 : 3;
   if (isSudoku()) {
     // a board with a puzzle on it, solved greedily
     $("height").value = "9";
