@@ -248,7 +248,7 @@ model: data/corpus/train.txt | tools-deps
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
 # The Sudoku model (models/README.md): grids from tools/sudoku.py, one training thread,
-# two stages (the second continues the first with a fresh schedule and another seed).
+# three stages (each continues the last with a fresh schedule and another seed).
 SUDOKU_NET = --task sudoku --pos-emb --pos-init units --dim 96 --depth 6 --heads 6 \
 	--window global --dilation 1 --max-height 9 --max-width 9 --cells 2592 --grid-pool 10000 \
 	--threads 1 --eval-pages 256 --eval-every 200 --remask-noise 0 --order margin --dtype F16
@@ -258,8 +258,11 @@ model-sudoku: | tools-deps
 	    --log data/train/sudoku1.jsonl --out data/train/sudoku1.safetensors \
 	    --state data/train/sudoku1.pt
 	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku1.pt --seed 2 --steps 2400 \
-	    --lr 1.5e-3 --warmup 30 --log data/train/sudoku2.jsonl --out $(SUDOKU) \
-	    --state data/train/sudoku2.pt
+	    --lr 1.5e-3 --warmup 30 --log data/train/sudoku2.jsonl \
+	    --out data/train/sudoku2.safetensors --state data/train/sudoku2.pt
+	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku2.pt --seed 3 --steps 1200 \
+	    --lr 1e-3 --warmup 30 --log data/train/sudoku3.jsonl --out $(SUDOKU) \
+	    --state data/train/sudoku3.pt
 
 # Solve rate by grade, order and iterations on the pinned held-out puzzles.
 evaluate-sudoku: $(BUILD)/bench/sudoku_solve | tools-deps
