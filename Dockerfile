@@ -20,7 +20,7 @@ WORKDIR /src
 COPY . .
 RUN make -j"$(nproc)" \
  && strip --strip-unneeded build/heptapod \
- && test -s models/default.safetensors
+ && test -s models/default.safetensors && test -s models/sudoku.safetensors
 
 # ---- runtime stage: shared libraries, one binary, one model -----------------
 FROM debian:bookworm-slim
@@ -45,6 +45,7 @@ RUN groupadd --gid 10001 heptapod \
 COPY --from=build /src/build/heptapod /usr/local/bin/heptapod
 # Owned by root and read-only for the daemon, which only mmaps it.
 COPY --from=build /src/models/default.safetensors /models/default.safetensors
+COPY --from=build /src/models/sudoku.safetensors /models/sudoku.safetensors
 
 USER 10001:10001
 # 8080 serves the API; 8081 is the admin listener (/healthz, /readyz,
@@ -63,4 +64,5 @@ STOPSIGNAL SIGTERM
 # HEPTAPOD_MAX_CONNECTIONS_PER_CLIENT, ...) or from flags appended with
 # `docker run IMAGE --flag v`. Threads follow the container's CPU quota.
 ENTRYPOINT ["/usr/local/bin/heptapod", "serve", "--host", "0.0.0.0", "--port", "8080", \
-            "--admin-port", "8081", "--model", "/models/default.safetensors"]
+            "--admin-port", "8081", "--model", "/models/default.safetensors", \
+            "--model", "/models/sudoku.safetensors"]

@@ -3,7 +3,7 @@
 #   make             build build/heptapod
 #   make test-deps   install what only the tests need (make test does it when missing)
 #   make tools-deps  install what bench, fixtures, model and lint need (fuzz-deps: make fuzz)
-#   make run         build and serve the default model on 127.0.0.1:8080
+#   make run         build and serve the default and Sudoku models on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
 #   make bench       engine benchmark: every precision, 1 and 2 threads, beside PyTorch
@@ -20,6 +20,7 @@ SANITIZER ?=
 THREADS  ?= 2
 PORT     ?= 8080
 MODEL    ?= models/default.safetensors
+SUDOKU   ?= models/sudoku.safetensors
 
 comma := ,
 ifeq ($(SANITIZER),)
@@ -61,7 +62,7 @@ BENCH_SRC  := $(wildcard bench/*.c)
 BENCH_BIN  := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
 .PHONY: all deps test-deps tools-deps fuzz-deps fresh-deps fresh check-build-deps run test unit integration \
-        browser bench bench-phases loadtest quality fixtures model evaluate clean format lint valgrind \
+        browser bench bench-phases loadtest quality fixtures model evaluate model-sudoku evaluate-sudoku clean format lint valgrind \
         check-layering fuzz
 .DEFAULT_GOAL := all
 
@@ -157,7 +158,7 @@ check-build-deps: $(filter deps,$(MAKECMDGOALS))
 	    exit 1; }
 
 run: $(BIN)
-	$(BIN) serve --model $(MODEL) --host 127.0.0.1 --port $(PORT)
+	$(BIN) serve --model $(MODEL) --model $(SUDOKU) --host 127.0.0.1 --port $(PORT)
 
 # --- tests -------------------------------------------------------------------
 
@@ -252,6 +253,27 @@ model: data/corpus/train.txt | tools-deps
 	$(PY) tools/train.py --out data/train/stage1.safetensors --state data/train/stage1.pt
 	$(PY) tools/train.py --init data/train/stage1.pt --seed 2 --steps 1400 --lr 1.5e-3 \
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
+
+# The Sudoku model (models/README.md): grids from tools/sudoku.py, one training thread,
+# three stages (each continues the last with a fresh schedule and another seed).
+SUDOKU_NET = --task sudoku --pos-emb --pos-init units --dim 96 --depth 6 --heads 6 \
+	--window global --dilation 1 --max-height 9 --max-width 9 --cells 2592 --grid-pool 10000 \
+	--threads 1 --eval-pages 256 --eval-every 200 --remask-noise 0 --order margin --dtype F16
+model-sudoku: | tools-deps
+	@mkdir -p data/train
+	$(PY) tools/train.py $(SUDOKU_NET) --steps 2200 --lr 2e-3 --warmup 30 \
+	    --log data/train/sudoku1.jsonl --out data/train/sudoku1.safetensors \
+	    --state data/train/sudoku1.pt
+	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku1.pt --seed 2 --steps 2400 \
+	    --lr 1.5e-3 --warmup 30 --log data/train/sudoku2.jsonl \
+	    --out data/train/sudoku2.safetensors --state data/train/sudoku2.pt
+	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku2.pt --seed 3 --steps 1200 \
+	    --lr 1e-3 --warmup 30 --log data/train/sudoku3.jsonl --out $(SUDOKU) \
+	    --state data/train/sudoku3.pt
+
+# Solve rate by grade, order and iterations on the pinned held-out puzzles.
+evaluate-sudoku: $(BUILD)/bench/sudoku_solve | tools-deps
+	$(PY) tools/sudoku_eval.py --model $(SUDOKU) --bin $(BUILD)/bench/sudoku_solve
 
 # PRECISION=bf16|int8: the engine's figures in that precision (default: the model's).
 evaluate: $(BIN) data/corpus/train.txt | tools-deps

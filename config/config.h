@@ -61,7 +61,7 @@ typedef enum cfg_type {
     X(config, CFG_STRING, "", 0, 0, NULL, "path of a JSON file of settings (empty: none)")         \
     X(host, CFG_STRING, "127.0.0.1", 1, 0, NULL, "address to listen on")                           \
     X(port, CFG_INT, "8080", 0, 65535, NULL, "TCP port to listen on (0: any free port)")           \
-    X(model, CFG_LIST, "models/default.safetensors", 0, 0, NULL,                                   \
+    X(model, CFG_LIST, "models/default.safetensors,models/sudoku.safetensors", 0, 0, NULL,         \
       "checkpoint to serve, PATH[:precision=f32|bf16|int8][,name=NAME]; repeat for more; the "     \
       "first is the default model")                                                                \
     X(model_admin, CFG_ENUM, "auto", 0, 0, "auto|on|off",                                          \

@@ -110,6 +110,7 @@ typedef struct loader {
     size_t n_t;
     const tensor_set *ts;      /* the tensors of the checkpoint's arch */
     tensor **slot;             /* [n_global + n_layer * depth] entry of each expected tensor */
+    tensor *pos;               /* heptapod-v1's optional position table, or NULL */
     const unsigned char *data; /* the data region: after the header, to the end of the file */
     uint64_t data_len;
 } loader;
@@ -345,6 +346,33 @@ static long name_slot(const tensor_set *ts, const char *name, int depth)
     return -1;
 }
 
+/* The optional position table (MODEL.md section 4): its presence turns it on,
+ * and its shape must be [max_height, max_width, D]. */
+#define POS_EMB "pos_emb.weight"
+
+static int bind_pos_emb(loader *ld, tensor *t)
+{
+    const eng_hparams *hp = &ld->m->hp;
+    const uint64_t want[3] = {(uint64_t)hp->max_height, (uint64_t)hp->max_width,
+                              (uint64_t)hp->dim};
+    char got[128];
+    if (ld->pos) return lfail(ld, ENG_EFORMAT, "duplicate tensor " POS_EMB);
+    int ok = t->shape->len == 3;
+    const eng__jnode *d = t->shape->child;
+    for (size_t j = 0; ok && j < 3; j++, d = d->next) {
+        uint64_t v;
+        ok = eng__json_u64(d, &v) == 0 && v == want[j];
+    }
+    if (!ok)
+        return lfail(ld, ENG_EFORMAT,
+                     "tensor " POS_EMB ": wrong shape %s, expected [%d, %d, %d] "
+                     "(max_height, max_width, dim)",
+                     shape_str(t->shape, got, sizeof got), hp->max_height, hp->max_width,
+                     hp->dim);
+    ld->pos = t;
+    return ENG_OK;
+}
+
 /* Matches every entry to an expected tensor and checks its shape. */
 static int bind_names(loader *ld)
 {
@@ -361,6 +389,11 @@ static int bind_names(loader *ld)
     if (!ld->slot) return lfail(ld, ENG_ENOMEM, "out of memory");
     for (size_t i = 0; i < ld->n_t; i++) {
         tensor *t = &ld->t[i];
+        if (ld->m->arch == ENG__ARCH_V1 && strcmp(t->name, POS_EMB) == 0) {
+            int rc = bind_pos_emb(ld, t);
+            if (rc) return rc;
+            continue;
+        }
         long k = name_slot(ts, t->name, hp->depth);
         if (k < 0)
             return lfail(ld, ENG_EFORMAT, "unexpected tensor %s",
@@ -411,9 +444,11 @@ static int bind_weights(loader *ld)
     size_t n_slots = ld->ts->n_global + ld->ts->n_layer * (size_t)m->hp.depth, owned = 0;
     m->layers = calloc((size_t)m->hp.depth, sizeof *m->layers);
     if (!m->layers) return lfail(ld, ENG_ENOMEM, "out of memory");
-    for (size_t k = 0; k < n_slots; k++)
-        if (!in_place(ld, ld->slot[k]))
-            owned += (size_t)ld->slot[k]->nelem; /* bounded by the file size: no overflow */
+    for (size_t k = 0; k <= n_slots; k++) {
+        const tensor *t = k < n_slots ? ld->slot[k] : ld->pos; /* the table last */
+        if (t && !in_place(ld, t))
+            owned += (size_t)t->nelem; /* bounded by the file size: no overflow */
+    }
     if (owned) {
         void *block;
         if (owned > SIZE_MAX / sizeof(float) || posix_memalign(&block, 64, owned * sizeof(float)))
@@ -422,12 +457,11 @@ static int bind_weights(loader *ld)
         m->owned_bytes = owned * sizeof(float);
     }
     float *next = m->owned;
-    for (size_t k = 0; k < n_slots; k++) {
-        const tensor *t = ld->slot[k];
+    for (size_t k = 0; k <= n_slots; k++) {
+        const tensor *t = k < n_slots ? ld->slot[k] : ld->pos;
+        if (!t) break; /* no position table */
         const unsigned char *src = ld->data + t->begin;
         const float *w = (const float *)(const void *)src;
-        int layer;
-        const expect *x = slot_expect(ld->ts, k, &layer);
         if (!in_place(ld, t)) {
             if (t->dtype == DT_F32)
                 memcpy(next, src, (size_t)t->nelem * sizeof(float));
@@ -438,6 +472,12 @@ static int bind_weights(loader *ld)
             w = next;
             next += t->nelem;
         }
+        if (k == n_slots) {
+            m->pos_emb = w;
+            break;
+        }
+        int layer;
+        const expect *x = slot_expect(ld->ts, k, &layer);
         char *base = layer < 0 ? (char *)m : (char *)&m->layers[layer];
         memcpy(base + x->off, &w, sizeof w);
     }

@@ -42,6 +42,7 @@ struct eng_model {
     int *window;             /* [L] */
     int *dilation;           /* [L] */
     const float *tok_emb;    /* [V, D] */
+    const float *pos_emb;    /* [max_height, max_width, D], or NULL (optional) */
     eng_layer *layers;       /* [L] */
     const float *norm_w, *norm_b; /* [D] */
     const float *head_w;     /* [V, D] */

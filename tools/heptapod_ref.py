@@ -29,6 +29,7 @@ from torch import nn
 
 FORMAT = "heptapod"
 ARCH = "heptapod-v1"
+POS_EMB = "pos_emb.weight"  # the optional absolute position table (section 4)
 GLOBAL = -1  # window entry meaning "every cell of the grid"
 
 _REQUIRED = ("format", "arch", "vocab_size", "dim", "depth", "heads", "window",
@@ -294,6 +295,8 @@ class HeptapodModel(nn.Module):
         self.hp = dict(hp)
         D, L, eps = hp["dim"], hp["depth"], hp["norm_eps"]
         self.tok_emb = nn.Embedding(hp["vocab_size"], D)
+        if hp.get("pos_emb"):
+            self.pos_emb = PositionTable(hp["max_height"], hp["max_width"], D)
         self.blocks = nn.ModuleList(
             Block(D, hp["heads"], hp["mlp_hidden"], hp["window"][i], hp["dilation"][i], eps)
             for i in range(L))
@@ -308,6 +311,11 @@ class HeptapodModel(nn.Module):
         dh = self.hp["dim"] // self.hp["heads"]
         cos, sin = rope_tables(H, W, dh, self.hp["rope_base"], tokens.device)
         h = self.tok_emb(tokens)
+        if self.hp.get("pos_emb"):
+            if H > self.hp["max_height"] or W > self.hp["max_width"]:
+                raise ValueError(f"grid {H}x{W} exceeds the position table "
+                                 f"{self.hp['max_height']}x{self.hp['max_width']}")
+            h = h + position_rows(self.pos_emb.weight, H, W)
         for blk in self.blocks:
             h = blk(h, cos, sin)
         return self.head(self.norm(h))
@@ -341,10 +349,26 @@ def set_precision_bf16(model):
     return model
 
 
+def position_rows(table, H, W):
+    """The vectors an H x W grid adds: the top-left corner of the table [maxH, maxW, D]."""
+    return table[:H, :W]
+
+
+class PositionTable(nn.Module):
+    """The optional absolute position table of section 4: `pos_emb.weight`
+    [max_height, max_width, D], row (y, x) added to the embedding of cell (y, x)."""
+
+    def __init__(self, max_height, max_width, dim):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(max_height, max_width, dim))
+
+
 def expected_shapes(hp):
     """Ordered {name: shape} of section 4 for typed hyper-parameters `hp`."""
     V, D, F_ = hp["vocab_size"], hp["dim"], hp["mlp_hidden"]
     shapes = {"tok_emb.weight": [V, D]}
+    if hp.get("pos_emb"):
+        shapes["pos_emb.weight"] = [hp["max_height"], hp["max_width"], D]
     for l in range(hp["depth"]):
         p = f"blocks.{l}."
         shapes.update({
@@ -425,6 +449,7 @@ def save_checkpoint(path, model_or_state_dict, metadata, dtype=torch.float32):
     md.setdefault("format", FORMAT)
     md.setdefault("arch", ARCH)
     hp = parse_hparams(md)
+    hp["pos_emb"] = POS_EMB in sd
     shapes = expected_shapes(hp)
     extra = sorted(set(sd) - set(shapes))
     if extra:
@@ -525,6 +550,7 @@ def load_checkpoint(path):
         hp = parse_hparams(md)
     except ValueError as e:
         raise ValueError(f"{path}: metadata: {e}") from None
+    hp["pos_emb"] = POS_EMB in tensors  # optional: its presence turns it on
     shapes = expected_shapes(hp)
     for name, shape in shapes.items():
         if name not in tensors:

@@ -48,6 +48,9 @@ MODELS = {
     # Greedy generation: larger weights so the outputs are far from uniform.
     "gen": meta(vocab_size=20, dim=16, depth=2, heads=2, window="global,1", mlp_hidden=24,
                 mask_token=19, max_height=16, max_width=16),
+    # (f) the optional absolute position table, on grids smaller than the table.
+    "pos_emb": meta(vocab_size=12, dim=16, depth=2, heads=2, window="global,1", mlp_hidden=24,
+                    mask_token=11, max_height=9, max_width=7),
     "byte_gen": meta(vocab_size=257, dim=16, depth=2, heads=2, window="2,global",
                      mlp_hidden=32, mask_token=256, tokenizer="byte", max_height=16,
                      max_width=64),
@@ -160,7 +163,17 @@ def _gelu_tanh(x, approximate="none"):
     return _ORIG["gelu"](x, approximate="tanh")
 
 
+def _pos_off(table, H, W):
+    return torch.zeros_like(table[:H, :W])
+
+
+def _pos_packed(table, H, W):
+    # rows of the table taken as if it were as wide as the grid
+    return table.reshape(-1, table.shape[-1])[:H * W].reshape(H, W, -1)
+
+
 _ORIG = {"rope_tables": ref.rope_tables, "rope2d": ref.rope2d,
+         "position_rows": ref.position_rows,
          "local_attention": ref.local_attention, "gelu": torch.nn.functional.gelu}
 
 # (name, module, attribute, replacement, applies(model hp) -> bool)
@@ -175,6 +188,9 @@ MUTATIONS = [
     ("dilation ignored", ref, "local_attention", _attn_undilated,
      lambda hp: any(d > 1 and r > 0 for r, d in zip(hp["window"], hp["dilation"]))),
     ("no 1/sqrt(dh)", ref, "local_attention", _attn_unscaled, lambda hp: True),
+    ("position table left out", ref, "position_rows", _pos_off, lambda hp: hp.get("pos_emb")),
+    ("position table read at the grid's width", ref, "position_rows", _pos_packed,
+     lambda hp: hp.get("pos_emb")),
 ]
 
 # The tanh GELU differs from the erf form by a few 1e-4 relative, about the tolerance
@@ -493,6 +509,11 @@ def main():
                            std=FWD_STD, overrides=FWD_STDS)
     byte_f, byte_m = ckpt("byte_f32", byte, MODELS["byte"])
 
+    pos_hp = dict(ref.parse_hparams(MODELS["pos_emb"]), pos_emb=True)
+    pos = ref.init_random(ref.HeptapodModel(pos_hp), 4, std=FWD_STD,
+                          overrides=dict(FWD_STDS, **{"pos_emb.weight": 1.0}))
+    pos_f, pos_m = ckpt("pos_emb", pos, MODELS["pos_emb"])
+
     V = 24
     cases = [
         ("square", small_f, small_m, grids_of(10, [(6, 6), (6, 6)], V),
@@ -518,6 +539,8 @@ def main():
             [256] * 5 + list(b"mask") + [256] * 3]
     cases.append(("byte", byte_f, byte_m, [torch.tensor(text)],
                   "byte tokenizer, V = 257, a 4x12 grid of text with mask tokens (256)"))
+    cases.append(("pos_emb", pos_f, pos_m, grids_of(17, [(9, 7), (3, 4), (1, 1), (9, 7)], 12),
+                  "position table [9, 7, 16]: full-size grids and smaller ones in one batch"))
     for name, mf, m, grids, note in cases:
         written.append(os.path.basename(forward_case(outdir, name, mf, m, grids, note)))
     written += int8_fixture(outdir, small_m, {"small": small_m, "dilated_global": dg_m,

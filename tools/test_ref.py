@@ -93,6 +93,9 @@ def naive_forward(model, grid):
                             dtype=torch.float64)
 
     h = {(y, x): P["tok_emb.weight"][grid[y][x]].clone() for y in range(H) for x in range(W)}
+    if "pos_emb.weight" in P:  # the optional table: entry (y, x) counted from the top left
+        for (y, x) in h:
+            h[(y, x)] += P["pos_emb.weight"][y][x]
     for l in range(hp["depth"]):
         pre = f"blocks.{l}."
         q, k, v = {}, {}, {}
@@ -213,6 +216,45 @@ def test_global_equals_large_window_and_batches_independent():
         assert float((za - d(x)).abs().max()) > 1e-2
         for i in range(3):
             assert float((a(x[i:i + 1])[0] - za[i]).abs().max()) < 1e-5
+
+
+def test_position_table():
+    md = meta(window="global,1", max_height=5, max_width=7)
+    m = ref.HeptapodModel(dict(ref.parse_hparams(md), pos_emb=True))
+    ref.init_random(m, 9, std=0.2, overrides={"tok_emb.weight": 1.0, "pos_emb.weight": 1.0})
+    m.eval()
+    g = torch.Generator().manual_seed(10)
+    for H, W in ((5, 7), (2, 3), (1, 1)):
+        grid = torch.randint(0, 11, (H, W), generator=g)
+        with torch.no_grad():
+            z = m(grid.unsqueeze(0))[0].double()
+        want = naive_forward(m, grid.tolist())
+        assert float((z - want).abs().max()) < 1e-4 * (1 + float(want.abs().max())), (H, W)
+    # The table matters: without it the logits move.
+    plain = ref.HeptapodModel(ref.parse_hparams(md))
+    plain.load_state_dict({k: v for k, v in m.state_dict().items() if k != ref.POS_EMB})
+    with torch.no_grad():
+        assert float((plain(grid.unsqueeze(0)) - m(grid.unsqueeze(0))).abs().max()) > 1e-2
+        try:
+            m(torch.zeros(1, 6, 7, dtype=torch.long))
+        except ValueError:
+            pass
+        else:
+            raise AssertionError("a grid taller than the table was accepted")
+    with tempfile.TemporaryDirectory() as tmp:
+        p = os.path.join(tmp, "pos.safetensors")
+        ref.save_checkpoint(p, m, md, "F32")
+        m2, _ = ref.load_checkpoint(p)
+        assert m2.hp["pos_emb"] and torch.equal(m2.pos_emb.weight, m.pos_emb.weight)
+        # A table of the wrong shape is refused, naming the file and the tensor.
+        sd = dict(m.state_dict())
+        sd[ref.POS_EMB] = sd[ref.POS_EMB][:, :6]
+        try:
+            ref.save_checkpoint(p, sd, md, "F32")
+        except ValueError as e:
+            assert "pos_emb.weight" in str(e) and p in str(e), str(e)
+        else:
+            raise AssertionError("save accepted a table of the wrong shape")
 
 
 def test_safetensors_round_trip():

@@ -37,6 +37,7 @@ from torch import nn
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import data as corpus  # noqa: E402
 import heptapod_ref as ref  # noqa: E402
+import sudoku  # noqa: E402
 
 V, MASK = 257, 256
 TILE = 8
@@ -182,6 +183,8 @@ class GridModel(nn.Module):
         windows = parse_list(hp["window"], L, "window")
         dilations = parse_list(hp.get("dilation", 1), L, "dilation")
         self.tok_emb = nn.Embedding(hp["vocab_size"], D)
+        if hp.get("pos_emb"):
+            self.pos_emb = ref.PositionTable(hp["max_height"], hp["max_width"], D)
         self.blocks = nn.ModuleList(
             ref.Block(D, hp["heads"], hp.get("mlp_hidden", 4 * D), windows[i], dilations[i],
                       hp.get("norm_eps", 1e-5), attention_cls=Attn) for i in range(L))
@@ -193,6 +196,8 @@ class GridModel(nn.Module):
         dh = self.hp["dim"] // self.hp["heads"]
         cos, sin = rope_tables(H, W, dh, float(self.hp.get("rope_base", 10000)), tokens.device)
         x = self.tok_emb(tokens)
+        if self.hp.get("pos_emb"):
+            x = x + self.pos_emb.weight[:H, :W]
         for blk in self.blocks:
             x = blk(x, cos, sin)
         return self.head(self.norm(x))
@@ -216,7 +221,7 @@ def init_weights(model, seed, std=0.02, qkv_std=0.1, emb_std=1.0):
                     s = std / math.sqrt(2 * depth)
                 elif name.endswith("qkv.weight"):
                     s = qkv_std
-                elif name == "tok_emb.weight":
+                elif name in ("tok_emb.weight", "pos_emb.weight"):
                     s = emb_std
                 p.copy_(torch.randn(p.shape, generator=g) * s)
 
@@ -228,6 +233,7 @@ def hparams_from_args(args):
         "dilation": args.dilation, "mlp_hidden": args.mlp_hidden or 4 * args.dim,
         "rope_base": 10000, "norm_eps": 1e-5, "mask_token": MASK, "tokenizer": "byte",
         "max_height": args.max_height, "max_width": args.max_width,
+        **({"pos_emb": True} if args.pos_emb else {}),
     }
 
 
@@ -326,6 +332,16 @@ def main():
     ap.add_argument("--init", default="", help="start from the weights saved by a finished run")
     ap.add_argument("--state", default="", help="where to save the final state "
                     "(default DATA/train/last.pt)")
+    ap.add_argument("--task", default="text", choices=["text", "sudoku"],
+                    help="text: pages of the Brown corpus; sudoku: 9x9 grids of tools/sudoku.py")
+    ap.add_argument("--pos-emb", action="store_true",
+                    help="learn the absolute position table pos_emb.weight (MODEL.md section 4)")
+    ap.add_argument("--pos-init", default="random", choices=["random", "units"],
+                    help="units: start the table from row/column/box codes and three heads "
+                         "of each block from attending within them (9x9 Sudoku)")
+    ap.add_argument("--grid-pool", type=int, default=10000,
+                    help="sudoku: complete grids generated for the training pool")
+    ap.add_argument("--order", default="", help="default unmasking order for the metadata")
     ap.add_argument("--check", action="store_true",
                     help="compare this file's forward pass with tools/heptapod_ref.py and stop")
     args = ap.parse_args()
@@ -345,6 +361,15 @@ def main():
     hp = hparams_from_args(args)
     model = GridModel(hp)
     init_weights(model, args.seed)
+    if args.pos_init == "units":
+        # Sudoku: the table starts from row/column/box codes, and heads 0-2 of every block
+        # from attending within the row, column and box (tools/sudoku.py).
+        with torch.no_grad():
+            model.pos_emb.weight.mul_(0.1).add_(torch.from_numpy(sudoku.unit_codes(args.dim)))
+            for i, blk in enumerate(model.blocks):
+                w = blk.attn.qkv.weight.detach().numpy().copy()
+                w = sudoku.unit_heads(w, args.dim, args.heads, seed=args.seed * 100 + i)
+                blk.attn.qkv.weight.copy_(torch.from_numpy(w))
     stages = []
     if args.init:
         # A second stage: the weights of a finished run, a fresh optimiser and schedule.
@@ -361,10 +386,16 @@ def main():
     nparams = sum(p.numel() for p in model.parameters())
     print(f"model: {json.dumps(hp)}; {nparams / 1e6:.2f} M parameters", flush=True)
 
-    sampler = Sampler(corpus.load_split(args.data, "train"), args.seed, args.cells)
-    held = corpus.pages(corpus.load_split(args.data, "heldout"), 16, 64)
-    pick = np.linspace(0, len(held) - 1, args.eval_pages).round().astype(int)
-    evalset = masked_pages(held[pick], 0.15, seed=1015)
+    if args.task == "sudoku":
+        # Training grids from seed args.seed, held-out grids from another pool; the
+        # evaluation masks 70% of the cells (a hard puzzle's share of blanks).
+        sampler = sudoku.Sampler(args.seed, args.cells, pool=args.grid_pool)
+        evalset = sudoku.heldout(args.eval_pages, 0.7, seed=1000 + args.seed)
+    else:
+        sampler = Sampler(corpus.load_split(args.data, "train"), args.seed, args.cells)
+        held = corpus.pages(corpus.load_split(args.data, "heldout"), 16, 64)
+        pick = np.linspace(0, len(held) - 1, args.eval_pages).round().astype(int)
+        evalset = masked_pages(held[pick], 0.15, seed=1015)
 
     decay = [p for n, p in model.named_parameters() if n.endswith("weight") and p.dim() == 2]
     other = [p for n, p in model.named_parameters() if not (n.endswith("weight") and p.dim() == 2)]
@@ -411,7 +442,7 @@ def main():
         return
 
     model.eval()
-    meta = {k: str(v) for k, v in hp.items()}
+    meta = {k: str(v) for k, v in hp.items() if k != "pos_emb"}
     bits15, acc15 = masked_bits(model, *evalset)
     stages.append({"command": "tools/train.py " + " ".join(sys.argv[1:]), "steps": steps,
                    "seed": args.seed, "cells_per_step": args.cells, "peak_lr": args.lr,
@@ -429,27 +460,45 @@ def main():
         # Generation default that servers read (docs/MODEL.md section 5).
         "remask_noise": f"{args.remask_noise:g}",
     })
+    if args.task == "sudoku":
+        for key in ("train_split", "heldout_loss_bits_at_15pct_mask", "heldout_loss_note"):
+            del meta[key]
+        meta.update({
+            "train_corpus": f"{args.grid_pool} complete 9x9 Sudoku grids from tools/sudoku.py "
+                            f"(randomized backtracking, seed {args.seed}) under random "
+                            "symmetries, 10-90% of the cells masked",
+            "heldout_loss_bits_at_70pct_mask": f"{bits15:.4f}",
+            "heldout_accuracy_at_70pct_mask": f"{acc15:.4f}",
+            "heldout_loss_note": f"bits per masked cell on {args.eval_pages} held-out grids",
+        })
+    if args.order:
+        meta["order"] = args.order
     state = args.state or os.path.join(args.data, "train", "last.pt")
     os.makedirs(os.path.dirname(state), exist_ok=True)
     torch.save({"hparams": hp, "metadata": meta, "state_dict": model.state_dict()}, state)
     export(model, hp, meta, args.out, args.dtype)
+    pct = 70 if args.task == "sudoku" else 15
     print(f"wrote {args.out}: {steps} steps in {wall:.0f} s, held-out {bits15:.4f} bits "
-          f"at 15% masking, top-1 {acc15:.4f}", flush=True)
+          f"at {pct}% masking, top-1 {acc15:.4f}", flush=True)
 
 
 def check_against_reference():
     """Random weights, several layouts and grid sizes: the tiled forward pass must give
     the reference's logits to MODEL.md 3.3's tolerance."""
     worst = 0.0
-    for window, dilation in (("2", "1,2,1,2,1"), ("3", "1"), ("1,global,2", "3,1,1")):
+    for window, dilation, pos in (("2", "1,2,1,2,1", False), ("3", "1", False),
+                                  ("1,global,2", "3,1,1", False), ("global", "1,1", True)):
         depth = len(dilation.split(","))
         hp = {"format": "heptapod", "arch": "heptapod-v1", "vocab_size": V, "dim": 64,
               "depth": depth, "heads": 4, "window": window, "dilation": dilation,
               "mlp_hidden": 96, "rope_base": 10000, "norm_eps": 1e-5, "mask_token": MASK,
               "tokenizer": "byte", "max_height": 64, "max_width": 128}
+        if pos:
+            hp["pos_emb"] = True
         model = GridModel(hp)
         init_weights(model, 3, std=0.2, qkv_std=0.2, emb_std=1.0)
-        refm = ref.HeptapodModel(ref.parse_hparams({k: str(v) for k, v in hp.items()}))
+        rhp = ref.parse_hparams({k: str(v) for k, v in hp.items() if k != "pos_emb"})
+        refm = ref.HeptapodModel(dict(rhp, pos_emb=pos))
         refm.load_state_dict(model.state_dict(), strict=True)
         g = torch.Generator().manual_seed(5)
         for shape in ((2, 16, 64), (1, 13, 29), (3, 5, 7), (1, 1, 1)):
@@ -466,7 +515,9 @@ def check_against_reference():
 
 
 def export(model, hp, meta, path, dtype):
-    refm = ref.HeptapodModel(ref.parse_hparams(meta))
+    rhp = ref.parse_hparams(meta)
+    rhp["pos_emb"] = bool(hp.get("pos_emb"))
+    refm = ref.HeptapodModel(rhp)
     refm.load_state_dict(model.state_dict(), strict=True)
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     ref.save_checkpoint(path, refm, meta, dtype)

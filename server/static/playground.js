@@ -9,7 +9,9 @@
 // prompt textarea and the grid both edit `given`; each redraws the other.
 // Tests read the DOM: every cell carries data-id (its id, "" when open),
 // #grid carries data-iteration and data-state (idle, running, done,
-// stopped, error).
+// stopped, error). A model of 9x9 grids is a Sudoku solver: its grid is
+// drawn as a board (#grid.sudoku, thick lines around the 3x3 boxes) and
+// starts from an example puzzle.
 
 import { Client, HeptapodError } from "./heptapod.js";
 
@@ -30,6 +32,21 @@ const st = {
 };
 
 const isByte = () => !st.model || st.model.hparams.tokenizer === "byte";
+const isSudoku = () => !!st.model && st.model.limits.max_height === 9 && st.model.limits.max_width === 9;
+// A puzzle for the Sudoku model (the first "medium" one of tools/sudoku/puzzles.txt);
+// "_" is an open cell.
+const SUDOKU_PUZZLE = [
+  "9___7___4",
+  "_2_85__7_",
+  "35_9___2_",
+  "_3___5___",
+  "78___9_6_",
+  "145__2__7",
+  "_7__91_8_",
+  "____3___9",
+  "______14_",
+];
+const SUDOKU_ITERATIONS = 64;
 const client = () => new Client({ baseUrl: ".", apiKey: $("api_key").value.trim() });
 
 // ---- showing things ---------------------------------------------------------
@@ -69,7 +86,8 @@ function glyph(id) {
 function buildGrid() {
   const grid = $("grid");
   grid.replaceChildren();
-  grid.style.gridTemplateColumns = `repeat(${st.w}, 1.15ch)`;
+  grid.classList.toggle("sudoku", isSudoku());
+  grid.style.gridTemplateColumns = isSudoku() ? "" : `repeat(${st.w}, 1.15ch)`;
   for (let i = 0; i < st.h * st.w; i++) {
     const c = document.createElement("span");
     c.id = "c" + i;
@@ -92,6 +110,11 @@ function drawGrid() {
     else if (id === null) cls += " open";
     else if (st.fresh.has(i)) cls += " new";
     if (i === st.cursor) cls += " cursor";
+    if (isSudoku()) {
+      // thick lines right of columns 2 and 5 and below rows 2 and 5
+      if (i % st.w === 2 || i % st.w === 5) cls += " box-r";
+      if (Math.floor(i / st.w) === 2 || Math.floor(i / st.w) === 5) cls += " box-b";
+    }
     c.className = cls;
   }
   if (cells.length) $("grid").setAttribute("aria-activedescendant", "c" + st.cursor);
@@ -316,7 +339,18 @@ function chooseModel(id) {
   $("order").options[0].textContent = `model's: ${["margin", "raster"].includes(md.order) ? md.order : "confidence"}`;
   $("remask").placeholder = `model's: ${Number(md.remask) >= 0 && Number(md.remask) < 1 ? Number(md.remask) : 0}`;
   $("prompt-label").hidden = !isByte();
+  $("prompt").rows = isSudoku() ? 9 : 3;
+  if (isSudoku()) {
+    // a board with a puzzle on it, solved greedily
+    $("height").value = "9";
+    $("width").value = "9";
+    $("iterations").value = String(SUDOKU_ITERATIONS);
+    $("temperature").value = "0";
+    $("prompt").value = SUDOKU_PUZZLE.join("\n");
+  }
+  resize();
   promptToGiven();
+  updateCurl();
 }
 
 async function loadModels() {

@@ -17,7 +17,10 @@
 //  6. an out-of-range setting shows the error body's code and message;
 //  7. a click on Generate then Escape stops a long generation, and the
 //     daemon's metrics count it as cancelled;
-//  8. at phone width the page does not scroll sideways (the grid does).
+//  8. choosing the Sudoku model (when the daemon serves one) draws a 9x9
+//     board of 81 cells with the example puzzle fixed, and Generate fills
+//     every open cell with a digit;
+//  9. at phone width the page does not scroll sideways (the grid does).
 
 import { writeFileSync } from "node:fs";
 import { launch } from "./cdp.mjs";
@@ -218,7 +221,33 @@ try {
   expect("Generate is enabled again, Stop disabled",
     await page.eval(`[document.getElementById("generate").disabled, document.getElementById("stop").disabled]`), [false, true]);
 
-  // --- 8. phone width ---------------------------------------------------------------------------------
+  // --- 8. the Sudoku board ----------------------------------------------------------------------
+  const models = await page.eval(`[...document.getElementById("model").options].map((o) => o.value)`);
+  if (models.includes("sudoku")) {
+    await set({ model: "sudoku" });
+    const board = await page.eval(`(() => {
+      const g = document.getElementById("grid"), cells = [...g.querySelectorAll(".cell")];
+      return { sudoku: g.classList.contains("sudoku"), n: cells.length,
+               fixed: cells.filter((c) => c.classList.contains("fixed")).length,
+               thick: cells.filter((c) => c.classList.contains("box-r")).length,
+               cols: getComputedStyle(g).gridTemplateColumns.split(" ").length,
+               size: [document.getElementById("height").value, document.getElementById("width").value] };
+    })()`);
+    expect("the Sudoku model draws a 9x9 board of 81 cells",
+      [board.sudoku, board.n, board.cols, board.size], [true, 81, 9, ["9", "9"]]);
+    expect("the board shows the example puzzle's givens and the box lines", [board.fixed > 17, board.thick], [true, 18]);
+    await page.eval(`document.getElementById("generate").click()`);
+    await waitFor("the Sudoku generation to finish", async () => (await state()) === "done", 60000);
+    const digits = await page.eval(`[...document.querySelectorAll("#grid .cell")].map((c) => c.textContent).join("")`);
+    expect("every cell of the board holds a digit 1-9 after Generate", /^[1-9]{81}$/.test(digits), true);
+    await set({ model: "default", height: "8", width: "48" });
+    expect("choosing the text model again drops the board",
+      await page.eval(`document.getElementById("grid").classList.contains("sudoku")`), false);
+  } else {
+    ok("no Sudoku model served: board checks skipped");
+  }
+
+  // --- 9. phone width ---------------------------------------------------------------------------------
   await page.send("Emulation.setDeviceMetricsOverride", { width: 390, height: 800, deviceScaleFactor: 2, mobile: true });
   await sleep(200);
   const [scrollW, innerW] = await page.eval(`[document.documentElement.scrollWidth, window.innerWidth]`);

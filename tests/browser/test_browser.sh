@@ -2,7 +2,7 @@
 # test_browser.sh - the playground and the JavaScript client against live
 # daemons: client_test.mjs under Node (fixture model, API key, a small
 # queue), the README's JavaScript example, then playground_test.mjs in
-# headless Debian chromium (default model, as `make run` serves it), which
+# headless Debian chromium (default and Sudoku models, as `make run` serves them), which
 # writes a screenshot beside the binary (playground.png), directly and
 # through deploy/nginx.conf. Run from the repository root with HEPTAPOD_BIN
 # set (make browser does); needs node and chromium (make test-deps).
@@ -44,7 +44,7 @@ else
 fi
 stop_server
 
-start_server --model models/default.safetensors
+start_server --model models/default.safetensors --model models/sudoku.safetensors
 shot=$(dirname "$BIN")/playground.png
 rm -f "$shot"
 if node tests/browser/playground_test.mjs "$URL" "$shot" >"$TMP/page.out" 2>&1; then

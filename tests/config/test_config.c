@@ -64,15 +64,17 @@ static void test_defaults(void **state)
     assert_int_equal(LOAD0(&s, err), 0);
     assert_string_equal(s.host, "127.0.0.1");
     assert_int_equal(s.port, 8080);
-    assert_int_equal(s.n_model, 1);
+    assert_int_equal(s.n_model, 2); /* the text model (the default) and the Sudoku model */
     assert_string_equal(s.model[0], "models/default.safetensors");
+    assert_string_equal(s.model[1], "models/sudoku.safetensors");
     assert_int_equal(s.max_queue, 64);
     assert_false(s.auth_health);
     assert_string_equal(s.api_key, "");
     assert_string_equal(s.log_level, "info");
     assert_string_equal(s.config, "");
-    /* threads 0 resolves to the CPUs the process may use / models */
-    assert_int_equal(s.threads, cfg_cpu_count(&cfg_host_default));
+    /* threads 0 resolves to the CPUs the process may use / models, at least 1 */
+    int per_model = cfg_cpu_count(&cfg_host_default) / 2;
+    assert_int_equal(s.threads, per_model > 0 ? per_model : 1);
     for (int i = 0; i < cfg_count(); i++)
         assert_int_equal(s.source[i], CFG_SRC_DEFAULT);
     cfg_free(&s);

@@ -45,6 +45,11 @@ own line before a block, invisible on the rendered page:
   <!-- doctest: sample; replace '"iterations": 8' '"iterations": 1' -->
       the next block is the output of the last curl command, with these
       replacements in its text.
+  <!-- doctest: sample; exact -->
+      the next block is the output of the last command, character for
+      character (for answers that are a fact, such as a solved Sudoku).
+
+The daemon serves the models `make run` serves (--model, repeated, overrides).
 
 With --url the daemon is not started; blocks that need their own daemon are
 reported and left to the run that starts one. --wrap prefixes each command
@@ -119,7 +124,8 @@ def read_blocks(path):
 def parse_notes(notes):
     """The annotations before a block as a dict: serve (flags), env, sample,
     replace (pairs)."""
-    out = {"serve": None, "env": {}, "sample": False, "replace": [], "fresh": False}
+    out = {"serve": None, "env": {}, "sample": False, "replace": [], "fresh": False,
+           "exact": False}
     for note in notes:
         for clause in note.split(";"):
             words = shlex.split(clause)
@@ -134,6 +140,8 @@ def parse_notes(notes):
                 out["sample"] = True
             elif verb == "fresh":
                 out["fresh"] = True
+            elif verb == "exact":
+                out["exact"] = True
             elif verb == "replace":
                 if len(args) != 2:
                     raise ValueError("replace takes OLD NEW: %r" % clause)
@@ -286,10 +294,14 @@ def compare_head(want_text, got_text):
     return problems
 
 
-def check_sample(sample, output, volatile):
+def check_sample(sample, output, volatile, exact=False):
     """Problems of the real output against the sample block (a list)."""
     problems = []
     text = sample.text
+    if exact:
+        want, got = text.rstrip("\n").split("\n"), output.rstrip("\n").split("\n")
+        return [] if want == got else ["the answer differs from the sample:\n      " +
+                                       "\n      ".join(got[:20])]
     if sample.lang == "json":
         try:
             got = json.loads(output)
@@ -389,7 +401,8 @@ class Runner:
             return self.args.url
         key = (tuple(flags), fresh)
         if key not in self.daemons:
-            self.daemons[key] = Daemon(self.args.bin, ["--model", self.args.model] + flags,
+            models = [f for m in self.args.model for f in ("--model", m)]
+            self.daemons[key] = Daemon(self.args.bin, models + flags,
                                        self.tmp)
         return self.daemons[key].url
 
@@ -474,12 +487,12 @@ class Runner:
                 self.failures.append("%s: its command failed" % label)
                 continue
             volatile = set() if '"seed"' in cmd else {"seed"}
-            problems = check_sample(b, out, volatile)
+            problems = check_sample(b, out, volatile, notes["exact"])
             if problems:
                 self.failures.append("%s: the printed sample is stale:\n    %s"
                                      % (label, "\n    ".join(problems[:12])))
             else:
-                kind = "json" if b.lang == "json" else (
+                kind = "exact" if notes["exact"] else "json" if b.lang == "json" else (
                     "sse" if b.text.startswith("event:") else
                     "http" if b.text.startswith("HTTP/") else "text")
                 self.passed.append("%s [%s]" % (label, kind))
@@ -530,13 +543,16 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("files", nargs="+")
     ap.add_argument("--bin", default=os.environ.get("HEPTAPOD_BIN", "build/heptapod"))
-    ap.add_argument("--model", default="models/default.safetensors")
+    ap.add_argument("--model", action="append",
+                    help="a model the daemon serves (repeat; default: models/default.safetensors "
+                         "and models/sudoku.safetensors, as `make run`)")
     ap.add_argument("--url", help="a running daemon to use instead of starting one")
     ap.add_argument("--wrap", help="a command prefix for every example, e.g. 'chroot ROOT'")
     ap.add_argument("--root", default=os.path.normpath(os.path.join(os.path.dirname(
         os.path.abspath(__file__)), "..", "..")), help="the repository (working directory)")
     args = ap.parse_args()
     args.bin = os.path.abspath(args.bin)
+    args.model = args.model or ["models/default.safetensors", "models/sudoku.safetensors"]
     with tempfile.TemporaryDirectory() as tmp:
         r = Runner(args, tmp)
         try:

@@ -52,6 +52,7 @@ static const float *weight_of(const eng_model *m, const char *name)
     if (!strcmp(name, "norm.bias")) return m->norm_b;
     if (!strcmp(name, "head.weight")) return m->head_w;
     if (!strcmp(name, "head.bias")) return m->head_b;
+    if (!strcmp(name, "pos_emb.weight")) return m->pos_emb;
     if (sscanf(name, "blocks.%d.%n", &l, &n) == 1 && n > 0 && l >= 0 && l < m->hp.depth)
         for (size_t k = 0; k < sizeof layer_fields / sizeof layer_fields[0]; k++)
             if (!strcmp(name + n, layer_fields[k].name)) {
@@ -533,6 +534,52 @@ static void test_wrong_shape(void **state)
     EXPECT_REFUSED(&s, "head.bias", "wrong shape [7, 1], expected [7]");
 }
 
+/* The optional position table: [max_height, max_width, D] (16, 24, 8 here). */
+static void add_pos_emb(wspec *s, const char *dtype, uint64_t h, uint64_t w, uint64_t d)
+{
+    w_add(s, dtype, "pos_emb.weight", 3, h, w);
+    s->t[s->n_t - 1].shape[2] = d;
+}
+
+static void test_pos_emb(void **state)
+{
+    wspec s;
+    w_init(&s, 2, "F32");
+    eng_model *m = load_ok(&s);
+    assert_null(m->pos_emb); /* absent: the relative model */
+    eng_model_free(m);
+    w_init(&s, 2, "F32");
+    add_pos_emb(&s, "F32", 16, 24, 8);
+    m = load_ok(&s);
+    assert_non_null(m->pos_emb);
+    check_weights(m, &s, IN_MAP);
+    eng_model_free(m);
+    w_init(&s, 1, "F16");
+    add_pos_emb(&s, "F16", 16, 24, 8);
+    m = load_ok(&s);
+    check_weights(m, &s, IN_OWNED);
+    eng_model_free(m);
+}
+
+static void test_pos_emb_refused(void **state)
+{
+    static const uint64_t bad[][3] = {{16, 23, 8}, {15, 24, 8}, {16, 24, 4}, {24, 16, 8}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        wspec s;
+        w_init(&s, 2, "F32");
+        add_pos_emb(&s, "F32", bad[i][0], bad[i][1], bad[i][2]);
+        EXPECT_REFUSED(&s, "pos_emb.weight: wrong shape", "expected [16, 24, 8]");
+    }
+    wspec s;
+    w_init(&s, 2, "F32");
+    w_add(&s, "F32", "pos_emb.weight", 2, 16 * 24, 8); /* flattened */
+    EXPECT_REFUSED(&s, "pos_emb.weight: wrong shape [384, 8], expected [16, 24, 8]");
+    w_init(&s, 2, "F32");
+    add_pos_emb(&s, "F32", 16, 24, 8);
+    add_pos_emb(&s, "F32", 16, 24, 8);
+    EXPECT_REFUSED(&s, "duplicate tensor pos_emb.weight");
+}
+
 static void test_extra_tensor(void **state)
 {
     static const char *const extra[] = {"extra.weight", "blocks.2.norm1.weight",
@@ -594,6 +641,8 @@ int main(void)
         cmocka_unit_test(test_gap),
         cmocka_unit_test(test_missing_tensor),
         cmocka_unit_test(test_wrong_shape),
+        cmocka_unit_test(test_pos_emb),
+        cmocka_unit_test(test_pos_emb_refused),
         cmocka_unit_test(test_extra_tensor),
         cmocka_unit_test(test_duplicate_tensor),
         cmocka_unit_test(test_nul_in_names),

@@ -1,0 +1,119 @@
+#!/usr/bin/python3
+"""Solve rate of the Sudoku model on held-out puzzles, by grade, order and iterations.
+
+    /usr/bin/python3 tools/sudoku_eval.py --model models/sudoku.safetensors \\
+        [--puzzles tools/sudoku/puzzles.txt] [--orders confidence,margin] \\
+        [--iterations 16,32,64] [--bin build/bench/sudoku_solve]
+
+The puzzles come from the pinned npm generator sudoku-gen (tools/sudoku/puzzles.js),
+not from the training generator. Each one is checked first with the project's own
+solver (tools/sudoku.py): only puzzles with exactly one solution, equal to the one the
+generator gives, are kept, and the kept count per grade is printed. The model then
+solves every kept puzzle through the C engine (bench/sudoku_solve: eng_step, greedy,
+batched). A puzzle counts as solved when every open cell holds its solution digit, so
+every row, column and box holds 1-9 once and the given cells are unchanged.
+"""
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sudoku  # noqa: E402
+
+GRADES = ("easy", "medium", "hard", "expert")
+
+
+def load_puzzles(path):
+    """[(grade, puzzle str, solution str)] of the file, unique-solution puzzles only,
+    and {grade: (kept, total)}."""
+    kept, counts = [], {}
+    with open(path) as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            try:
+                grade, puzzle, solution = line.split()
+                grid = sudoku.parse_puzzle(puzzle)
+            except ValueError as e:
+                sys.exit(f"{path}:{n}: {e}")
+            k, t = counts.get(grade, (0, 0))
+            found, sol = sudoku.count_solutions(grid)
+            ok = found == 1 and "".join(str(v) for v in sol.reshape(-1)) == solution
+            counts[grade] = (k + ok, t + 1)
+            if ok:
+                kept.append((grade, puzzle, solution))
+    return kept, counts
+
+
+def judge(puzzle, solution, answer):
+    """True if answer fills every open cell of puzzle correctly (givens unchanged)."""
+    if len(answer) != 81 or answer != solution:
+        return False
+    return all(p in ".0" or p == a for p, a in zip(puzzle, answer)) and \
+        sudoku.is_valid_grid(sudoku.parse_puzzle(answer))
+
+
+def run(binary, model, puzzles, order, iterations, threads, batch):
+    cmd = [binary, "--model", model, "--order", order, "--iterations", str(iterations),
+           "--threads", str(threads), "--batch", str(batch)]
+    inp = "".join(p + "\n" for _, p, _ in puzzles)
+    r = subprocess.run(cmd, input=inp, capture_output=True, text=True)
+    if r.returncode:
+        return None, r.stderr.strip()
+    return r.stdout.split("\n")[:len(puzzles)], ""
+
+
+def main():
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--model", default="models/sudoku.safetensors")
+    ap.add_argument("--puzzles", default=os.path.join(here, "sudoku", "puzzles.txt"))
+    ap.add_argument("--bin", default="build/bench/sudoku_solve")
+    ap.add_argument("--orders", default="confidence,margin,raster")
+    ap.add_argument("--iterations", default="16,32,64")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--batch", type=int, default=50)
+    ap.add_argument("--limit", type=int, default=0, help="at most this many puzzles a grade")
+    args = ap.parse_args()
+
+    puzzles, counts = load_puzzles(args.puzzles)
+    if args.limit:
+        taken, short = {}, []
+        for p in puzzles:
+            taken[p[0]] = taken.get(p[0], 0) + 1
+            if taken[p[0]] <= args.limit:
+                short.append(p)
+        puzzles = short
+    grades = [g for g in GRADES if g in counts] + sorted(set(counts) - set(GRADES))
+    print(f"puzzles: {args.puzzles}")
+    for g in grades:
+        k, t = counts[g]
+        blanks = [p.count(".") for gg, p, _ in puzzles if gg == g]
+        span = f"{min(blanks)}-{max(blanks)} blanks" if blanks else "none kept"
+        print(f"  {g}: {k} of {t} have a unique solution ({span})")
+    print(f"model: {args.model}\n")
+    print("| order | iterations | " + " | ".join(grades) + " | seconds |")
+    print("| --- | --- | " + " | ".join("---" for _ in grades) + " | --- |")
+    for order in args.orders.split(","):
+        for k in (int(s) for s in args.iterations.split(",")):
+            t0 = time.time()
+            answers, err = run(args.bin, args.model, puzzles, order, k, args.threads,
+                               args.batch)
+            secs = time.time() - t0
+            if answers is None:
+                print(f"| {order} | {k} | " + " | ".join("-" for _ in grades) +
+                      f" | ({err}) |", flush=True)
+                continue
+            cells = []
+            for g in grades:
+                rows = [(p, s, a) for (gg, p, s), a in zip(puzzles, answers) if gg == g]
+                ok = sum(judge(p, s, a) for p, s, a in rows)
+                cells.append(f"{100.0 * ok / max(1, len(rows)):.1f}% ({ok}/{len(rows)})")
+            print(f"| {order} | {k} | " + " | ".join(cells) + f" | {secs:.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,104 @@
+#!/usr/bin/python3
+"""Self-check of tools/sudoku.py: grids, symmetries, the solver, the training batches.
+
+    /usr/bin/python3 tools/test_sudoku.py
+"""
+
+import os
+import sys
+import traceback
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sudoku  # noqa: E402
+
+# A well-known puzzle with one solution, and that solution.
+PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
+SOLUTION = "534678912672195348198342567859761423426853791713924856961537284287419635345286179"
+
+
+def test_grids_are_valid_and_seeded():
+    a, b, c = sudoku.grid_pool(20, 5), sudoku.grid_pool(20, 5), sudoku.grid_pool(20, 6)
+    assert all(sudoku.is_valid_grid(g) for g in a)
+    assert np.array_equal(a, b) and not np.array_equal(a, c)
+    assert len({g.tobytes() for g in a}) == 20
+
+
+def test_validity_check_can_fail():
+    g = sudoku.grid_pool(1, 1)[0].copy()
+    g[0, 0], g[0, 1] = g[0, 1], g[0, 0]  # the columns now repeat a digit
+    assert not sudoku.is_valid_grid(g)
+
+
+def test_symmetries_keep_grids_valid_and_vary():
+    pool = sudoku.grid_pool(5, 2)
+    rng = np.random.default_rng(0)
+    out = sudoku.transform(np.repeat(pool, 200, 0), rng)
+    assert all(sudoku.is_valid_grid(g) for g in out)
+    assert len({g.tobytes() for g in out}) == len(out)
+    # every digit reaches every cell, so no cell's digit is fixed by the pool
+    for y, x in ((0, 0), (4, 4), (8, 8)):
+        assert set(out[:, y, x].tolist()) == set(range(1, 10))
+
+
+def test_solver():
+    n, sol = sudoku.count_solutions(sudoku.parse_puzzle(PUZZLE))
+    assert n == 1 and "".join(map(str, sol.reshape(-1))) == SOLUTION
+    # remove givens until there are several solutions
+    n, _ = sudoku.count_solutions(sudoku.parse_puzzle("." * 80 + "1"))
+    assert n == 2
+    # a repeated digit: no solution
+    n, sol = sudoku.count_solutions(sudoku.parse_puzzle("11" + "." * 79))
+    assert n == 0 and sol is None
+    for bad in ("123", "x" * 81):
+        try:
+            sudoku.parse_puzzle(bad)
+        except ValueError:
+            pass
+        else:
+            raise AssertionError(f"parse_puzzle accepted {bad!r}")
+
+
+def test_training_batches():
+    s = sudoku.Sampler(3, 81 * 64, pool=50, lo=0.1, hi=0.9)
+    inputs, targets, masked = s.batch()
+    assert tuple(inputs.shape) == (64, 9, 9)
+    t = targets.numpy() - sudoku.DIGIT0
+    assert all(sudoku.is_valid_grid(g) for g in t)
+    m = masked.numpy()
+    assert (inputs.numpy()[m] == sudoku.MASK).all()
+    assert (inputs.numpy()[~m] == targets.numpy()[~m]).all()
+    frac = m.reshape(64, -1).mean(1)
+    assert frac.min() >= 0.09 and frac.max() <= 0.91 and frac.std() > 0.1
+
+
+def test_unit_codes_and_heads():
+    t = sudoku.unit_codes(32)
+    for (a, b, same) in (((0, 0), (0, 8), True), ((0, 0), (8, 0), True), ((0, 0), (2, 2), True),
+                         ((0, 0), (4, 4), False)):
+        # a cell pair shares some unit exactly when some part of the codes agrees
+        dots = [float(t[a][n * 6:(n + 1) * 6] @ t[b][n * 6:(n + 1) * 6]) for n in range(3)]
+        assert (max(dots) > 20) == same, (a, b, dots)
+    w = np.zeros((3 * 48, 48), dtype=np.float32)
+    sudoku.unit_heads(w, 48, 4)
+    assert np.count_nonzero(w[:48]) > 0 and np.count_nonzero(w[96:]) == 0  # v untouched
+
+
+def main():
+    tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
+    failed = 0
+    for name, fn in tests:
+        try:
+            fn()
+            print(f"ok    {name}")
+        except Exception:
+            failed += 1
+            print(f"FAIL  {name}")
+            traceback.print_exc()
+    print(f"{len(tests) - failed}/{len(tests)} passed")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
