@@ -1,7 +1,8 @@
 """stream.py - clients that open long SSE streams and vanish mid-stream.
 
-Six waves of 12 streams of a full 32x128 grid over 64 iterations (one
-fills a batch, so the rest queue), from 127.0.0.3. Once the first
+Six waves of 12 streams of a full 32x128 grid over 256 iterations (one
+fills a batch, so the rest queue; long enough, at a few seconds each, that
+no stream can finish between its first event and its client leaving), from 127.0.0.3. Once the first
 iteration event arrives, the whole wave is dropped: with FINs, with resets
 (SO_LINGER 0), or half each, most of them before any byte of their
 answer; one wave is reset as soon as the daemon holds all 12, running or
@@ -23,7 +24,7 @@ from harness import (ATTACKER_ADDR, Attack, Daemon, GoodClient, SLOW, baseline,
 WAVE_KINDS = ("fin", "rst", "mixed", "queued", "fin", "rst")
 WAVES = len(WAVE_KINDS)
 PER_WAVE = 12
-LONG = b'{"height":32,"width":128,"iterations":64,"seed":%d,"stream":true}'
+LONG = b'{"height":32,"width":128,"iterations":256,"seed":%d,"stream":true}'
 MODEL_LABEL = {"model": "byte_f32"}
 
 
@@ -86,7 +87,7 @@ def _idle(d):
 
 def disconnect_storm(binary):
     a = Attack("disconnect storm mid-stream")
-    with Daemon(binary, ["--max-batch-cells", "4096"]) as d:
+    with Daemon(binary, ["--max-batch-cells", "4096", "--max-iterations", "256"]) as d:
         warm_up(d)
         base = baseline(d)
         cancelled0 = d.metric("heptapod_generations_total",
