@@ -214,15 +214,14 @@ static void attention_task(void *arg, int begin, int end, int thread)
     }
 }
 
-/* Checks the batch and lays it out: grid_start, cell_grid and the row tiles. */
-static int layout(eng_workspace *ws, const eng_grid *grids, int n, int *cells_out)
+int eng__ws_layout(eng_workspace *ws, const eng_grid *grids, int n, int square, int *cells_out)
 {
     const eng_hparams *hp = &ws->m->hp;
     long cells = 0;
     for (int g = 0; g < n; g++) {
         const eng_grid *gr = &grids[g];
         if (gr->height < 1 || gr->height > hp->max_height || gr->width < 1 ||
-            gr->width > hp->max_width || !gr->tokens)
+            gr->width > hp->max_width || (square && gr->height != gr->width) || !gr->tokens)
             return ENG_EINVAL;
         cells += (long)gr->height * gr->width;
         if (cells > ws->max_cells) return ENG_ECAPACITY;
@@ -253,7 +252,7 @@ int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **l
     if (!ws || !logits || n < 0 || (n > 0 && !grids)) return ENG_EINVAL;
     if (ws->m->arch == ENG__ARCH_SEED) return eng__seed_forward(ws, grids, n, logits);
     int cells;
-    int rc = layout(ws, grids, n, &cells);
+    int rc = eng__ws_layout(ws, grids, n, 0, &cells);
     if (rc != ENG_OK) return rc;
     *logits = ws->logits;
     if (cells == 0) return ENG_OK;

@@ -213,46 +213,11 @@ static void run_gemm(const spass *ps, int phase, sgemm *g)
     run(ps, phase, ps->ws->n_tiles * ps->ws->cols[g->mat].n, gemm_task, g);
 }
 
-/* Checks the batch (square grids within the limits, ids in the vocabulary)
- * and lays it out as forward.c does: grid_start, cell_grid, row tiles. */
-static int layout(eng_workspace *ws, const eng_grid *grids, int n, int *cells_out)
-{
-    const eng_hparams *hp = &ws->m->hp;
-    long cells = 0;
-    for (int g = 0; g < n; g++) {
-        const eng_grid *gr = &grids[g];
-        if (gr->height < 1 || gr->height > hp->max_height || gr->width < 1 ||
-            gr->width > hp->max_width || gr->height != gr->width || !gr->tokens)
-            return ENG_EINVAL;
-        cells += (long)gr->height * gr->width;
-        if (cells > ws->max_cells) return ENG_ECAPACITY;
-    }
-    int c = 0, tiles = 0;
-    for (int g = 0; g < n; g++) {
-        int gc = grids[g].height * grids[g].width;
-        for (int i = 0; i < gc; i++)
-            if (grids[g].tokens[i] < 0 || grids[g].tokens[i] >= hp->vocab_size) return ENG_EINVAL;
-        ws->grid_start[g] = c;
-        for (int i = 0; i < gc; i++)
-            ws->cell_grid[c + i] = g;
-        int parts = (gc + ENG__TILE_ROWS - 1) / ENG__TILE_ROWS;
-        if (parts < 2 && gc >= ENG__TILE_ROWS / 2) parts = 2;
-        for (int p = 0; p < parts; p++)
-            ws->tile_start[tiles++] = c + (int)((long)gc * p / parts);
-        c += gc;
-    }
-    ws->grid_start[n] = c;
-    ws->tile_start[tiles] = c;
-    ws->n_tiles = tiles;
-    *cells_out = c;
-    return ENG_OK;
-}
-
 int eng__seed_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **logits)
 {
     if (!ws || !logits || n < 0 || (n > 0 && !grids)) return ENG_EINVAL;
     int cells;
-    int rc = layout(ws, grids, n, &cells);
+    int rc = eng__ws_layout(ws, grids, n, 1, &cells); /* square grids only */
     if (rc != ENG_OK) return rc;
     *logits = ws->logits;
     if (cells == 0) return ENG_OK;

@@ -95,6 +95,15 @@ struct eng_workspace {
     eng__profile *profile; /* NULL unless eng__ws_set_profile set one */
 };
 
+/**
+ * Checks a batch against ws's model (sizes within its limits, square if
+ * `square`, ids in the vocabulary, cells within the workspace) and lays it
+ * out: grid_start, cell_grid and the row tiles, whose geometry depends only
+ * on each grid (so a cell's result never depends on its batch-mates). Both
+ * architectures' forward passes start here. ENG_EINVAL or ENG_ECAPACITY.
+ */
+int eng__ws_layout(eng_workspace *ws, const eng_grid *grids, int n, int square, int *cells_out);
+
 /** Times every following eng_forward on ws into p (NULL: stop timing).
  *  p is borrowed and must outlive its use. */
 void eng__ws_set_profile(eng_workspace *ws, eng__profile *p);
