@@ -63,11 +63,11 @@ static double now(void)
     return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
 }
 
-static void run(const pass *ps, int phase, int n, eng_task_fn fn, void *arg)
+void eng__ws_run(eng_workspace *ws, int phase, int n, eng_task_fn fn, void *arg)
 {
-    eng__profile *prof = ps->ws->profile;
+    eng__profile *prof = ws->profile;
     double t0 = prof ? now() : 0.0;
-    eng__pool_run(ps->ws->pool, n, fn, arg);
+    eng__pool_run(ws->pool, n, fn, arg);
     if (prof) prof->seconds[phase] += now() - t0;
 }
 
@@ -179,7 +179,7 @@ static void gemm_task(void *arg, int begin, int end, int thread)
 
 static void run_gemm(const pass *ps, int phase, gemm *g)
 {
-    run(ps, phase, ps->ws->n_tiles * ps->ws->cols[g->mat].n, gemm_task, g);
+    eng__ws_run(ps->ws, phase, ps->ws->n_tiles * ps->ws->cols[g->mat].n, gemm_task, g);
 }
 
 /* Attention of (head, cell) pairs, head-major: i = head * cells + cell. */
@@ -267,7 +267,7 @@ int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **l
     if (ws->profile) ws->profile->calls++;
 
     pass ps = {.ws = ws, .m = m, .grids = grids, .cells = cells, .layer = m->layers};
-    run(&ps, ENG__PH_EMBED, cells, embed_task, &ps);
+    eng__ws_run(ws, ENG__PH_EMBED, cells, embed_task, &ps);
     for (int l = 0; l < hp->depth; l++) {
         const eng_layer *ly = &m->layers[l];
         /* The LayerNorm after this block: the next block's norm1, or the final one. */
@@ -284,7 +284,7 @@ int eng_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **l
                     .c = ws->big,
                     .ldc = ws->big_ld};
         run_gemm(&ps, ENG__PH_QKV, &qkv);
-        run(&ps, ENG__PH_ATTENTION, hp->heads * cells, attention_task, &ps);
+        eng__ws_run(ws, ENG__PH_ATTENTION, hp->heads * cells, attention_task, &ps);
         gemm proj = {.ps = &ps,
                      .mat = ENG__MAT_PROJ,
                      .a = ws->u,

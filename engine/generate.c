@@ -117,9 +117,26 @@ int eng_gen_done(const eng_gen *g)
 
 /* A state takes part in the forward pass if it has work and cells to refine;
  * one without open cells only counts its iterations. */
-static int in_batch(const eng_gen *g)
+int eng__gen_in_batch(const eng_gen *g)
 {
     return !eng_gen_done(g) && g->n_open > 0;
+}
+
+int eng__gen_forward(eng_workspace *ws, eng_gen *const *gens, int n, int *cells_out,
+                     const float **logits)
+{
+    eng_grid *grids = eng__ws_grids(ws);
+    int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;
+    for (int i = 0; i < n; i++) {
+        const eng_gen *g = gens[i];
+        if (!eng__gen_in_batch(g)) continue;
+        int c = g->height * g->width;
+        if (c > max_cells - cells) return ENG_ECAPACITY;
+        grids[batch++] = (eng_grid){.height = g->height, .width = g->width, .tokens = g->tokens};
+        cells += c;
+    }
+    *cells_out = cells;
+    return batch > 0 ? eng_forward(ws, grids, batch, logits) : ENG_OK;
 }
 
 typedef struct step_job {
@@ -156,7 +173,7 @@ static void sample_cells(void *arg, int begin, int end, int thread)
     int base = 0;
     for (int i = 0; i < job->n && base < end; i++) {
         eng_gen *g = job->gens[i];
-        if (!in_batch(g)) continue;
+        if (!eng__gen_in_batch(g)) continue;
         int cells = g->height * g->width;
         int lo = begin > base ? begin - base : 0;
         int hi = end - base < cells ? end - base : cells;
@@ -247,20 +264,11 @@ int eng_step(eng_workspace *ws, eng_gen *const *gens, int n)
 {
     if (eng__ws_model(ws)->arch == ENG__ARCH_SEED) return eng__seed_step(ws, gens, n);
     const eng_hparams *hp = eng_model_hparams(eng__ws_model(ws));
-    eng_grid *grids = eng__ws_grids(ws);
-    int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;
-    for (int i = 0; i < n; i++) {
-        const eng_gen *g = gens[i];
-        if (!in_batch(g)) continue;
-        int c = g->height * g->width;
-        if (c > max_cells - cells) return ENG_ECAPACITY;
-        grids[batch++] = (eng_grid){.height = g->height, .width = g->width, .tokens = g->tokens};
-        cells += c;
-    }
-    if (batch > 0) {
-        const float *logits;
-        int rc = eng_forward(ws, grids, batch, &logits);
-        if (rc != ENG_OK) return rc;
+    const float *logits;
+    int cells;
+    int rc = eng__gen_forward(ws, gens, n, &cells, &logits);
+    if (rc != ENG_OK) return rc;
+    if (cells > 0) {
         step_job job = {.ws = ws,
                         .gens = gens,
                         .n = n,

@@ -90,6 +90,15 @@ const eng_model *eng__ws_model(const eng_workspace *ws);
 eng_grid *eng__ws_grids(eng_workspace *ws);
 void *eng__ws_scratch(eng_workspace *ws, int thread);
 
+/* --- shared by both architectures' eng_step (engine/generate.c) ------------
+ * eng__gen_in_batch: the state has an iteration to run and cells to fill.
+ * eng__gen_forward: one batched forward pass over those states, in order;
+ * *cells is their cell count (0: nothing ran, *logits untouched).
+ * ENG_ECAPACITY if they exceed the workspace. */
+int eng__gen_in_batch(const eng_gen *g);
+int eng__gen_forward(eng_workspace *ws, eng_gen *const *gens, int n, int *cells,
+                     const float **logits);
+
 /* Writes "fmt..." into err (if non-NULL) and returns code. */
 int eng__fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

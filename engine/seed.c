@@ -22,7 +22,6 @@
  */
 #include <cblas.h>
 #include <string.h>
-#include <time.h>
 
 #include "engine/kernels.h"
 #include "engine/seed.h"
@@ -49,21 +48,6 @@ typedef struct sgemm {
     float *c;
     size_t ldc;
 } sgemm;
-
-static double now(void)
-{
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
-}
-
-static void run(const spass *ps, int phase, int n, eng_task_fn fn, void *arg)
-{
-    eng__profile *prof = ps->ws->profile;
-    double t0 = prof ? now() : 0.0;
-    eng__pool_run(ps->ws->pool, n, fn, arg);
-    if (prof) prof->seconds[phase] += now() - t0;
-}
 
 static const eng_layer *layer_of(const spass *ps)
 {
@@ -210,7 +194,7 @@ static void gemm_task(void *arg, int begin, int end, int thread)
 
 static void run_gemm(const spass *ps, int phase, sgemm *g)
 {
-    run(ps, phase, ps->ws->n_tiles * ps->ws->cols[g->mat].n, gemm_task, g);
+    eng__ws_run(ps->ws, phase, ps->ws->n_tiles * ps->ws->cols[g->mat].n, gemm_task, g);
 }
 
 int eng__seed_forward(eng_workspace *ws, const eng_grid *grids, int n, const float **logits)
@@ -234,11 +218,11 @@ int eng__seed_forward(eng_workspace *ws, const eng_grid *grids, int n, const flo
                 .layer = 0,
                 .x1 = ws->qkvh,
                 .t = ws->qkvh + (size_t)ws->max_cells * d};
-    run(&ps, ENG__PH_EMBED, cells, embed_task, &ps);
+    eng__ws_run(ws, ENG__PH_EMBED, cells, embed_task, &ps);
     for (int l = 0; l < hp->depth; l++) {
         const eng_layer *ly = &m->layers[l];
         ps.layer = l;
-        run(&ps, ENG__PH_ATTENTION, cells, block_attn_task, &ps);
+        eng__ws_run(ws, ENG__PH_ATTENTION, cells, block_attn_task, &ps);
         sgemm fc1 = {.ps = &ps,
                      .mat = ENG__MAT_FC1,
                      .a = ps.t,
@@ -259,8 +243,8 @@ int eng__seed_forward(eng_workspace *ws, const eng_grid *grids, int n, const flo
                      .c = ps.t,
                      .ldc = d};
         run_gemm(&ps, ENG__PH_FC2, &fc2);
-        run(&ps, ENG__PH_ATTENTION, cells, model_attn_task, &ps);
-        run(&ps, ENG__PH_PROJ, cells, post_task, &ps);
+        eng__ws_run(ws, ENG__PH_ATTENTION, cells, model_attn_task, &ps);
+        eng__ws_run(ws, ENG__PH_PROJ, cells, post_task, &ps);
     }
     sgemm head = {.ps = &ps,
                   .mat = ENG__MAT_HEAD,

@@ -80,35 +80,21 @@ int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width, co
     return ENG_OK;
 }
 
-static int in_batch(const eng_gen *g)
-{
-    return !eng_gen_done(g) && g->n_open > 0;
-}
-
 int eng__seed_step(eng_workspace *ws, eng_gen *const *gens, int n)
 {
     const eng_hparams *hp = eng_model_hparams(eng__ws_model(ws));
-    eng_grid *grids = eng__ws_grids(ws);
-    int max_cells = eng_workspace_max_cells(ws), batch = 0, cells = 0;
-    for (int i = 0; i < n; i++) {
-        const eng_gen *g = gens[i];
-        if (!in_batch(g)) continue;
-        int c = g->height * g->width;
-        if (c > max_cells - cells) return ENG_ECAPACITY;
-        grids[batch++] = (eng_grid){.height = g->height, .width = g->width, .tokens = g->tokens};
-        cells += c;
-    }
-    if (batch > 0) {
-        const float *logits;
-        int rc = eng_forward(ws, grids, batch, &logits);
-        if (rc != ENG_OK) return rc;
+    const float *logits;
+    int cells;
+    int rc = eng__gen_forward(ws, gens, n, &cells, &logits);
+    if (rc != ENG_OK) return rc;
+    if (cells > 0) {
         /* One cell per state: too little work to spread over the pool. */
         void *scratch = eng__ws_scratch(ws, 0);
         size_t v = (size_t)hp->vocab_size;
         int base = 0;
         for (int i = 0; i < n; i++) {
             eng_gen *g = gens[i];
-            if (!in_batch(g)) continue;
+            if (!eng__gen_in_batch(g)) continue;
             int c = 0, all = g->height * g->width;
             while (c < all && g->cell[c] != ENG_CELL_OPEN)
                 c++;

@@ -104,6 +104,10 @@ struct eng_workspace {
  */
 int eng__ws_layout(eng_workspace *ws, const eng_grid *grids, int n, int square, int *cells_out);
 
+/** Runs fn over [0, n) on ws's pool (eng__pool_run), adding its wall time to
+ *  the profile's `phase` when one is set (eng__ws_set_profile). */
+void eng__ws_run(eng_workspace *ws, int phase, int n, eng_task_fn fn, void *arg);
+
 /** Times every following eng_forward on ws into p (NULL: stop timing).
  *  p is borrowed and must outlive its use. */
 void eng__ws_set_profile(eng_workspace *ws, eng__profile *p);
