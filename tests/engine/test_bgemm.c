@@ -24,18 +24,7 @@
 
 #include "engine/bgemm.h"
 
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static double rnd(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-
-static float gauss(void)
-{
-    double u = rnd() + 1e-300, v = rnd();
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
+#include "tests/engine/test_rand.h"
 
 static float from_bits(uint32_t u)
 {

@@ -26,18 +26,8 @@
 #include "engine/simd.h"
 #include "engine/vmath.h"
 
-static uint64_t rng_state = 0x2545f4914f6cdd1dull;
-static double rnd(void)
-{
-    rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-    return (double)(rng_state >> 11) * 0x1.0p-53;
-}
-
-static float gauss(void)
-{
-    double u = rnd() + 1e-300, v = rnd();
-    return (float)(sqrt(-2.0 * log(u)) * cos(6.283185307179586 * v));
-}
+#define TEST_RAND_SEED 0x2545f4914f6cdd1dull
+#include "tests/engine/test_rand.h"
 
 static float *random_floats(size_t n, float scale)
 {
