@@ -96,7 +96,8 @@ static void embed_task(void *arg, int begin, int end, int thread)
             int y, x;
             cell_pos(ps, c, &y, &x);
             const float *p = ps->m->pos_emb + ((size_t)y * (size_t)hp->max_width + (size_t)x) * d;
-            for (size_t i = 0; i < d; i++) h[i] += p[i];
+            for (size_t i = 0; i < d; i++)
+                h[i] += p[i];
         }
         eng__layernorm(h, ps->ws->u + c * d, l0->norm1_w, l0->norm1_b, hp->dim, hp->norm_eps);
     }

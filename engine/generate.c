@@ -57,8 +57,7 @@ int eng_gen_init(eng_gen *g, const eng_model *m, int height, int width, const in
                          "order %d is not one of confidence (0), margin (1), raster (2)",
                          (int)s->order);
     if (!(s->remask >= 0.0f && s->remask < 1.0f))
-        return eng__fail(err, errlen, ENG_ERANGE, "remask %g is outside [0, 1)",
-                         (double)s->remask);
+        return eng__fail(err, errlen, ENG_ERANGE, "remask %g is outside [0, 1)", (double)s->remask);
 
     int cells = height * width, n_open = 0;
     for (int c = 0; c < cells; c++) {
@@ -183,10 +182,10 @@ static void sample_cells(void *arg, int begin, int end, int thread)
         int score_committed = reopens(g, (int)t);
         /* The annealed noise scale of the commit keys: nu * (1 - t/K); the
          * raster order has no key to perturb. */
-        double scale = g->key && g->sampling.remask_noise > 0.0f
-                           ? (double)g->sampling.remask_noise *
-                                 (1.0 - (double)t / (double)g->iterations)
-                           : 0.0;
+        double scale =
+            g->key && g->sampling.remask_noise > 0.0f
+                ? (double)g->sampling.remask_noise * (1.0 - (double)t / (double)g->iterations)
+                : 0.0;
         for (int c = lo; c < hi; c++) {
             const float *z = job->logits + (size_t)(base + c) * (size_t)job->vocab;
             if (g->cell[c] == ENG_CELL_COMMITTED) {

@@ -267,8 +267,10 @@ static void forward_ref(const eng_model *m, const eng_grid *g, float *z)
         memcpy(h + c * d, m->tok_emb + (size_t)g->tokens[c] * d, sizeof(float) * d);
         if (m->pos_emb) /* the optional position table: row (y, x) of [max_h][max_w][D] */
             for (int i = 0; i < d; i++)
-                h[c * d + i] += m->pos_emb[((size_t)(c / g->width) * hp->max_width +
-                                            (size_t)(c % g->width)) * d + i];
+                h[c * d + i] +=
+                    m->pos_emb[((size_t)(c / g->width) * hp->max_width + (size_t)(c % g->width)) *
+                                   d +
+                               i];
     }
     for (int l = 0; l < hp->depth; l++) {
         const eng_layer *ly = &m->layers[l];
