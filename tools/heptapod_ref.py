@@ -424,7 +424,7 @@ def _dtype_name(dtype):
     raise ValueError(f"unsupported checkpoint dtype {dtype!r} (F32, F16 or BF16)")
 
 
-def _tensor_bytes(t, dname):
+def tensor_bytes(t, dname):
     t = t.detach().to("cpu").contiguous()
     if dname == "BF16":
         # torch rounds to nearest even; numpy has no bfloat16, so write the raw bits.
@@ -454,17 +454,24 @@ def save_checkpoint(path, model_or_state_dict, metadata, dtype=torch.float32):
     extra = sorted(set(sd) - set(shapes))
     if extra:
         raise ValueError(f"{path}: unexpected tensors {extra}")
-    header = {"__metadata__": md}
-    blobs = []
-    offset = 0
+    entries = []
     for name, shape in shapes.items():
         if name not in sd:
             raise ValueError(f"{path}: missing tensor {name}")
         t = sd[name]
         if list(t.shape) != shape:
             raise ValueError(f"{path}: {name} has shape {list(t.shape)}, expected {shape}")
-        b = _tensor_bytes(t, dname)
-        header[name] = {"dtype": dname, "shape": shape,
+        entries.append((name, dname, shape, tensor_bytes(t, dname)))
+    write_safetensors(path, entries, md)
+
+
+def write_safetensors(path, entries, metadata):
+    """Writes (name, dtype, shape, raw bytes) entries in order, packed, with the
+    header padded to 8 bytes (section 4), through a temporary file renamed into place."""
+    header = {"__metadata__": metadata}
+    blobs, offset = [], 0
+    for name, dname, shape, b in entries:
+        header[name] = {"dtype": dname, "shape": list(shape),
                         "data_offsets": [offset, offset + len(b)]}
         blobs.append(b)
         offset += len(b)

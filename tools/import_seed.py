@@ -28,13 +28,14 @@ where torch has it. Exits non-zero with a message naming the fault.
 """
 
 import argparse
-import json
 import os
 import re
-import struct
 import sys
 
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import heptapod_ref as ref  # noqa: E402
 
 ARCH = "nonlinear-transformer-0.0.3"
 
@@ -124,27 +125,6 @@ def check(path, sd):
     return V, D, depth, list(want)
 
 
-def write_safetensors(path, tensors, metadata):
-    """F32 tensors in the given order, packed, header padded to 8 bytes (MODEL.md 4)."""
-    header = {"__metadata__": metadata}
-    blobs, offset = [], 0
-    for name, t in tensors:
-        b = t.detach().to(torch.float32).contiguous().numpy().astype("<f4").tobytes()
-        header[name] = {"dtype": "F32", "shape": list(t.shape),
-                        "data_offsets": [offset, offset + len(b)]}
-        blobs.append(b)
-        offset += len(b)
-    hb = json.dumps(header, separators=(",", ":")).encode("utf-8")
-    hb += b" " * ((-(8 + len(hb))) % 8)
-    tmp = f"{path}.tmp{os.getpid()}"
-    with open(tmp, "wb") as f:
-        f.write(struct.pack("<Q", len(hb)))
-        f.write(hb)
-        for b in blobs:
-            f.write(b)
-    os.replace(tmp, path)
-
-
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("state_dict")
@@ -181,7 +161,8 @@ def main(argv=None):
           "max_width": str(a.max_size), "tokenizer": a.tokenizer, "order": "raster",
           "top_k": str(top_k), "norm_eps": "1e-05",
           "source": f"nonlinear-transformer 0.0.3 state dict {os.path.basename(a.state_dict)}"}
-    write_safetensors(a.out, [(n, sd[n]) for n in order], md)
+    ref.write_safetensors(a.out, [(n, "F32", sd[n].shape, ref.tensor_bytes(sd[n], "F32"))
+                                  for n in order], md)
     print(f"import_seed: wrote {a.out}: vocab {V}, dim {D}, depth {depth}, window {a.window}, "
           f"model_window {a.model_window}, top_k {top_k}", file=sys.stderr)
 
