@@ -235,6 +235,9 @@ static void check_order_echo(json_t *v, const proto_request *req)
     json_t *r = json_object_get(v, "remask");
     FZ_CHECK(json_is_number(r) && (float)json_number_value(r) == req->sampling.remask,
              "remask echo");
+    json_t *nu = json_object_get(v, "remask_noise");
+    FZ_CHECK(json_is_number(nu) && (float)json_number_value(nu) == req->sampling.remask_noise,
+             "remask_noise echo");
 }
 
 static void render_all(const proto_request *req, const struct variant *va, const uint8_t *data,

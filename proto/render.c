@@ -7,6 +7,8 @@
  */
 #include <inttypes.h>
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "proto/internal.h"
@@ -66,6 +68,19 @@ static double nonneg(double v)
     return isfinite(v) && v > 0 ? v : 0.0;
 }
 
+/* A float the client sent, echoed so that it reads back as the same float:
+ * the shortest of %.6g .. %.9g that round-trips (0.1 stays "0.1"; %g alone
+ * turns 0.9999909 into 1). */
+static void put_float(proto_buf *b, float v)
+{
+    char s[32];
+    for (int prec = 6; prec <= 9; prec++) {
+        snprintf(s, sizeof s, "%.*g", prec, (double)v);
+        if (strtof(s, NULL) == v) break;
+    }
+    proto_buf_puts(b, s);
+}
+
 static void put_timings(proto_buf *b, const proto_timings *t)
 {
     proto_buf_printf(b,
@@ -80,9 +95,10 @@ static void put_timings(proto_buf *b, const proto_timings *t)
 static void put_order(proto_buf *b, const proto_request *req)
 {
     const char *name = eng_order_name((int)req->sampling.order);
-    double rm = req->sampling.remask;
-    proto_buf_printf(b, "\"order\":\"%s\",\"remask\":%g,", name ? name : "confidence",
-                     rm >= 0 && rm < 1 ? rm : 0.0);
+    float rm = req->sampling.remask;
+    proto_buf_printf(b, "\"order\":\"%s\",\"remask\":", name ? name : "confidence");
+    put_float(b, rm >= 0 && rm < 1 ? rm : 0.0f);
+    proto_buf_append(b, ",", 1);
 }
 
 /* "request_id":..,"model":.., shared by the result and the done event. */
@@ -100,11 +116,11 @@ int proto_render_result(proto_buf *b, const proto_request *req, const char *requ
 {
     proto_buf_append(b, "{", 1);
     put_ids(b, request_id, model);
-    proto_buf_printf(b,
-                     ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64
-                     ",\"remask_noise\":%g,",
-                     req->height, req->width, g->iteration, req->sampling.seed,
-                     nonneg(req->sampling.remask_noise));
+    proto_buf_printf(
+        b, ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":",
+        req->height, req->width, g->iteration, req->sampling.seed);
+    put_float(b, (float)nonneg(req->sampling.remask_noise));
+    proto_buf_append(b, ",", 1);
     put_order(b, req);
     put_grid(b, req, g->tokens);
     proto_buf_append(b, ",", 1);
@@ -125,8 +141,10 @@ int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *re
 {
     proto_buf_puts(b, "event: done\ndata: {");
     put_ids(b, request_id, model);
-    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":%g,",
-                     iterations_run, req->sampling.seed, nonneg(req->sampling.remask_noise));
+    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":", iterations_run,
+                     req->sampling.seed);
+    put_float(b, (float)nonneg(req->sampling.remask_noise));
+    proto_buf_append(b, ",", 1);
     put_order(b, req);
     put_timings(b, t);
     return proto_buf_puts(b, "}\n\n");

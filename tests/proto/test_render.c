@@ -164,6 +164,42 @@ static void test_result(void **state)
     proto_request_free(&req);
 }
 
+/* remask and remask_noise read back as the float the request holds: %g alone
+ * printed 0.9999909 as 1, which the client never sent. Short values stay short. */
+static void test_float_echo_round_trips(void **state)
+{
+    static const char *const cases[][3] = {
+        {"0.9999909", "1.2345678", "\"remask\":0.9999909,"},
+        {"0.1", "0.5", "\"remask\":0.1,"},
+        {"0.25", "1e-07", "\"remask_noise\":1e-07,"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[160];
+        snprintf(body, sizeof body,
+                 "{\"height\": 1, \"width\": 4, \"remask\": %s, \"remask_noise\": %s}", cases[i][0],
+                 cases[i][1]);
+        proto_request req;
+        make_request(&req, body);
+        proto_grid g = {.iteration = 1, .open = 0, .tokens = grid};
+        proto_buf b = {0};
+        assert_int_equal(proto_render_result(&b, &req, "r", "tiny", &g, &times), 0);
+        assert_non_null(strstr(b.data, cases[i][2]));
+        for (int pass = 0; pass < 2; pass++) {
+            json_t *v = pass ? parse_event(&b, "done", "sse_done") : parse(b.data, b.len);
+            assert_true((float)json_number_value(json_object_get(v, "remask")) ==
+                        req.sampling.remask);
+            assert_true((float)json_number_value(json_object_get(v, "remask_noise")) ==
+                        req.sampling.remask_noise);
+            json_decref(v);
+            proto_buf_reset(&b);
+            assert_int_equal(proto_render_sse_done(&b, &req, "r", "tiny", 1, &times), 0);
+        }
+        proto_buf_free(&b);
+        proto_request_free(&req);
+    }
+    (void)state;
+}
+
 static void test_sse_iteration_and_done(void **state)
 {
     proto_request req;
@@ -410,6 +446,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_result),
+        cmocka_unit_test(test_float_echo_round_trips),
         cmocka_unit_test(test_sse_iteration_and_done),
         cmocka_unit_test(test_odd_timings_stay_json),
         cmocka_unit_test(test_models),
