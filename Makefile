@@ -6,6 +6,7 @@
 #   make run         build and serve the default and Sudoku models on 127.0.0.1:8080
 #   make test        unit tests (cmocka) and integration tests
 #   make SANITIZER=address,undefined test   the same under ASan+UBSan (also: thread)
+#   make test-tools  the PyTorch reference's and the Sudoku tools' checks (python3-torch)
 #   make bench       engine benchmark: every precision, 1 and 2 threads, beside PyTorch
 #   make quality     what bf16 and int8 cost against f32 (bits/byte, greedy grids, logits)
 #   make loadtest    load test against a daemon it starts
@@ -181,6 +182,13 @@ abuse: $(BIN) | test-deps
 	HEPTAPOD_BIN=$(BIN) HEPTAPOD_ABUSE_SLOW=$(if $(SANITIZER),3,1) $(PY) tests/abuse/run.py
 
 test: test-deps check-layering unit integration browser abuse
+
+# The reference (tools/heptapod_ref.py) and the Sudoku tools, including the shipped
+# model solving puzzles through bench/sudoku_solve.
+.PHONY: test-tools
+test-tools: $(BUILD)/bench/sudoku_solve | tools-deps
+	$(PY) tools/test_ref.py
+	SUDOKU_SOLVE=$(BUILD)/bench/sudoku_solve $(PY) tools/test_sudoku.py
 
 check-layering:
 	@! grep -nE '#include *[<"](jansson|microhttpd|uv)\.h' engine/*.c engine/*.h || \

@@ -3,7 +3,7 @@
  * engine's own generation (eng_gen_init / eng_step), batched, greedy.
  *
  *   sudoku_solve --model PATH [--iterations K] [--order NAME] [--batch B]
- *                [--threads T] < puzzles > answers
+ *                [--threads T] [--remask R] < puzzles > answers
  *
  * Input: one puzzle a line, 81 cells row-major, '1'-'9' given, '.' or '0'
  * open; anything after the 81st cell (a grade, a solution) is ignored.
@@ -23,7 +23,7 @@
 static void usage(void)
 {
     fprintf(stderr, "usage: sudoku_solve --model PATH [--iterations K] [--order NAME] "
-                    "[--batch B] [--threads T] < puzzles\n");
+                    "[--batch B] [--threads T] [--remask R] < puzzles\n");
     exit(2);
 }
 
@@ -63,6 +63,7 @@ int main(int argc, char **argv)
 {
     const char *path = NULL, *order = "confidence";
     int iterations = 81, batch = 32, threads = 1;
+    float remask = 0;
     for (int i = 1; i < argc; i++) {
         if (i + 1 >= argc) usage();
         const char *k = argv[i], *v = argv[++i];
@@ -76,6 +77,8 @@ int main(int argc, char **argv)
             batch = atoi(v);
         else if (!strcmp(k, "--threads"))
             threads = atoi(v);
+        else if (!strcmp(k, "--remask"))
+            remask = strtof(v, NULL);
         else
             usage();
     }
@@ -83,6 +86,7 @@ int main(int argc, char **argv)
     eng_sampling s;
     memset(&s, 0, sizeof s);
     s.top_p = 1.0f; /* greedy: temperature 0, no filter, no noise */
+    s.remask = remask; /* MODEL.md 5.2; eng_gen_init rejects one outside [0, 1) */
     if (set_order(&s, order)) {
         fprintf(stderr, "sudoku_solve: order %s is not known to this engine\n", order);
         return 2;

@@ -3,7 +3,7 @@
 
     /usr/bin/python3 tools/sudoku_eval.py --model models/sudoku.safetensors \\
         [--puzzles tools/sudoku/puzzles.txt] [--orders confidence,margin] \\
-        [--iterations 16,32,64] [--bin build/bench/sudoku_solve]
+        [--iterations 16,32,64] [--remask 0,0.1] [--bin build/bench/sudoku_solve]
 
 The puzzles come from the pinned npm generator sudoku-gen (tools/sudoku/puzzles.js),
 not from the training generator. Each one is checked first with the project's own
@@ -56,9 +56,9 @@ def judge(puzzle, solution, answer):
         sudoku.is_valid_grid(sudoku.parse_puzzle(answer))
 
 
-def run(binary, model, puzzles, order, iterations, threads, batch):
+def run(binary, model, puzzles, order, iterations, remask, threads, batch):
     cmd = [binary, "--model", model, "--order", order, "--iterations", str(iterations),
-           "--threads", str(threads), "--batch", str(batch)]
+           "--threads", str(threads), "--batch", str(batch), "--remask", remask]
     inp = "".join(p + "\n" for _, p, _ in puzzles)
     r = subprocess.run(cmd, input=inp, capture_output=True, text=True)
     if r.returncode:
@@ -74,6 +74,8 @@ def main():
     ap.add_argument("--bin", default="build/bench/sudoku_solve")
     ap.add_argument("--orders", default="confidence,margin,raster")
     ap.add_argument("--iterations", default="16,32,64")
+    ap.add_argument("--remask", default="0",
+                    help="re-opened share(s) of committed cells per iteration (MODEL.md 5.2)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=50)
     ap.add_argument("--limit", type=int, default=0, help="at most this many puzzles a grade")
@@ -95,24 +97,26 @@ def main():
         span = f"{min(blanks)}-{max(blanks)} blanks" if blanks else "none kept"
         print(f"  {g}: {k} of {t} have a unique solution ({span})")
     print(f"model: {args.model}\n")
-    print("| order | iterations | " + " | ".join(grades) + " | seconds |")
-    print("| --- | --- | " + " | ".join("---" for _ in grades) + " | --- |")
-    for order in args.orders.split(","):
-        for k in (int(s) for s in args.iterations.split(",")):
-            t0 = time.time()
-            answers, err = run(args.bin, args.model, puzzles, order, k, args.threads,
-                               args.batch)
-            secs = time.time() - t0
-            if answers is None:
-                print(f"| {order} | {k} | " + " | ".join("-" for _ in grades) +
-                      f" | ({err}) |", flush=True)
-                continue
-            cells = []
-            for g in grades:
-                rows = [(p, s, a) for (gg, p, s), a in zip(puzzles, answers) if gg == g]
-                ok = sum(judge(p, s, a) for p, s, a in rows)
-                cells.append(f"{100.0 * ok / max(1, len(rows)):.1f}% ({ok}/{len(rows)})")
-            print(f"| {order} | {k} | " + " | ".join(cells) + f" | {secs:.0f} |", flush=True)
+    print("| order | iterations | remask | " + " | ".join(grades) + " | seconds |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in grades) + " | --- |")
+    runs = [(o, int(k), r) for o in args.orders.split(",")
+            for k in args.iterations.split(",") for r in args.remask.split(",")]
+    for order, k, remask in runs:
+        t0 = time.time()
+        answers, err = run(args.bin, args.model, puzzles, order, k, remask, args.threads,
+                           args.batch)
+        secs = time.time() - t0
+        if answers is None:
+            print(f"| {order} | {k} | {remask} | " + " | ".join("-" for _ in grades) +
+                  f" | ({err}) |", flush=True)
+            continue
+        cells = []
+        for g in grades:
+            rows = [(p, s, a) for (gg, p, s), a in zip(puzzles, answers) if gg == g]
+            ok = sum(judge(p, s, a) for p, s, a in rows)
+            cells.append(f"{100.0 * ok / max(1, len(rows)):.1f}% ({ok}/{len(rows)})")
+        print(f"| {order} | {k} | {remask} | " + " | ".join(cells) + f" | {secs:.0f} |",
+              flush=True)
 
 
 if __name__ == "__main__":

@@ -1,17 +1,25 @@
 #!/usr/bin/python3
-"""Self-check of tools/sudoku.py: grids, symmetries, the solver, the training batches.
+"""Self-check of tools/sudoku.py (grids, symmetries, the solver, the training batches)
+and of the solve-rate path: bench/sudoku_solve with the shipped model, sudoku_eval's judge.
 
-    /usr/bin/python3 tools/test_sudoku.py
+    /usr/bin/python3 tools/test_sudoku.py   (make test-tools; SUDOKU_SOLVE names the binary)
 """
 
 import os
+import subprocess
 import sys
 import traceback
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
 import sudoku  # noqa: E402
+import sudoku_eval  # noqa: E402
+
+ROOT = os.path.dirname(HERE)
+SOLVE = os.environ.get("SUDOKU_SOLVE", os.path.join(ROOT, "build", "bench", "sudoku_solve"))
+MODEL = os.path.join(ROOT, "models", "sudoku.safetensors")
 
 # A well-known puzzle with one solution, and that solution.
 PUZZLE = "53..7....6..195....98....6.8...6...34..8.3..17...2...6.6....28....419..5....8..79"
@@ -83,6 +91,48 @@ def test_unit_codes_and_heads():
     w = np.zeros((3 * 48, 48), dtype=np.float32)
     sudoku.unit_heads(w, 48, 4)
     assert np.count_nonzero(w[:48]) > 0 and np.count_nonzero(w[96:]) == 0  # v untouched
+
+
+def solve(puzzles, *flags):
+    r = subprocess.run([SOLVE, "--model", MODEL, *flags], input="".join(p + "\n" for p in puzzles),
+                       capture_output=True, text=True, timeout=120)
+    return r.returncode, r.stdout.split(), r.stderr
+
+
+def test_judge():
+    assert sudoku_eval.judge(PUZZLE, SOLUTION, SOLUTION)
+    wrong = SOLUTION[:2] + ("5" if SOLUTION[2] != "5" else "6") + SOLUTION[3:]
+    assert not sudoku_eval.judge(PUZZLE, SOLUTION, wrong)
+    assert not sudoku_eval.judge(PUZZLE, SOLUTION, SOLUTION[:80])
+    assert not sudoku_eval.judge(PUZZLE, SOLUTION, "." * 81)
+
+
+def test_engine_solves_easy_puzzles():
+    """The shipped model, through the C engine, solves the first easy held-out puzzles
+    (its card: 100% of easy with margin at 64 iterations); givens stay as they are."""
+    kept, _ = sudoku_eval.load_puzzles(os.path.join(HERE, "sudoku", "puzzles.txt"))
+    easy = [(p, s) for g, p, s in kept if g == "easy"][:10]
+    assert len(easy) == 10
+    for flags in (("--order", "margin", "--iterations", "64"),
+                  ("--order", "margin", "--iterations", "64", "--remask", "0.05")):
+        rc, out, err = solve([p for p, _ in easy], *flags, "--batch", "4")
+        assert rc == 0, err
+        assert len(out) == len(easy)
+        for (p, sol), a in zip(easy, out):
+            assert all(c == "." or c == x for c, x in zip(p, a)), (p, a)
+            if "--remask" not in flags:
+                assert sudoku_eval.judge(p, sol, a), (p, a)
+            else:
+                assert "." not in a  # the last iteration leaves nothing open
+
+
+def test_engine_solve_refuses_bad_input():
+    rc, _, err = solve([PUZZLE], "--remask", "1.5")
+    assert rc != 0 and "remask" in err, err
+    rc, _, err = solve(["12x" + PUZZLE[3:]])
+    assert rc == 1 and "line 1" in err, err
+    rc, _, err = solve([PUZZLE], "--order", "sideways")
+    assert rc == 2 and "sideways" in err, err
 
 
 def main():
