@@ -3,6 +3,7 @@
 
     /usr/bin/python3 tools/sudoku.py grids --count 5 --seed 1     print complete grids
     /usr/bin/python3 tools/sudoku.py solve 53..7....6..195...      count solutions (<= 2)
+    /usr/bin/python3 tools/sudoku.py tier 53..7....6..195...       the deduction it needs
 
 Complete grids come from randomized backtracking (a random candidate order in every
 cell, cells filled most-constrained first), seeded, so a seed always gives the same
@@ -19,6 +20,7 @@ evaluation keeps only puzzles with exactly one solution.
 
 import argparse
 import sys
+from itertools import combinations
 
 import numpy as np
 
@@ -256,6 +258,109 @@ def parse_puzzle(text):
     return np.array(out, dtype=np.uint8).reshape(9, 9)
 
 
+# --- how much deduction a puzzle needs --------------------------------------
+
+_UNITS = ([[(y, x) for x in range(9)] for y in range(9)] +
+          [[(y, x) for y in range(9)] for x in range(9)] +
+          [[(by + dy, bx + dx) for dy in range(3) for dx in range(3)]
+           for by in (0, 3, 6) for bx in (0, 3, 6)])
+_PEERS = {c: set().union(*(u for u in _UNITS if c in u)) - {c} for u0 in _UNITS for c in u0}
+TIERS = ("singles", "locked candidates", "subsets", "beyond")
+
+
+# Each technique makes at most one deduction and says whether it made one, so the
+# next always starts from candidates with every solved digit removed from its peers.
+
+def _eliminate(cand):
+    """Removes each solved cell's digit from its peers."""
+    changed = False
+    for c, d in cand.items():
+        if len(d) == 1:
+            for p in _PEERS[c]:
+                if d <= cand[p]:
+                    cand[p] = cand[p] - d
+                    changed = True
+    return changed
+
+
+def _hidden_single(cand):
+    for u in _UNITS:
+        for d in range(1, 10):
+            where = [c for c in u if d in cand[c]]
+            if len(where) == 1 and len(cand[where[0]]) > 1:
+                cand[where[0]] = {d}
+                return True
+    return False
+
+
+def _locked(cand):
+    """Pointing and claiming: a digit confined to a box-line intersection in one of
+    the two units leaves the rest of the other."""
+    for b in _UNITS[18:]:
+        for line in _UNITS[:18]:
+            inter = set(b) & set(line)
+            if not inter:
+                continue
+            for d in range(1, 10):
+                for src, dst in ((b, line), (line, b)):
+                    where = {c for c in src if d in cand[c]}
+                    hit = [c for c in dst if c not in inter and d in cand[c]]
+                    if where and where <= inter and hit:
+                        for c in hit:
+                            cand[c] = cand[c] - {d}
+                        return True
+    return False
+
+
+def _subset(cand):
+    """Naked and hidden pairs and triples."""
+    for u in _UNITS:
+        open_ = [c for c in u if len(cand[c]) > 1]
+        for k in (2, 3):
+            for cells in combinations(open_, k):
+                ds = set().union(*(cand[c] for c in cells))
+                hit = [c for c in open_ if c not in cells and cand[c] & ds]
+                if len(ds) == k and hit:
+                    for c in hit:
+                        cand[c] = cand[c] - ds
+                    return True
+            for ds in combinations(sorted(set().union(*(cand[c] for c in open_))), k):
+                ds = set(ds)
+                where = [c for c in open_ if cand[c] & ds]
+                if len(where) == k and any(cand[c] - ds for c in where):
+                    for c in where:
+                        cand[c] = cand[c] & ds
+                    return True
+    return False
+
+
+def logic_solve(puzzle, tier):
+    """The [9, 9] grid the techniques up to TIERS[tier] deduce from the puzzle
+    without guessing (0 where they leave a cell open)."""
+    steps = (_eliminate, _hidden_single, _locked, _subset)[:tier + 2]
+    cand = {(y, x): {int(puzzle[y, x])} if puzzle[y, x] else set(range(1, 10))
+            for y in range(9) for x in range(9)}
+    while any(f(cand) for f in steps):
+        if any(not d for d in cand.values()):
+            raise ValueError("the puzzle contradicts itself")
+    out = np.zeros((9, 9), dtype=np.uint8)
+    for (y, x), d in cand.items():
+        if len(d) == 1:
+            out[y, x] = next(iter(d))
+    return out
+
+
+def logic_tier(puzzle):
+    """The first of TIERS whose techniques (each tier adds to the ones before it)
+    solve the [9, 9] puzzle with no guessing: "singles" (naked and hidden singles),
+    "locked candidates" (pointing, claiming), "subsets" (naked and hidden pairs and
+    triples), or "beyond" (anything longer: fish, chains, trial and error)."""
+    for tier in range(len(TIERS) - 1):
+        if logic_solve(puzzle, tier).all():
+            return TIERS[tier]
+    return TIERS[-1]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -264,7 +369,12 @@ def main():
     g.add_argument("--seed", type=int, default=1)
     s = sub.add_parser("solve")
     s.add_argument("puzzle")
+    t = sub.add_parser("tier")
+    t.add_argument("puzzle")
     args = ap.parse_args()
+    if args.cmd == "tier":
+        print(logic_tier(parse_puzzle(args.puzzle)))
+        return 0
     if args.cmd == "grids":
         for grid in grid_pool(args.count, args.seed):
             print("".join(str(v) for v in grid.reshape(-1)))

@@ -56,6 +56,13 @@ def judge(puzzle, solution, answer):
         sudoku.is_valid_grid(sudoku.parse_puzzle(answer))
 
 
+def share(solved, pick):
+    """'97.0% (97/100)' of the solved flags where pick is true."""
+    n = sum(pick)
+    ok = sum(s for s, p in zip(solved, pick) if p)
+    return f"{100.0 * ok / n:.1f}% ({ok}/{n})" if n else "-"
+
+
 def run(binary, model, puzzles, order, iterations, remask, threads, batch):
     cmd = [binary, "--model", model, "--order", order, "--iterations", str(iterations),
            "--threads", str(threads), "--batch", str(batch), "--remask", remask]
@@ -90,17 +97,21 @@ def main():
                 short.append(p)
         puzzles = short
     grades = [g for g in GRADES if g in counts] + sorted(set(counts) - set(GRADES))
+    tiers = [sudoku.logic_tier(sudoku.parse_puzzle(p)) for _, p, _ in puzzles]
     print(f"puzzles: {args.puzzles}")
     for g in grades:
         k, t = counts[g]
         blanks = [p.count(".") for gg, p, _ in puzzles if gg == g]
         span = f"{min(blanks)}-{max(blanks)} blanks" if blanks else "none kept"
-        print(f"  {g}: {k} of {t} have a unique solution ({span})")
+        mine = [x for (gg, _, _), x in zip(puzzles, tiers) if gg == g]
+        need = ", ".join(f"{mine.count(x)} {x}" for x in sudoku.TIERS if x in mine)
+        print(f"  {g}: {k} of {t} have a unique solution ({span}); they need: {need}")
     print(f"model: {args.model}\n")
     print("| order | iterations | remask | " + " | ".join(grades) + " | seconds |")
     print("| --- | --- | --- | " + " | ".join("---" for _ in grades) + " | --- |")
     runs = [(o, int(k), r) for o in args.orders.split(",")
             for k in args.iterations.split(",") for r in args.remask.split(",")]
+    by_tier = []
     for order, k, remask in runs:
         t0 = time.time()
         answers, err = run(args.bin, args.model, puzzles, order, k, remask, args.threads,
@@ -110,13 +121,16 @@ def main():
             print(f"| {order} | {k} | {remask} | " + " | ".join("-" for _ in grades) +
                   f" | ({err}) |", flush=True)
             continue
-        cells = []
-        for g in grades:
-            rows = [(p, s, a) for (gg, p, s), a in zip(puzzles, answers) if gg == g]
-            ok = sum(judge(p, s, a) for p, s, a in rows)
-            cells.append(f"{100.0 * ok / max(1, len(rows)):.1f}% ({ok}/{len(rows)})")
+        solved = [judge(p, s, a) for (_, p, s), a in zip(puzzles, answers)]
+        cells = [share(solved, [gg == g for gg, _, _ in puzzles]) for g in grades]
         print(f"| {order} | {k} | {remask} | " + " | ".join(cells) + f" | {secs:.0f} |",
               flush=True)
+        by_tier.append(f"| {order} | {k} | {remask} | " + " | ".join(
+            share(solved, [x == t for x in tiers]) for t in sudoku.TIERS) + " |")
+    # The same runs by the deduction a puzzle needs (tools/sudoku.py logic_tier).
+    print("\n| order | iterations | remask | " + " | ".join(sudoku.TIERS) + " |")
+    print("| --- | --- | --- | " + " | ".join("---" for _ in sudoku.TIERS) + " |")
+    print("\n".join(by_tier))
 
 
 if __name__ == "__main__":

@@ -93,6 +93,31 @@ def test_unit_codes_and_heads():
     assert np.count_nonzero(w[:48]) > 0 and np.count_nonzero(w[96:]) == 0  # v untouched
 
 
+def test_logic_tiers():
+    """Each tier's deductions are sound (what they fill is the unique solution) and
+    the tiers order the puzzles: one that needs more is not solved by less."""
+    kept, _ = sudoku_eval.load_puzzles(os.path.join(HERE, "sudoku", "puzzles.txt"))
+    sample = [k for i, k in enumerate(kept) if i % 10 == 0]  # 10 of each grade
+    seen = set()
+    for _, p, sol in sample:
+        grid = sudoku.parse_puzzle(p)
+        want = sudoku.parse_puzzle(sol)
+        tier = sudoku.TIERS.index(sudoku.logic_tier(grid))
+        seen.add(tier)
+        for t in range(len(sudoku.TIERS) - 1):
+            got = sudoku.logic_solve(grid, t)
+            assert ((got == 0) | (got == want)).all(), (p, t)
+            assert bool(got.all()) == (t >= tier), (p, t, tier)
+    assert {0, 1, 2} <= seen
+    assert sudoku.logic_tier(sudoku.parse_puzzle(PUZZLE)) == "singles"
+    try:
+        sudoku.logic_solve(sudoku.parse_puzzle("11" + "." * 79), 0)
+    except ValueError:
+        pass
+    else:
+        raise AssertionError("a contradiction was not reported")
+
+
 def solve(puzzles, *flags):
     r = subprocess.run([SOLVE, "--model", MODEL, *flags], input="".join(p + "\n" for p in puzzles),
                        capture_output=True, text=True, timeout=120)
