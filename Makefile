@@ -263,7 +263,7 @@ model: data/corpus/train.txt | tools-deps
 	    --warmup 30 --out $(MODEL) --state data/train/stage2.pt
 
 # The Sudoku model (models/README.md): grids from tools/sudoku.py, one training thread,
-# three stages (each continues the last with a fresh schedule and another seed).
+# four stages (each continues the last with a fresh schedule and another seed).
 SUDOKU_NET = --task sudoku --pos-emb --pos-init units --dim 96 --depth 6 --heads 6 \
 	--window global --dilation 1 --max-height 9 --max-width 9 --cells 2592 --grid-pool 10000 \
 	--threads 1 --eval-pages 256 --eval-every 200 --remask-noise 0 --order margin --dtype F16
@@ -276,8 +276,11 @@ model-sudoku: | tools-deps
 	    --lr 1.5e-3 --warmup 30 --log data/train/sudoku2.jsonl \
 	    --out data/train/sudoku2.safetensors --state data/train/sudoku2.pt
 	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku2.pt --seed 3 --steps 1200 \
-	    --lr 1e-3 --warmup 30 --log data/train/sudoku3.jsonl --out $(SUDOKU) \
-	    --state data/train/sudoku3.pt
+	    --lr 1e-3 --warmup 30 --log data/train/sudoku3.jsonl \
+	    --out data/train/sudoku3.safetensors --state data/train/sudoku3.pt
+	$(PY) tools/train.py $(SUDOKU_NET) --init data/train/sudoku3.pt --seed 4 --steps 7000 \
+	    --lr 1e-3 --warmup 30 --eval-every 500 --log data/train/sudoku4.jsonl --out $(SUDOKU) \
+	    --state data/train/sudoku4.pt
 
 # Solve rate by grade, order and iterations on the pinned held-out puzzles.
 evaluate-sudoku: $(BUILD)/bench/sudoku_solve | tools-deps
