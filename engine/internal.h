@@ -99,6 +99,16 @@ int eng__gen_in_batch(const eng_gen *g);
 int eng__gen_forward(eng_workspace *ws, eng_gen *const *gens, int n, int *cells,
                      const float **logits);
 
+/* What every architecture's eng_gen_init checks (engine/generate.c):
+ * eng__check_sampling the settings both use (temperature, top_k, top_p,
+ * remask_noise); eng__scan_given the given ids of a height x width grid (NULL:
+ * all open), each ENG_OPEN or inside the vocabulary, the mask token only if
+ * allow_mask, counting the open cells into *n_open. ENG_OK or ENG_ERANGE with
+ * a message in err. */
+int eng__check_sampling(const eng_sampling *s, char *err, size_t errlen);
+int eng__scan_given(const eng_hparams *hp, const int32_t *given, int height, int width,
+                    int allow_mask, int *n_open, char *err, size_t errlen);
+
 /* Writes "fmt..." into err (if non-NULL) and returns code. */
 int eng__fail(char *err, size_t errlen, int code, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));

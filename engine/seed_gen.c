@@ -37,26 +37,12 @@ int eng__seed_gen_init(eng_gen *g, const eng_model *m, int height, int width, co
                          height, width, ENG__ARCH_SEED_NAME);
     if (iterations < 1)
         return eng__fail(err, errlen, ENG_ERANGE, "iterations %d is below 1", iterations);
-    if (!isfinite(s->temperature) || s->temperature < 0.0f)
-        return eng__fail(err, errlen, ENG_ERANGE, "temperature %g is not a finite value >= 0",
-                         (double)s->temperature);
-    if (s->top_k < 0) return eng__fail(err, errlen, ENG_ERANGE, "top_k %d is negative", s->top_k);
-    if (!(s->top_p > 0.0f && s->top_p <= 1.0f))
-        return eng__fail(err, errlen, ENG_ERANGE, "top_p %g is outside (0, 1]", (double)s->top_p);
-    if (!(s->remask_noise >= 0.0f && s->remask_noise <= ENG_MAX_REMASK_NOISE))
-        return eng__fail(err, errlen, ENG_ERANGE, "remask_noise %g is outside 0..%g",
-                         (double)s->remask_noise, (double)ENG_MAX_REMASK_NOISE);
+    int rc = eng__check_sampling(s, err, errlen);
+    if (rc != ENG_OK) return rc;
 
     int cells = height * width, n_open = 0;
-    for (int c = 0; c < cells; c++) {
-        int32_t id = given ? given[c] : ENG_OPEN;
-        if (id == ENG_OPEN)
-            n_open++;
-        else if (id < 0 || id >= hp->vocab_size)
-            return eng__fail(err, errlen, ENG_ERANGE,
-                             "given token %d at (%d,%d) is outside the vocabulary (%d)", (int)id,
-                             c / width, c % width, hp->vocab_size);
-    }
+    if ((rc = eng__scan_given(hp, given, height, width, 1, &n_open, err, errlen)) != ENG_OK)
+        return rc;
     g->tokens = malloc((size_t)cells * sizeof *g->tokens);
     g->cell = malloc((size_t)cells * sizeof *g->cell);
     g->conf = malloc((size_t)cells * sizeof *g->conf);

@@ -10,12 +10,12 @@ import os
 import struct
 import sys
 import tempfile
-import traceback
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import heptapod_ref as ref  # noqa: E402
+import selftest  # noqa: E402
 
 torch.set_num_threads(1)
 
@@ -514,20 +514,5 @@ def test_generate_orders_and_reopening():
         raise AssertionError(f"{bad} accepted")
 
 
-def main():
-    tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
-    failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"ok    {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL  {name}")
-            traceback.print_exc()
-    print(f"{len(tests) - failed}/{len(tests)} passed")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    selftest.run(globals())

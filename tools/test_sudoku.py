@@ -8,7 +8,6 @@ and of the solve-rate path: bench/sudoku_solve with the shipped model, sudoku_ev
 import os
 import subprocess
 import sys
-import traceback
 
 import numpy as np
 
@@ -16,6 +15,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import sudoku  # noqa: E402
 import sudoku_eval  # noqa: E402
+import selftest  # noqa: E402
 
 ROOT = os.path.dirname(HERE)
 SOLVE = os.environ.get("SUDOKU_SOLVE", os.path.join(ROOT, "build", "bench", "sudoku_solve"))
@@ -160,20 +160,5 @@ def test_engine_solve_refuses_bad_input():
     assert rc == 2 and "sideways" in err, err
 
 
-def main():
-    tests = [(k, v) for k, v in globals().items() if k.startswith("test_") and callable(v)]
-    failed = 0
-    for name, fn in tests:
-        try:
-            fn()
-            print(f"ok    {name}")
-        except Exception:
-            failed += 1
-            print(f"FAIL  {name}")
-            traceback.print_exc()
-    print(f"{len(tests) - failed}/{len(tests)} passed")
-    sys.exit(1 if failed else 0)
-
-
 if __name__ == "__main__":
-    main()
+    selftest.run(globals())
