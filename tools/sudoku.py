@@ -161,13 +161,20 @@ MASK = 256
 class Sampler:
     """Training batches for a byte-tokenizer model with mask token 256: complete grids
     from a seeded pool under random symmetries, each with its own fraction of cells
-    masked, drawn uniformly in [lo, hi] (hard puzzles leave ~55-64 of 81 cells open)."""
+    masked, drawn uniformly in [lo, hi] (hard puzzles leave ~55-64 of 81 cells open).
 
-    def __init__(self, seed, cells, pool=10000, lo=0.1, hi=0.9):
+    With corrupt > 0, that share of each grid's visible cells shows a wrong digit, and
+    every cell is scored (the third value is all True): the model learns its own digit
+    at a visible cell too, and to doubt one that its row, column or box contradicts,
+    which is the score re-opening (MODEL.md 5.2) reads. Otherwise only masked cells
+    are scored and the draws are those of earlier versions."""
+
+    def __init__(self, seed, cells, pool=10000, lo=0.1, hi=0.9, corrupt=0.0):
         self.rng = np.random.default_rng(seed)
         self.pool = grid_pool(pool, seed)
         self.n = max(1, cells // 81)
         self.lo, self.hi = lo, hi
+        self.corrupt = corrupt
 
     def batch(self):
         import torch
@@ -177,8 +184,15 @@ class Sampler:
         rank = np.argsort(rng.random((n, 81)), 1)
         masked = (rank < k[:, None]).reshape(n, 9, 9)
         targets = torch.from_numpy(grids.astype(np.int64) + DIGIT0)
-        masked = torch.from_numpy(masked)
-        return targets.masked_fill(masked, MASK), targets, masked
+        inputs = np.where(masked, MASK, grids.astype(np.int64) + DIGIT0)
+        scored = masked
+        if self.corrupt > 0:
+            wrong = (rng.random((n, 9, 9)) < self.corrupt) & ~masked
+            shift = rng.integers(1, 9, (n, 9, 9))  # a digit other than the true one
+            bad = (grids.astype(np.int64) - 1 + shift) % 9 + 1 + DIGIT0
+            inputs = np.where(wrong, bad, inputs)
+            scored = np.ones_like(masked)
+        return torch.from_numpy(inputs), targets, torch.from_numpy(scored)
 
 
 # Starting values that give a 9x9 model Sudoku's units from the first step. Without

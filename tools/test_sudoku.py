@@ -79,6 +79,17 @@ def test_training_batches():
     assert (inputs.numpy()[~m] == targets.numpy()[~m]).all()
     frac = m.reshape(64, -1).mean(1)
     assert frac.min() >= 0.09 and frac.max() <= 0.91 and frac.std() > 0.1
+    # corrupt: the same draws of grids and masks, a share of the visible cells shows
+    # another digit, and every cell is scored
+    c = sudoku.Sampler(3, 81 * 64, pool=50, lo=0.1, hi=0.9, corrupt=0.2)
+    ci, ct, scored = c.batch()
+    assert (ct.numpy() == targets.numpy()).all() and scored.numpy().all()
+    ci = ci.numpy()
+    assert (ci[m] == sudoku.MASK).all()
+    vis = ~m
+    wrong = ci[vis] != ct.numpy()[vis]
+    assert 0.15 < wrong.mean() < 0.25, wrong.mean()
+    assert ((ci[vis] >= sudoku.DIGIT0 + 1) & (ci[vis] <= sudoku.DIGIT0 + 9)).all()
 
 
 def test_unit_codes_and_heads():

@@ -342,6 +342,9 @@ def main():
     ap.add_argument("--grid-pool", type=int, default=10000,
                     help="sudoku: complete grids generated for the training pool")
     ap.add_argument("--order", default="", help="default unmasking order for the metadata")
+    ap.add_argument("--corrupt", type=float, default=0.0,
+                    help="sudoku: share of visible cells shown with a wrong digit; with it the "
+                         "loss covers every cell")
     ap.add_argument("--check", action="store_true",
                     help="compare this file's forward pass with tools/heptapod_ref.py and stop")
     args = ap.parse_args()
@@ -389,7 +392,8 @@ def main():
     if args.task == "sudoku":
         # Training grids from seed args.seed, held-out grids from another pool; the
         # evaluation masks 70% of the cells (a hard puzzle's share of blanks).
-        sampler = sudoku.Sampler(args.seed, args.cells, pool=args.grid_pool)
+        sampler = sudoku.Sampler(args.seed, args.cells, pool=args.grid_pool,
+                                 corrupt=args.corrupt)
         evalset = sudoku.heldout(args.eval_pages, 0.7, seed=1000 + args.seed)
     else:
         sampler = Sampler(corpus.load_split(args.data, "train"), args.seed, args.cells)
@@ -409,9 +413,9 @@ def main():
     for step in range(steps):
         for g in opt.param_groups:
             g["lr"] = lr_at(step, steps, args.lr, args.warmup)
-        inputs, targets, masked = sampler.batch()
+        inputs, targets, scored = sampler.batch()
         logits = model(inputs)
-        loss = F.cross_entropy(logits[masked], targets[masked])
+        loss = F.cross_entropy(logits[scored], targets[scored])
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
