@@ -90,13 +90,16 @@ static void put_timings(proto_buf *b, const proto_timings *t)
                      nonneg(t->first_iteration_ms));
 }
 
-/* "order":..,"remask":.., (trailing comma) shared by the result and the done
- * event. A remask outside [0, 1), never expected after validation, renders 0. */
-static void put_order(proto_buf *b, const proto_request *req)
+/* "remask_noise":..,"order":..,"remask":.., (trailing comma): the sampling
+ * settings the result and the done event echo. A remask outside [0, 1), never
+ * expected after validation, renders 0. */
+static void put_sampling_echo(proto_buf *b, const proto_request *req)
 {
     const char *name = eng_order_name((int)req->sampling.order);
     float rm = req->sampling.remask;
-    proto_buf_printf(b, "\"order\":\"%s\",\"remask\":", name ? name : "confidence");
+    proto_buf_puts(b, "\"remask_noise\":");
+    put_float(b, (float)nonneg(req->sampling.remask_noise));
+    proto_buf_printf(b, ",\"order\":\"%s\",\"remask\":", name ? name : "confidence");
     put_float(b, rm >= 0 && rm < 1 ? rm : 0.0f);
     proto_buf_append(b, ",", 1);
 }
@@ -116,12 +119,9 @@ int proto_render_result(proto_buf *b, const proto_request *req, const char *requ
 {
     proto_buf_append(b, "{", 1);
     put_ids(b, request_id, model);
-    proto_buf_printf(
-        b, ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":",
-        req->height, req->width, g->iteration, req->sampling.seed);
-    put_float(b, (float)nonneg(req->sampling.remask_noise));
-    proto_buf_append(b, ",", 1);
-    put_order(b, req);
+    proto_buf_printf(b, ",\"height\":%d,\"width\":%d,\"iterations\":%d,\"seed\":%" PRIu64 ",",
+                     req->height, req->width, g->iteration, req->sampling.seed);
+    put_sampling_echo(b, req);
     put_grid(b, req, g->tokens);
     proto_buf_append(b, ",", 1);
     put_timings(b, t);
@@ -141,11 +141,9 @@ int proto_render_sse_done(proto_buf *b, const proto_request *req, const char *re
 {
     proto_buf_puts(b, "event: done\ndata: {");
     put_ids(b, request_id, model);
-    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",\"remask_noise\":", iterations_run,
+    proto_buf_printf(b, ",\"iterations\":%d,\"seed\":%" PRIu64 ",", iterations_run,
                      req->sampling.seed);
-    put_float(b, (float)nonneg(req->sampling.remask_noise));
-    proto_buf_append(b, ",", 1);
-    put_order(b, req);
+    put_sampling_echo(b, req);
     put_timings(b, t);
     return proto_buf_puts(b, "}\n\n");
 }
