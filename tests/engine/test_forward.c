@@ -152,6 +152,7 @@ static void test_fixture_parity(void **state)
 
 #define TEST_RAND_SEED 0x2545f4914f6cdd1dull
 #include "tests/engine/test_rand.h"
+#include "tests/engine/test_logits.h"
 
 typedef struct spec {
     int v, d, l, heads, f, max_h, max_w;
@@ -406,26 +407,6 @@ static void test_reference_head_dim_4_radius_0(void **state)
 }
 
 /* --- batch and thread independence ---------------------------------------- */
-
-/* Grid A's logits from a batch where A is grid `at` of `grids`. */
-static float *logits_of(const eng_model *m, const eng_grid *grids, int n, int at, int threads)
-{
-    int cells = 0, before = 0;
-    for (int g = 0; g < n; g++) {
-        if (g < at) before += grids[g].height * grids[g].width;
-        cells += grids[g].height * grids[g].width;
-    }
-    int v = eng_model_hparams(m)->vocab_size;
-    size_t bytes = sizeof(float) * (size_t)grids[at].height * grids[at].width * v;
-    eng_workspace *ws = workspace(m, cells + 7, threads);
-    const float *z;
-    assert_int_equal(eng_forward(ws, grids, n, &z), ENG_OK);
-    float *copy = malloc(bytes);
-    assert_non_null(copy);
-    memcpy(copy, z + (size_t)before * v, bytes);
-    eng_workspace_free(ws);
-    return copy;
-}
 
 static void check_independence(const eng_model *m)
 {

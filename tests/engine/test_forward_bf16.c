@@ -27,6 +27,7 @@
 #include "tests/engine/ckpt_harness.h"
 
 #include "tests/engine/test_rand.h"
+#include "tests/engine/test_logits.h"
 
 /* --- loading ---------------------------------------------------------------- */
 
@@ -281,26 +282,6 @@ static int32_t *tokens(int n, int v)
     for (int i = 0; i < n; i++)
         t[i] = (int32_t)(rnd() * v);
     return t;
-}
-
-/* The logits of grids[at] from a batch of n grids on `threads` threads. */
-static float *logits_of(const eng_model *m, const eng_grid *grids, int n, int at, int threads)
-{
-    int cells = 0, before = 0, v = m->hp.vocab_size;
-    for (int i = 0; i < n; i++) {
-        if (i < at) before += grids[i].height * grids[i].width;
-        cells += grids[i].height * grids[i].width;
-    }
-    eng_workspace *ws = eng_workspace_create(m, cells + 5, threads, err, sizeof err);
-    if (!ws) fail_msg("workspace: %s", err);
-    const float *z;
-    assert_int_equal(eng_forward(ws, grids, n, &z), ENG_OK);
-    size_t bytes = sizeof(float) * (size_t)grids[at].height * grids[at].width * v;
-    float *copy = malloc(bytes);
-    assert_non_null(copy);
-    memcpy(copy, z + (size_t)before * v, bytes);
-    eng_workspace_free(ws);
-    return copy;
 }
 
 static void check_independence(const eng_model *m)

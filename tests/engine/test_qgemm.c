@@ -31,6 +31,7 @@
 #include "engine/isa.h"
 #include "engine/qgemm.h"
 #include "engine/workspace.h"
+#include "tests/engine/test_logits.h"
 
 static const char *fixtures_dir(void)
 {
@@ -220,28 +221,6 @@ static int32_t *tokens_for(int n, int v, int seed)
     for (int i = 0; i < n; i++)
         t[i] = (int32_t)(((unsigned)(i + 1) * 2654435761u + (unsigned)seed * 40503u) % (unsigned)v);
     return t;
-}
-
-/* Grid `at` of grids's logits, copied. */
-static float *logits_of(const eng_model *m, const eng_grid *grids, int n, int at, int threads)
-{
-    int cells = 0, before = 0;
-    for (int g = 0; g < n; g++) {
-        if (g < at) before += grids[g].height * grids[g].width;
-        cells += grids[g].height * grids[g].width;
-    }
-    int v = eng_model_hparams(m)->vocab_size;
-    size_t bytes = sizeof(float) * (size_t)grids[at].height * grids[at].width * v;
-    char err[256];
-    eng_workspace *ws = eng_workspace_create(m, cells + 3, threads, err, sizeof err);
-    if (!ws) fail_msg("workspace: %s", err);
-    const float *z;
-    assert_int_equal(eng_forward(ws, grids, n, &z), ENG_OK);
-    float *copy = malloc(bytes);
-    assert_non_null(copy);
-    memcpy(copy, z + (size_t)before * v, bytes);
-    eng_workspace_free(ws);
-    return copy;
 }
 
 static void test_batch_and_threads_do_not_change_a_grid(void **state)
