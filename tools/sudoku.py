@@ -183,16 +183,15 @@ class Sampler:
         k = np.maximum(1, np.round(rng.uniform(self.lo, self.hi, n) * 81)).astype(int)
         rank = np.argsort(rng.random((n, 81)), 1)
         masked = (rank < k[:, None]).reshape(n, 9, 9)
-        targets = torch.from_numpy(grids.astype(np.int64) + DIGIT0)
-        inputs = np.where(masked, MASK, grids.astype(np.int64) + DIGIT0)
+        ids = grids.astype(np.int64) + DIGIT0
+        inputs = np.where(masked, MASK, ids)
         scored = masked
         if self.corrupt > 0:
             wrong = (rng.random((n, 9, 9)) < self.corrupt) & ~masked
             shift = rng.integers(1, 9, (n, 9, 9))  # a digit other than the true one
-            bad = (grids.astype(np.int64) - 1 + shift) % 9 + 1 + DIGIT0
-            inputs = np.where(wrong, bad, inputs)
+            inputs = np.where(wrong, (ids - DIGIT0 - 1 + shift) % 9 + 1 + DIGIT0, inputs)
             scored = np.ones_like(masked)
-        return torch.from_numpy(inputs), targets, torch.from_numpy(scored)
+        return torch.from_numpy(inputs), torch.from_numpy(ids), torch.from_numpy(scored)
 
 
 # Starting values that give a 9x9 model Sudoku's units from the first step. Without
@@ -278,7 +277,8 @@ _UNITS = ([[(y, x) for x in range(9)] for y in range(9)] +
           [[(y, x) for y in range(9)] for x in range(9)] +
           [[(by + dy, bx + dx) for dy in range(3) for dx in range(3)]
            for by in (0, 3, 6) for bx in (0, 3, 6)])
-_PEERS = {c: set().union(*(u for u in _UNITS if c in u)) - {c} for u0 in _UNITS for c in u0}
+_PEERS = {(y, x): set().union(*(u for u in _UNITS if (y, x) in u)) - {(y, x)}
+          for y in range(9) for x in range(9)}
 TIERS = ("singles", "locked candidates", "subsets", "beyond")
 
 
