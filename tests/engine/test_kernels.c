@@ -26,15 +26,6 @@
 
 #include "tests/engine/test_rand.h"
 
-static float *random_floats(size_t n, float scale)
-{
-    float *p = malloc(n * sizeof *p);
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++)
-        p[i] = gauss() * scale;
-    return p;
-}
-
 /* The kernel sets this CPU runs: scalar always, then AVX2 and AVX-512. */
 static int kernel_sets(const eng__kernel_set *out[3])
 {

@@ -29,15 +29,6 @@
 #define TEST_RAND_SEED 0x2545f4914f6cdd1dull
 #include "tests/engine/test_rand.h"
 
-static float *random_floats(size_t n, float scale)
-{
-    float *p = malloc((n ? n : 1) * sizeof *p);
-    assert_non_null(p);
-    for (size_t i = 0; i < n; i++)
-        p[i] = gauss() * scale;
-    return p;
-}
-
 static float *copy_floats(const float *x, size_t n)
 {
     float *p = malloc((n ? n : 1) * sizeof *p);
